@@ -1,0 +1,127 @@
+// Package config holds rtbpipe's connection settings: environment variables
+// (RTB_*) give the defaults, command-line flags override them.
+package config
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Config is what every rtbpipe process needs to reach Kafka, ClickHouse and
+// Temporal.
+type Config struct {
+	KafkaBrokers       []string
+	Topic              string
+	ClickHouseAddr     string
+	ClickHouseDatabase string
+	ClickHouseUser     string
+	ClickHousePassword string
+	TemporalAddress    string
+	TemporalNamespace  string
+	TaskQueue          string
+}
+
+// Defaults of the local stack (see README).
+const (
+	DefaultKafkaBrokers    = "127.0.0.1:9092"
+	DefaultTopic           = "ad-events"
+	DefaultClickHouseAddr  = "127.0.0.1:9000"
+	DefaultDatabase        = "rtb"
+	DefaultTemporalAddress = "127.0.0.1:7233"
+	DefaultNamespace       = "default"
+	DefaultTaskQueue       = "rtbpipe"
+)
+
+// FromEnv reads the RTB_* environment variables, with the defaults above.
+func FromEnv() Config {
+	return Config{
+		KafkaBrokers:       SplitList(Env("RTB_KAFKA_BROKERS", DefaultKafkaBrokers)),
+		Topic:              Env("RTB_KAFKA_TOPIC", DefaultTopic),
+		ClickHouseAddr:     Env("RTB_CLICKHOUSE_ADDR", DefaultClickHouseAddr),
+		ClickHouseDatabase: Env("RTB_CLICKHOUSE_DATABASE", DefaultDatabase),
+		ClickHouseUser:     Env("RTB_CLICKHOUSE_USER", "default"),
+		ClickHousePassword: Env("RTB_CLICKHOUSE_PASSWORD", ""),
+		TemporalAddress:    Env("RTB_TEMPORAL_ADDRESS", DefaultTemporalAddress),
+		TemporalNamespace:  Env("RTB_TEMPORAL_NAMESPACE", DefaultNamespace),
+		TaskQueue:          Env("RTB_TASK_QUEUE", DefaultTaskQueue),
+	}
+}
+
+// BindFlags registers one flag per setting on fs, defaulting to the values
+// already in c (normally from FromEnv), so that flags win over the environment.
+func (c *Config) BindFlags(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&c.KafkaBrokers, "kafka-brokers", c.KafkaBrokers, "Kafka bootstrap brokers (env RTB_KAFKA_BROKERS)")
+	fs.StringVar(&c.Topic, "topic", c.Topic, "Kafka topic of the ad events (env RTB_KAFKA_TOPIC)")
+	fs.StringVar(&c.ClickHouseAddr, "clickhouse-addr", c.ClickHouseAddr, "ClickHouse native address host:port (env RTB_CLICKHOUSE_ADDR)")
+	fs.StringVar(&c.ClickHouseDatabase, "clickhouse-database", c.ClickHouseDatabase, "ClickHouse database (env RTB_CLICKHOUSE_DATABASE)")
+	fs.StringVar(&c.ClickHouseUser, "clickhouse-user", c.ClickHouseUser, "ClickHouse user (env RTB_CLICKHOUSE_USER)")
+	fs.StringVar(&c.ClickHousePassword, "clickhouse-password", c.ClickHousePassword, "ClickHouse password (env RTB_CLICKHOUSE_PASSWORD)")
+	fs.StringVar(&c.TemporalAddress, "temporal-address", c.TemporalAddress, "Temporal frontend host:port (env RTB_TEMPORAL_ADDRESS)")
+	fs.StringVar(&c.TemporalNamespace, "temporal-namespace", c.TemporalNamespace, "Temporal namespace (env RTB_TEMPORAL_NAMESPACE)")
+	fs.StringVar(&c.TaskQueue, "task-queue", c.TaskQueue, "Temporal task queue (env RTB_TASK_QUEUE)")
+}
+
+// Validate reports settings that cannot work.
+func (c *Config) Validate() error {
+	if len(c.KafkaBrokers) == 0 {
+		return fmt.Errorf("no Kafka brokers: set RTB_KAFKA_BROKERS or --kafka-brokers")
+	}
+	if !validName(c.ClickHouseDatabase) {
+		return fmt.Errorf("ClickHouse database %q: only letters, digits and _ are allowed", c.ClickHouseDatabase)
+	}
+	for name, v := range map[string]string{"topic": c.Topic, "ClickHouse address": c.ClickHouseAddr,
+		"Temporal address": c.TemporalAddress, "Temporal namespace": c.TemporalNamespace, "task queue": c.TaskQueue} {
+		if v == "" {
+			return fmt.Errorf("%s is empty", name)
+		}
+	}
+	return nil
+}
+
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Env returns the environment variable key, or def when it is unset or empty.
+func Env(key, def string) string {
+	if v := strings.TrimSpace(os.Getenv(key)); v != "" {
+		return v
+	}
+	return def
+}
+
+// EnvDuration reads a duration (like "10s") from the environment.
+func EnvDuration(key string, def time.Duration) (time.Duration, error) {
+	v := Env(key, "")
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s=%q: %w", key, v, err)
+	}
+	return d, nil
+}
+
+// SplitList splits a comma-separated list, dropping empty items.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

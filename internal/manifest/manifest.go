@@ -1,0 +1,58 @@
+// Package manifest records exactly what the generator produced, so that the
+// pipeline's output can be checked against it (starter verify).
+package manifest
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/rtbpipe/rtbpipe/internal/agg"
+)
+
+// Manifest is what a generator run produced to one topic: only records that
+// Kafka acknowledged are counted.
+type Manifest struct {
+	Topic      string    `json:"topic"`
+	Started    time.Time `json:"started"`
+	Finished   time.Time `json:"finished"`
+	Produced   int64     `json:"produced"`  // records acknowledged, valid or not
+	Valid      int64     `json:"valid"`     // valid events among them
+	Malformed  int64     `json:"malformed"` // records that must become dead letters
+	Late       int64     `json:"late"`      // events whose event time precedes their log minute
+	Failed     int64     `json:"failed"`    // records Kafka did not acknowledge (not counted above)
+	Partitions int32     `json:"partitions"`
+	Rows       []agg.Row `json:"rows"` // per window and key
+}
+
+// Table returns the manifest's rows as an aggregate table.
+func (m *Manifest) Table() agg.Table { return agg.FromRows(m.Rows) }
+
+// Write stores m as JSON at path.
+func Write(path string, m *Manifest) error {
+	b, err := json.MarshalIndent(m, "", " ")
+	if err != nil {
+		return fmt.Errorf("encode manifest: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	return nil
+}
+
+// Read loads a manifest from path.
+func Read(path string) (*Manifest, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", path, err)
+	}
+	if m.Topic == "" {
+		return nil, fmt.Errorf("manifest %s: no topic", path)
+	}
+	return &m, nil
+}
