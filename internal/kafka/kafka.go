@@ -134,17 +134,18 @@ func ReadRange(ctx context.Context, consumer sarama.Consumer, topic string, p in
 	// If the range ends in offsets Kafka never delivers (transaction markers,
 	// compacted records), no message at or past `to` may ever arrive: a
 	// silent consumer whose high watermark is past `to` has nothing more to give.
-	idle := time.NewTimer(idleCheck)
+	idle := time.NewTicker(idleCheck)
 	defer idle.Stop()
+	seen := 0 // messages since the last tick
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-idle.C:
-			if pc.HighWaterMarkOffset() >= to {
+			if seen == 0 && pc.HighWaterMarkOffset() >= to {
 				return nil
 			}
-			idle.Reset(idleCheck)
+			seen = 0
 		case m, ok := <-pc.Messages():
 			if !ok {
 				return fmt.Errorf("read %s/%d: consumer closed before offset %d", topic, p, to)
@@ -158,7 +159,7 @@ func ReadRange(ctx context.Context, consumer sarama.Consumer, topic string, p in
 			if m.Offset+1 >= to {
 				return nil
 			}
-			idle.Reset(idleCheck)
+			seen++
 		case cerr, ok := <-pc.Errors():
 			if !ok {
 				return fmt.Errorf("read %s/%d: consumer closed before offset %d", topic, p, to)
