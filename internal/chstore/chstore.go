@@ -1,0 +1,111 @@
+// Package chstore is rtbpipe's ClickHouse layer: the connection, the schema
+// migrations, the ledger of batches, the window partials and dead letters.
+package chstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/rtbpipe/rtbpipe/internal/config"
+	rtbsql "github.com/rtbpipe/rtbpipe/sql"
+)
+
+// Store is a ClickHouse connection bound to rtbpipe's database.
+type Store struct {
+	conn driver.Conn
+	db   string
+}
+
+// Open connects over the native protocol (the only one ClickHouse 18.16
+// speaks with clickhouse-go v2) and checks the server answers.
+func Open(ctx context.Context, cfg config.Config) (*Store, error) {
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr:             []string{cfg.ClickHouseAddr},
+		Protocol:         clickhouse.Native,
+		Auth:             clickhouse.Auth{Database: "default", Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword},
+		DialTimeout:      5 * time.Second,
+		ReadTimeout:      5 * time.Minute,
+		MaxOpenConns:     16,
+		MaxIdleConns:     8,
+		ConnMaxLifetime:  time.Hour,
+		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to ClickHouse at %s: %w", cfg.ClickHouseAddr, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("connect to ClickHouse at %s: %w", cfg.ClickHouseAddr, err)
+	}
+	return &Store{conn: conn, db: cfg.ClickHouseDatabase}, nil
+}
+
+// Close closes the connection pool.
+func (s *Store) Close() error { return s.conn.Close() }
+
+// Conn exposes the driver for ad-hoc queries (status, analysis tables).
+func (s *Store) Conn() driver.Conn { return s.conn }
+
+// DB is the database name.
+func (s *Store) DB() string { return s.db }
+
+// Table qualifies a table name with the database.
+func (s *Store) Table(name string) string { return s.db + "." + name }
+
+// Migrate applies the migrations not yet applied, in order, and returns the
+// names of those it applied. Every statement is idempotent, so a migration
+// interrupted half-way is simply applied again.
+func (s *Store) Migrate(ctx context.Context) ([]string, error) {
+	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db); err != nil {
+		return nil, fmt.Errorf("create database %s: %w", s.db, err)
+	}
+	if err := s.conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.Table("schema_migrations")+
+		" (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree ORDER BY version"); err != nil {
+		return nil, fmt.Errorf("create schema_migrations: %w", err)
+	}
+	applied := map[uint32]bool{}
+	rows, err := s.conn.Query(ctx, "SELECT version FROM "+s.Table("schema_migrations"))
+	if err != nil {
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	for rows.Next() {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read schema_migrations: %w", err)
+		}
+		applied[v] = true
+	}
+	rows.Close()
+	migs, err := rtbsql.Migrations(s.db)
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	for _, m := range migs {
+		if applied[uint32(m.Version)] {
+			continue
+		}
+		for i, st := range m.Statements {
+			if err := s.conn.Exec(ctx, st); err != nil {
+				return done, fmt.Errorf("migration %s, statement %d: %w", m.Name, i+1, err)
+			}
+		}
+		if err := s.conn.Exec(ctx, "INSERT INTO "+s.Table("schema_migrations")+" (version, name, applied_at) VALUES (?, ?, ?)",
+			uint32(m.Version), m.Name, time.Now().UTC()); err != nil {
+			return done, fmt.Errorf("record migration %s: %w", m.Name, err)
+		}
+		done = append(done, m.Name)
+	}
+	return done, nil
+}
+
+// Version returns a row version for a write made now: later writes win in
+// the ReplacingMergeTree tables.
+func Version() uint64 { return uint64(time.Now().UnixNano()) }

@@ -1,0 +1,143 @@
+package chstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rtbpipe/rtbpipe/internal/agg"
+)
+
+// BatchID names one batch: a partition's offsets for one slot.
+type BatchID struct {
+	Topic     string
+	Partition int32
+	Slot      time.Time
+}
+
+// WritePartials stores a batch's aggregate at version. Keys that an earlier
+// run of the same batch wrote and this one no longer produces are written
+// as zero rows, so a rerun with fewer keys leaves nothing behind.
+func (s *Store) WritePartials(ctx context.Context, id BatchID, t agg.Table, version uint64) error {
+	old, err := s.PartialKeys(ctx, id)
+	if err != nil {
+		return err
+	}
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("window_partials")+
+		" (window_start, event_type, country, ad_format, topic, kafka_partition, slot, events, revenue_micros, version)")
+	if err != nil {
+		return fmt.Errorf("write partials: %w", err)
+	}
+	defer batch.Abort()
+	slot := id.Slot.UTC()
+	appendRow := func(k agg.Key, v agg.Totals) error {
+		return batch.Append(time.Unix(k.Window, 0).UTC(), k.EventType, k.Country, k.AdFormat, id.Topic, id.Partition,
+			slot, uint64(v.Count), v.RevenueMicros, version)
+	}
+	for k, v := range t {
+		if err := appendRow(k, v); err != nil {
+			return fmt.Errorf("write partials: %w", err)
+		}
+	}
+	for _, k := range old {
+		if _, ok := t[k]; !ok {
+			if err := appendRow(k, agg.Totals{}); err != nil {
+				return fmt.Errorf("write partials: %w", err)
+			}
+		}
+	}
+	if batch.Rows() == 0 {
+		return nil
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("write partials: %w", err)
+	}
+	return nil
+}
+
+// PartialKeys returns the keys with events that the batch has in ClickHouse.
+func (s *Store) PartialKeys(ctx context.Context, id BatchID) ([]agg.Key, error) {
+	t, err := s.SumPartials(ctx, "topic = ? AND kafka_partition = ? AND slot = ?", id.Topic, id.Partition, id.Slot.UTC())
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]agg.Key, 0, len(t))
+	for k := range t {
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// SumPartials sums the partials matching where (with ? args) per window and
+// key: the exact windows.
+func (s *Store) SumPartials(ctx context.Context, where string, args ...any) (agg.Table, error) {
+	q := "SELECT window_start, event_type, country, ad_format, sum(events), sum(revenue_micros) FROM " +
+		s.Table("window_partials") + " FINAL WHERE events > 0 AND (" + where +
+		") GROUP BY window_start, event_type, country, ad_format"
+	rows, err := s.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read partials: %w", err)
+	}
+	defer rows.Close()
+	t := agg.Table{}
+	for rows.Next() {
+		var w time.Time
+		var k agg.Key
+		var n uint64
+		var rev int64
+		if err := rows.Scan(&w, &k.EventType, &k.Country, &k.AdFormat, &n, &rev); err != nil {
+			return nil, fmt.Errorf("read partials: %w", err)
+		}
+		k.Window = w.Unix()
+		t[k] = agg.Totals{Count: int64(n), RevenueMicros: rev}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read partials: %w", err)
+	}
+	return t, nil
+}
+
+// DeadLetter is a record that could not be parsed or failed validation.
+type DeadLetter struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Slot      time.Time
+	LogTime   time.Time
+	Reason    string
+	Payload   []byte
+}
+
+// WriteDeadLetters stores dead letters; keyed by (topic, partition, offset),
+// so writing one again replaces it.
+func (s *Store) WriteDeadLetters(ctx context.Context, dls []DeadLetter) error {
+	if len(dls) == 0 {
+		return nil
+	}
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("dead_letters")+
+		" (topic, kafka_partition, kafka_offset, slot, log_time, reason, payload, version)")
+	if err != nil {
+		return fmt.Errorf("write dead letters: %w", err)
+	}
+	defer batch.Abort()
+	v := Version()
+	for _, d := range dls {
+		if err := batch.Append(d.Topic, d.Partition, d.Offset, d.Slot.UTC(), clampTime(d.LogTime), d.Reason, string(d.Payload), v); err != nil {
+			return fmt.Errorf("write dead letters: %w", err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("write dead letters: %w", err)
+	}
+	return nil
+}
+
+// CountDeadLetters counts the dead letters matching where (with ? args).
+func (s *Store) CountDeadLetters(ctx context.Context, where string, args ...any) (uint64, error) {
+	var n uint64
+	q := "SELECT count() FROM " + s.Table("dead_letters") + " FINAL WHERE " + where
+	if err := s.conn.QueryRow(ctx, q, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count dead letters: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,254 @@
+// Command localkafka is a single-node, Kafka-protocol broker for local
+// development, tests and the demo, built on franz-go's kfake. It is NOT a
+// production Kafka: it keeps everything in one process, persists to a data
+// directory (segments are synced on segment roll and on shutdown, like
+// Kafka's default flush policy) and speaks the real wire protocol, so sarama
+// and franz-go clients talk to it as to a Kafka broker (sarama needs
+// Config.Version >= 0.11).
+//
+//	localkafka --addr 127.0.0.1:9092 --data-dir .local/kafka --default-partitions 4
+//
+// Topics are created by clients (CreateTopics, any partition count) or
+// automatically on first use (metadata auto-create, --default-partitions).
+// SIGINT/SIGTERM close the cluster cleanly, which flushes its state to disk.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+type options struct {
+	addr          string
+	advertised    string
+	dataDir       string
+	partitions    int
+	seedTopics    []string
+	brokerConfigs map[string]string
+	syncWrites    bool
+	logLevel      string
+	kfakeLogLevel string
+}
+
+func main() {
+	var o options
+	cmd := &cobra.Command{
+		Use:   "localkafka",
+		Short: "Single-node Kafka-protocol broker (franz-go kfake) for local development and tests",
+		Long: "localkafka runs a one-broker Kafka-protocol server in process (franz-go's kfake) with\n" +
+			"persistence in --data-dir. For development, tests and the demo only.",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.addr, "addr", "127.0.0.1:9092", "host:port to listen on (only that host is bound)")
+	f.StringVar(&o.advertised, "advertised-addr", "", "host:port announced to clients in metadata (default: the listen address)")
+	f.StringVar(&o.dataDir, "data-dir", ".local/kafka", "directory for persisted topics, offsets and groups (empty: in memory only)")
+	f.IntVar(&o.partitions, "default-partitions", 4, "partitions of auto-created topics and of CreateTopics with -1 partitions")
+	f.StringSliceVar(&o.seedTopics, "seed-topic", nil, "topic to create at first start, as name or name:partitions (repeatable)")
+	f.StringToStringVar(&o.brokerConfigs, "broker-config", nil, "broker config key=value, e.g. log.retention.ms=604800000 (repeatable)")
+	f.BoolVar(&o.syncWrites, "sync-writes", false, "fsync every produced batch (slower, survives a crash of the machine)")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&o.kfakeLogLevel, "kfake-log-level", "warn", "log level of kfake's internal messages: none, error, warn, info, debug")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "localkafka:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	slog.SetDefault(log)
+
+	kl, err := parseKfakeLevel(o.kfakeLogLevel)
+	if err != nil {
+		return err
+	}
+
+	host, portStr, err := net.SplitHostPort(o.addr)
+	if err != nil {
+		return fmt.Errorf("--addr %q: %w", o.addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 || port > 65535 {
+		return fmt.Errorf("--addr %q: need an explicit port", o.addr)
+	}
+	if o.partitions < 1 {
+		return fmt.Errorf("--default-partitions must be >= 1")
+	}
+
+	// Brokers announce the address their listener reports. A wildcard host
+	// would be announced as such, which clients cannot dial: require an
+	// explicit --advertised-addr then.
+	advertised := o.advertised
+	if advertised == "" {
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			return fmt.Errorf("--addr %q listens on all interfaces: set --advertised-addr to an address clients can reach", o.addr)
+		}
+	} else if _, _, err := net.SplitHostPort(advertised); err != nil {
+		return fmt.Errorf("--advertised-addr %q: %w", advertised, err)
+	}
+
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.Ports(port),
+		// kfake always asks for 127.0.0.1:<port>; bind the host we were
+		// told to (and only that host) instead.
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			ln, err := net.Listen(network, net.JoinHostPort(host, strconv.Itoa(port)))
+			if err != nil {
+				return nil, err
+			}
+			if advertised != "" {
+				return advertisedListener{ln, advertisedAddr(advertised)}, nil
+			}
+			return ln, nil
+		}),
+		kfake.ClusterID("rtbpipe-localkafka"),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(o.partitions),
+		kfake.WithLogger(slogLogger{log: log.With("component", "kfake"), level: kl}),
+	}
+	if o.dataDir != "" {
+		if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		opts = append(opts, kfake.DataDir(o.dataDir))
+	}
+	if o.syncWrites {
+		opts = append(opts, kfake.SyncWrites())
+	}
+	if len(o.brokerConfigs) > 0 {
+		opts = append(opts, kfake.BrokerConfigs(o.brokerConfigs))
+	}
+	for _, st := range o.seedTopics {
+		name, parts, err := parseSeedTopic(st)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, kfake.SeedTopics(parts, name))
+	}
+
+	start := time.Now()
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return fmt.Errorf("start broker on %s: %w", o.addr, err)
+	}
+	log.Info("localkafka ready",
+		"listen", c.ListenAddrs(),
+		"advertised", advertised,
+		"data_dir", o.dataDir,
+		"default_partitions", o.partitions,
+		"startup", time.Since(start).Round(time.Millisecond))
+
+	<-ctx.Done()
+	log.Info("shutting down (flushing state to disk)", "data_dir", o.dataDir)
+
+	// Close flushes the state; a second signal forces exit.
+	done := make(chan struct{})
+	go func() {
+		c.Close()
+		close(done)
+	}()
+	force := make(chan os.Signal, 1)
+	signal.Notify(force, os.Interrupt, syscall.SIGTERM)
+	select {
+	case <-done:
+		log.Info("stopped")
+		return nil
+	case <-force:
+		return errors.New("forced exit before the state was flushed")
+	}
+}
+
+func parseKfakeLevel(s string) (kfake.LogLevel, error) {
+	switch strings.ToLower(s) {
+	case "none", "off":
+		return kfake.LogLevelNone, nil
+	case "error":
+		return kfake.LogLevelError, nil
+	case "warn", "warning":
+		return kfake.LogLevelWarn, nil
+	case "info":
+		return kfake.LogLevelInfo, nil
+	case "debug":
+		return kfake.LogLevelDebug, nil
+	}
+	return 0, fmt.Errorf("--kfake-log-level %q: want none, error, warn, info or debug", s)
+}
+
+func parseSeedTopic(s string) (string, int32, error) {
+	name, ps, ok := strings.Cut(s, ":")
+	if name == "" {
+		return "", 0, fmt.Errorf("--seed-topic %q: empty topic name", s)
+	}
+	if !ok {
+		return name, -1, nil // -1: --default-partitions
+	}
+	p, err := strconv.ParseInt(ps, 10, 32)
+	if err != nil || p < 1 {
+		return "", 0, fmt.Errorf("--seed-topic %q: partitions must be a positive integer", s)
+	}
+	return name, int32(p), nil
+}
+
+// slogLogger adapts kfake's printf logger to slog, filtered at level.
+type slogLogger struct {
+	log   *slog.Logger
+	level kfake.LogLevel
+}
+
+func (l slogLogger) Logf(level kfake.LogLevel, msg string, args ...any) {
+	if level > l.level || level == kfake.LogLevelNone {
+		return
+	}
+	var sl slog.Level
+	switch level {
+	case kfake.LogLevelError:
+		sl = slog.LevelError
+	case kfake.LogLevelWarn:
+		sl = slog.LevelWarn
+	case kfake.LogLevelInfo:
+		sl = slog.LevelInfo
+	default:
+		sl = slog.LevelDebug
+	}
+	l.log.Log(context.Background(), sl, fmt.Sprintf(msg, args...))
+}
+
+// advertisedListener reports a different address than the one it is bound
+// to, because kfake announces its listener's Addr() to clients.
+type advertisedListener struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (l advertisedListener) Addr() net.Addr { return l.addr }
+
+type advertisedAddr string
+
+func (advertisedAddr) Network() string  { return "tcp" }
+func (a advertisedAddr) String() string { return string(a) }
