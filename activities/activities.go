@@ -1,0 +1,25 @@
+// Package activities holds rtbpipe's Temporal activities: all the I/O of the
+// pipeline (Kafka and ClickHouse). The workflows only decide what runs when.
+package activities
+
+import (
+	"github.com/IBM/sarama"
+
+	"github.com/rtbpipe/rtbpipe/internal/chstore"
+)
+
+// Activities carries the connections the activities share. Register a
+// value with the worker; workflows refer to the methods through a nil
+// *Activities.
+type Activities struct {
+	Kafka sarama.Client
+	Store *chstore.Store
+}
+
+// Error types that no retry can fix; the workflows see them as
+// non-retryable application errors with these types.
+const (
+	ErrTypeOffsetsGone  = "OffsetsGone"
+	ErrTypeBadInput     = "BadInput"
+	ErrTypeTopicChanged = "TopicChanged"
+)

@@ -1,0 +1,149 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/rtbpipe/rtbpipe/internal/chstore"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/plan"
+)
+
+// PlanInput asks for the plans of one slot.
+type PlanInput struct {
+	Topic      string
+	Slot       time.Time
+	IdleWait   time.Duration // how long to wait for a partition with no record past the slot's end
+	WorkflowID string        // the slot workflow that asks, recorded in the ledger
+}
+
+// PlanResult is one plan per partition, in partition order.
+type PlanResult struct {
+	Batches []chstore.Batch
+	New     int           // plans written by this call (the others existed)
+	Waited  time.Duration // time spent waiting for idle partitions
+}
+
+// pollEvery is how often planning asks Kafka again about a partition that
+// has no record past the slot's end yet.
+const pollEvery = 200 * time.Millisecond
+
+// PlanSlot returns the slot's plans, writing to the ledger those that do not
+// exist yet. Existing plans are never changed: a rerun reads the same
+// offsets. It must not run concurrently for one topic (the planner workflow
+// serialises it).
+func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, error) {
+	slot := in.Slot.UTC()
+	slotEnd := slot.Add(time.Minute)
+	if !slot.Equal(slot.Truncate(time.Minute)) {
+		return PlanResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("slot %s is not the start of a minute", slot.Format(time.RFC3339Nano)), ErrTypeBadInput, nil)
+	}
+	if slotEnd.After(time.Now()) {
+		return PlanResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("slot %s has not ended yet", slot.Format(time.RFC3339)), ErrTypeBadInput, nil)
+	}
+	parts, err := kafka.Partitions(a.Kafka, in.Topic)
+	if err != nil {
+		return PlanResult{}, err
+	}
+	existing, err := a.Store.SlotBatches(ctx, in.Topic, slot)
+	if err != nil {
+		return PlanResult{}, err
+	}
+	var missing []int32
+	for _, p := range parts {
+		if _, ok := existing[p]; !ok {
+			missing = append(missing, p)
+		}
+	}
+	res := PlanResult{}
+	if len(missing) > 0 {
+		newPlans, waited, err := a.planPartitions(ctx, in, slot, missing)
+		if err != nil {
+			return PlanResult{}, err
+		}
+		if err := a.Store.WriteBatches(ctx, newPlans); err != nil {
+			return PlanResult{}, err
+		}
+		for _, b := range newPlans {
+			existing[b.Partition] = b
+		}
+		res.New, res.Waited = len(newPlans), waited
+	}
+	for _, b := range existing {
+		res.Batches = append(res.Batches, b)
+	}
+	slices.SortFunc(res.Batches, func(x, y chstore.Batch) int { return int(x.Partition - y.Partition) })
+	return res, nil
+}
+
+func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time.Time, parts []int32) ([]chstore.Batch, time.Duration, error) {
+	prev, next, err := a.Store.Neighbours(ctx, in.Topic, slot)
+	if err != nil {
+		return nil, 0, err
+	}
+	type end struct {
+		off   int64
+		found bool
+	}
+	ends := make(map[int32]end, len(parts))
+	began := time.Now()
+	deadline := began.Add(in.IdleWait)
+	for {
+		waiting := 0
+		for _, p := range parts {
+			if ends[p].found {
+				continue
+			}
+			off, found, err := kafka.OffsetForTime(a.Kafka, in.Topic, p, slot.Add(time.Minute))
+			if err != nil {
+				return nil, 0, err
+			}
+			ends[p] = end{off, found}
+			if _, planned := next[p]; !found && !planned {
+				waiting++ // not ready: no record past the slot's end yet
+			}
+		}
+		if waiting == 0 || time.Now().After(deadline) {
+			break
+		}
+		activity.RecordHeartbeat(ctx, waiting)
+		select {
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case <-time.After(pollEvery):
+		}
+	}
+	waited := time.Since(began)
+	now := time.Now().UTC()
+	var out []chstore.Batch
+	for _, p := range parts {
+		// Bounds are read after the offsets above, so every end found is
+		// below the high watermark read here.
+		bounds, err := kafka.PartitionBounds(a.Kafka, in.Topic, p)
+		if err != nil {
+			return nil, 0, err
+		}
+		pin := plan.Input{Topic: in.Topic, Partition: p, Slot: slot, LogStart: bounds.Start, HighWater: bounds.End,
+			EndOffset: ends[p].off, EndFound: ends[p].found, Now: now}
+		if b, ok := prev[p]; ok {
+			pin.Prev = &b
+		}
+		if b, ok := next[p]; ok {
+			pin.Next = &b
+		}
+		b, err := plan.Partition(pin)
+		if err != nil {
+			return nil, 0, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeTopicChanged, err)
+		}
+		b.WorkflowID, b.Version = in.WorkflowID, chstore.Version()
+		out = append(out, b)
+	}
+	return out, waited, nil
+}

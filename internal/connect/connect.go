@@ -1,0 +1,43 @@
+// Package connect opens rtbpipe's connections to Temporal, Kafka and
+// ClickHouse from a config, with errors that say which server failed.
+package connect
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/rtbpipe/rtbpipe/internal/chstore"
+	"github.com/rtbpipe/rtbpipe/internal/config"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
+)
+
+// Temporal dials the Temporal frontend and checks that it answers.
+func Temporal(ctx context.Context, cfg config.Config, logger *slog.Logger) (client.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	c, err := client.DialContext(dctx, client.Options{
+		HostPort:  cfg.TemporalAddress,
+		Namespace: cfg.TemporalNamespace,
+		Logger:    tlog.NewStructuredLogger(logger),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w", cfg.TemporalAddress, cfg.TemporalNamespace, err)
+	}
+	return c, nil
+}
+
+// Kafka connects a sarama client to the configured brokers.
+func Kafka(cfg config.Config, clientID string) (sarama.Client, error) {
+	return kafka.NewClient(cfg.KafkaBrokers, kafka.NewConfig(clientID))
+}
+
+// ClickHouse opens the store.
+func ClickHouse(ctx context.Context, cfg config.Config) (*chstore.Store, error) {
+	return chstore.Open(ctx, cfg)
+}

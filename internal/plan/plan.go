@@ -1,0 +1,76 @@
+// Package plan decides which offsets of a partition belong to a slot. It is
+// the first step of the exactly-once argument (DESIGN.md): plans partition
+// the log, so every offset belongs to exactly one batch.
+package plan
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/rtbpipe/rtbpipe/internal/chstore"
+)
+
+// Input is what deciding one partition's plan for one slot needs.
+type Input struct {
+	Topic     string
+	Partition int32
+	Slot      time.Time      // minute of log time, UTC
+	Prev      *chstore.Batch // latest plan before Slot, if any
+	Next      *chstore.Batch // earliest plan after Slot, if any
+	LogStart  int64          // first offset Kafka still holds
+	HighWater int64          // next offset to be written
+	EndOffset int64          // first offset whose timestamp >= slot end ...
+	EndFound  bool           // ... if Kafka holds such a record
+	Now       time.Time      // for PlannedAt
+}
+
+// Partition returns the plan [Start, End) of in.Partition for in.Slot.
+//
+//   - Start is where the previous plan ended (no offset skipped, none taken
+//     twice); the very first plan of a partition starts at the log start,
+//     so nothing already in Kafka is left out.
+//   - End is the first offset stamped at or after the slot's end. A partition
+//     with no such record yet is idle: it is planned to the high watermark,
+//     and the next slot starts there.
+//   - A slot planned after a later slot (a slot that never ran, planned by a
+//     backfill or reconciliation) only takes offsets between its neighbours,
+//     so it can never overlap them; usually that range is empty, because the
+//     later slot's batch already holds those offsets.
+//   - A slot planned after missed slots takes their offsets too: the gap is
+//     never lost, it is counted in this slot.
+func Partition(in Input) (chstore.Batch, error) {
+	b := chstore.Batch{Topic: in.Topic, Partition: in.Partition, Slot: in.Slot, State: chstore.StatePlanned, PlannedAt: in.Now}
+	if in.Next != nil {
+		b.Start = in.Next.Start
+		if in.Prev != nil {
+			b.Start = in.Prev.End
+		}
+		b.End = in.Next.Start
+		if in.EndFound {
+			b.End = clamp(in.EndOffset, b.Start, in.Next.Start)
+		}
+		return b, nil
+	}
+	b.Start = in.LogStart
+	if in.Prev != nil {
+		b.Start = in.Prev.End
+		if b.Start > in.HighWater {
+			return b, fmt.Errorf("%s/%d: the ledger's last plan (slot %s) ends at offset %d but Kafka's high watermark is %d: "+
+				"the topic was recreated or truncated; recompute from the raw archive", in.Topic, in.Partition,
+				in.Prev.Slot.Format(time.RFC3339), b.Start, in.HighWater)
+		}
+	}
+	if in.EndFound {
+		b.End = clamp(in.EndOffset, b.Start, in.HighWater)
+	} else {
+		b.End, b.Idle = in.HighWater, true
+	}
+	return b, nil
+}
+
+func clamp(v, lo, hi int64) int64 {
+	if hi < lo {
+		hi = lo
+	}
+	return max(lo, min(v, hi))
+}

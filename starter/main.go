@@ -1,0 +1,83 @@
+// Command starter is rtbpipe's CLI: it migrates the ClickHouse schema,
+// manages the schedules, runs slots, and reports status and correctness.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rtbpipe/rtbpipe/internal/config"
+	"github.com/rtbpipe/rtbpipe/internal/connect"
+)
+
+// app is the state the subcommands share: the configuration from env and
+// flags, and where to print.
+type app struct {
+	cfg    config.Config
+	uiURL  string
+	logger *slog.Logger
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRoot().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	a := &app{cfg: config.FromEnv(), uiURL: config.Env("RTB_TEMPORAL_UI", "http://127.0.0.1:8233"),
+		logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	root := &cobra.Command{
+		Use:           "starter",
+		Short:         "rtbpipe's CLI: schema, schedules, slots, status and verification",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.cfg.Validate()
+		},
+	}
+	a.cfg.BindFlags(root.PersistentFlags())
+	root.PersistentFlags().StringVar(&a.uiURL, "temporal-ui", a.uiURL, "Temporal UI base URL, for links (env RTB_TEMPORAL_UI)")
+	root.AddCommand(a.migrateCmd(), a.scheduleCmd(), a.runSlotCmd(), a.statusCmd(), a.verifyCmd(), a.reportCmd(), a.waitCmd())
+	return root
+}
+
+// workflowURL links to a workflow in the Temporal UI.
+func (a *app) workflowURL(id string) string {
+	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", a.uiURL, a.cfg.TemporalNamespace, id)
+}
+
+func (a *app) migrateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Create or update the ClickHouse schema (idempotent)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			store, err := connect.ClickHouse(cmd.Context(), a.cfg)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			done, err := store.Migrate(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if len(done) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "schema of %s is up to date\n", a.cfg.ClickHouseDatabase)
+			}
+			for _, m := range done {
+				fmt.Fprintf(cmd.OutOrStdout(), "applied %s\n", m)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rtbpipe/rtbpipe/internal/agg"
+	"github.com/rtbpipe/rtbpipe/internal/chstore"
+	"github.com/rtbpipe/rtbpipe/internal/connect"
+	"github.com/rtbpipe/rtbpipe/internal/manifest"
+)
+
+func (a *app) verifyCmd() *cobra.Command {
+	var path string
+	var show int
+	cmd := &cobra.Command{
+		Use:   "verify --manifest FILE",
+		Short: "Compare ClickHouse with a generator manifest and say exactly what differs",
+		Long: "Compares every window and key of the manifest's topic (events and revenue, exact to the\n" +
+			"micro-unit), the dead letters against the malformed records, and checks that every offset\n" +
+			"of every processed batch is accounted for (events + dead letters + skipped = offsets).\n" +
+			"Exit status 1 if anything differs.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if path == "" {
+				return fmt.Errorf("--manifest is required")
+			}
+			m, err := manifest.Read(path)
+			if err != nil {
+				return err
+			}
+			store, err := connect.ClickHouse(cmd.Context(), a.cfg)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			n, err := verify(cmd.Context(), cmd.OutOrStdout(), store, m, show)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				return fmt.Errorf("verify: %d differences", n)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "verify: 0 differences")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&path, "manifest", "", "manifest written by the generator (--manifest)")
+	cmd.Flags().IntVar(&show, "show", 20, "how many differing keys to list")
+	return cmd
+}
+
+// ledgerTotals sums a topic's done batches.
+type ledgerTotals struct {
+	Batches, Unbalanced            uint64
+	Offsets, Events, Dead, Skipped uint64
+	Pending                        uint64 // batches planned but not done
+}
+
+func readLedgerTotals(ctx context.Context, store *chstore.Store, topic string) (ledgerTotals, error) {
+	var t ledgerTotals
+	q := "SELECT countIf(state = 'done'), countIf(state = 'done' AND events + dead_letters + skipped_offsets != end_offset - start_offset), " +
+		"sumIf(end_offset - start_offset, state = 'done'), sumIf(events, state = 'done'), sumIf(dead_letters, state = 'done'), " +
+		"sumIf(skipped_offsets, state = 'done'), countIf(state != 'done') FROM " + store.Table("batches") + " FINAL WHERE topic = ?"
+	var offsets int64
+	if err := store.Conn().QueryRow(ctx, q, topic).Scan(&t.Batches, &t.Unbalanced, &offsets, &t.Events, &t.Dead, &t.Skipped, &t.Pending); err != nil {
+		return t, fmt.Errorf("read ledger totals: %w", err)
+	}
+	t.Offsets = uint64(offsets)
+	return t, nil
+}
+
+// verify prints the comparison and returns the number of differences.
+func verify(ctx context.Context, out io.Writer, store *chstore.Store, m *manifest.Manifest, show int) (int, error) {
+	got, err := store.SumPartials(ctx, "topic = ?", m.Topic)
+	if err != nil {
+		return 0, err
+	}
+	want := m.Table()
+	diffs := agg.Diff(want, got)
+	fmt.Fprintf(out, "topic %s: manifest has %d keys in %d windows, ClickHouse has %d keys in %d windows\n",
+		m.Topic, len(want), len(want.Windows()), len(got), len(got.Windows()))
+	for i, d := range diffs {
+		if i == show {
+			fmt.Fprintf(out, "  ... and %d more\n", len(diffs)-show)
+			break
+		}
+		fmt.Fprintln(out, "  differs:", d)
+	}
+	n := len(diffs)
+	var wantEv, gotEv int64
+	for _, v := range want {
+		wantEv += v.Count
+	}
+	for _, v := range got {
+		gotEv += v.Count
+	}
+	dead, err := store.CountDeadLetters(ctx, "topic = ?", m.Topic)
+	if err != nil {
+		return 0, err
+	}
+	lt, err := readLedgerTotals(ctx, store, m.Topic)
+	if err != nil {
+		return 0, err
+	}
+	check := func(name string, want, got uint64) {
+		mark := "ok"
+		if want != got {
+			mark = "DIFFERS"
+			n++
+		}
+		fmt.Fprintf(out, "  %-34s want %-10d got %-10d %s\n", name, want, got, mark)
+	}
+	check("events (sum over windows)", uint64(wantEv), uint64(gotEv))
+	check("valid events produced / in ledger", uint64(m.Valid), lt.Events)
+	check("dead letters (malformed records)", uint64(m.Malformed), dead)
+	check("offsets produced / processed", uint64(m.Produced), lt.Offsets)
+	check("batches not accounted for", 0, lt.Unbalanced)
+	check("batches planned but not done", 0, lt.Pending)
+	return n, nil
+}

@@ -1,0 +1,82 @@
+// Command worker runs rtbpipe's Temporal worker: it serves the slot,
+// planner and scheduled workflows and their activities on one task queue,
+// for any topic.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/rtbpipe/rtbpipe/activities"
+	"github.com/rtbpipe/rtbpipe/internal/config"
+	"github.com/rtbpipe/rtbpipe/internal/connect"
+	"github.com/rtbpipe/rtbpipe/workflows"
+)
+
+func main() {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := run(context.Background(), logger, os.Args[1:]); err != nil {
+		logger.Error("worker failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, logger *slog.Logger, args []string) error {
+	cfg := config.FromEnv()
+	fs := pflag.NewFlagSet("worker", pflag.ContinueOnError)
+	cfg.BindFlags(fs)
+	concurrency, err := strconv.Atoi(config.Env("RTB_WORKER_ACTIVITIES", "8"))
+	if err != nil {
+		return fmt.Errorf("RTB_WORKER_ACTIVITIES: %w", err)
+	}
+	fs.IntVar(&concurrency, "activities", concurrency, "activities run at once by this worker (env RTB_WORKER_ACTIVITIES)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if concurrency < 1 {
+		return fmt.Errorf("--activities must be at least 1, got %d", concurrency)
+	}
+
+	store, err := connect.ClickHouse(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	kc, err := connect.Kafka(cfg, "rtbpipe-worker")
+	if err != nil {
+		return err
+	}
+	defer kc.Close()
+	tc, err := connect.Temporal(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+
+	w := worker.New(tc, cfg.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize: concurrency,
+		WorkerStopTimeout:                  30 * time.Second, // for running activities to finish
+	})
+	w.RegisterWorkflow(workflows.SlotWorkflow)
+	w.RegisterWorkflow(workflows.PlannerWorkflow)
+	w.RegisterWorkflow(workflows.ScheduledSlotWorkflow)
+	w.RegisterActivity(&activities.Activities{Kafka: kc, Store: store})
+
+	logger.Info("worker started", "task_queue", cfg.TaskQueue, "temporal", cfg.TemporalAddress,
+		"kafka", cfg.KafkaBrokers, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency)
+	if err := w.Run(worker.InterruptCh()); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	logger.Info("worker stopped")
+	return nil
+}

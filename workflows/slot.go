@@ -1,0 +1,191 @@
+package workflows
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/rtbpipe/rtbpipe/activities"
+	"github.com/rtbpipe/rtbpipe/internal/chstore"
+)
+
+// Defaults of a slot run.
+const (
+	DefaultIdleWait         = 10 * time.Second
+	DefaultHeartbeatTimeout = 30 * time.Second
+	// plannerWaitMax bounds how long a slot waits for the topic's planner
+	// to be free before it gives up (and is retried as a whole).
+	plannerWaitMax = 15 * time.Minute
+)
+
+// SlotInput names the slot to run: the minute of log time [Slot, Slot+1m)
+// of Topic.
+type SlotInput struct {
+	Topic            string
+	Slot             time.Time
+	IdleWait         time.Duration // wait for partitions with no record past the slot's end; 0 = DefaultIdleWait
+	HeartbeatTimeout time.Duration // of the batch activities; 0 = DefaultHeartbeatTimeout
+}
+
+// SlotResult tells what a slot run did.
+type SlotResult struct {
+	Topic       string
+	Slot        time.Time
+	Offsets     int64
+	Events      uint64
+	LateEvents  uint64 // events of windows before the slot's minute
+	EarlyEvents uint64 // events of windows after it
+	DeadLetters uint64
+	Skipped     uint64 // offsets Kafka did not deliver (transaction markers, compaction)
+	Windows     []time.Time
+	NewPlans    int           // plans this run wrote (0 on a rerun)
+	PlanWait    time.Duration // time spent waiting for idle partitions
+	IdleParts   []int32       // partitions planned to their high watermark
+	Batches     []chstore.Batch
+	Note        string `json:",omitempty"`
+}
+
+func (r SlotResult) String() string {
+	return fmt.Sprintf("slot %s: %d offsets, %d events (%d late, %d early), %d dead letters, %d windows",
+		r.Slot.Format("2006-01-02T15:04Z"), r.Offsets, r.Events, r.LateEvents, r.EarlyEvents, r.DeadLetters, len(r.Windows))
+}
+
+// a is used only to name activity methods; it is never dereferenced.
+var a *activities.Activities
+
+func (in *SlotInput) validate() error {
+	if in.Topic == "" {
+		return temporal.NewNonRetryableApplicationError("topic is empty", activities.ErrTypeBadInput, nil)
+	}
+	if in.Slot.IsZero() || !in.Slot.Equal(in.Slot.Truncate(time.Minute)) {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("slot %s is not the start of a minute", in.Slot.Format(time.RFC3339Nano)), activities.ErrTypeBadInput, nil)
+	}
+	in.Slot = in.Slot.UTC()
+	if in.IdleWait <= 0 {
+		in.IdleWait = DefaultIdleWait
+	}
+	if in.HeartbeatTimeout <= 0 {
+		in.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	return nil
+}
+
+// SlotWorkflow runs one slot: plan (ledger), then one batch activity per
+// partition, in parallel, then a summary. Run it with SlotWorkflowID so that
+// one slot never runs twice at once.
+func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
+	if err := in.validate(); err != nil {
+		return SlotResult{}, err
+	}
+	res := SlotResult{Topic: in.Topic, Slot: in.Slot}
+	info := workflow.GetInfo(ctx)
+
+	workflow.SetCurrentDetails(ctx, "planning")
+	plan, err := planSlot(ctx, activities.PlanInput{Topic: in.Topic, Slot: in.Slot, IdleWait: in.IdleWait,
+		WorkflowID: info.WorkflowExecution.ID})
+	if err != nil {
+		return res, fmt.Errorf("plan slot %s: %w", in.Slot.Format(time.RFC3339), err)
+	}
+	res.NewPlans, res.PlanWait = plan.New, plan.Waited
+
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("processing %d batches", len(plan.Batches)))
+	futures := make([]workflow.Future, len(plan.Batches))
+	for i, b := range plan.Batches {
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: 2 * time.Hour,
+			HeartbeatTimeout:    in.HeartbeatTimeout,
+			Summary:             fmt.Sprintf("%s/%d offsets [%d,%d)", b.Topic, b.Partition, b.Start, b.End),
+			RetryPolicy: &temporal.RetryPolicy{
+				InitialInterval:        time.Second,
+				BackoffCoefficient:     2,
+				MaximumInterval:        time.Minute,
+				MaximumAttempts:        10,
+				NonRetryableErrorTypes: []string{activities.ErrTypeOffsetsGone, activities.ErrTypeBadInput},
+			},
+		})
+		futures[i] = workflow.ExecuteActivity(actx, a.ProcessBatch, activities.BatchInput{
+			Plan: b, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID})
+	}
+	windows := map[time.Time]bool{}
+	var firstErr error
+	for i, f := range futures {
+		var br activities.BatchResult
+		if err := f.Get(ctx, &br); err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("batch %s/%d: %w", plan.Batches[i].Topic, plan.Batches[i].Partition, err)
+			}
+			continue
+		}
+		b := br.Batch
+		res.Batches = append(res.Batches, b)
+		res.Offsets += b.Offsets()
+		res.Events += b.Events
+		res.LateEvents += b.LateEvents
+		res.EarlyEvents += b.EarlyEvents
+		res.DeadLetters += b.DeadLetters
+		res.Skipped += b.Skipped
+		if b.Idle {
+			res.IdleParts = append(res.IdleParts, b.Partition)
+		}
+		for _, w := range br.Windows {
+			windows[w] = true
+		}
+	}
+	for w := range windows {
+		res.Windows = append(res.Windows, w)
+	}
+	slices.SortFunc(res.Windows, func(x, y time.Time) int { return x.Compare(y) })
+	if firstErr != nil {
+		return res, firstErr
+	}
+	workflow.SetCurrentDetails(ctx, res.String())
+	return res, nil
+}
+
+// planSlot runs the topic's planner as a child workflow with a fixed ID: a
+// second planner of the same topic cannot start while one runs, so plans
+// are written one slot at a time and never overlap. While it is busy, wait.
+func planSlot(ctx workflow.Context, in activities.PlanInput) (activities.PlanResult, error) {
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:            PlannerWorkflowID(in.Topic),
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:         fmt.Sprintf("plan %s slot %s", in.Topic, in.Slot.Format("2006-01-02T15:04Z")),
+		WorkflowRunTimeout:    in.IdleWait + 30*time.Minute,
+	})
+	backoff := 100 * time.Millisecond
+	deadline := workflow.Now(ctx).Add(plannerWaitMax)
+	for {
+		var res activities.PlanResult
+		err := workflow.ExecuteChildWorkflow(cctx, PlannerWorkflow, in).Get(ctx, &res)
+		if err == nil || !temporal.IsWorkflowExecutionAlreadyStartedError(err) || workflow.Now(ctx).After(deadline) {
+			return res, err
+		}
+		if err := workflow.Sleep(ctx, backoff); err != nil {
+			return res, err
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// PlannerWorkflow writes (or reads back) the plans of one slot.
+func PlannerWorkflow(ctx workflow.Context, in activities.PlanInput) (activities.PlanResult, error) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: in.IdleWait + 5*time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        30 * time.Second,
+			MaximumAttempts:        10,
+			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput, activities.ErrTypeTopicChanged},
+		},
+	})
+	var res activities.PlanResult
+	err := workflow.ExecuteActivity(actx, a.PlanSlot, in).Get(ctx, &res)
+	return res, err
+}
