@@ -1,0 +1,77 @@
+package plan
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rtbpipe/rtbpipe/internal/chstore"
+)
+
+var slot = time.Date(2026, 11, 24, 21, 14, 0, 0, time.UTC)
+
+func batch(start, end int64, minutes int) *chstore.Batch {
+	return &chstore.Batch{Slot: slot.Add(time.Duration(minutes) * time.Minute), Start: start, End: end}
+}
+
+func TestPartition(t *testing.T) {
+	cases := []struct {
+		name       string
+		in         Input
+		start, end int64
+		idle       bool
+	}{
+		{"first plan starts at the log start", Input{LogStart: 5, HighWater: 100, EndOffset: 40, EndFound: true}, 5, 40, false},
+		{"continues the previous plan", Input{Prev: batch(0, 40, -1), LogStart: 0, HighWater: 100, EndOffset: 70, EndFound: true}, 40, 70, false},
+		{"after missed slots takes the gap", Input{Prev: batch(0, 40, -5), HighWater: 100, EndOffset: 90, EndFound: true}, 40, 90, false},
+		{"idle partition planned to the high watermark", Input{Prev: batch(0, 40, -1), HighWater: 55}, 40, 55, true},
+		{"out-of-order timestamps never go backwards", Input{Prev: batch(0, 40, -1), HighWater: 100, EndOffset: 30, EndFound: true}, 40, 40, false},
+		{"slot before the first plan is empty", Input{Next: batch(10, 40, 3), HighWater: 100, EndOffset: 5, EndFound: true}, 10, 10, false},
+		{"hole between plans stays inside them", Input{Prev: batch(0, 40, -2), Next: batch(60, 80, 1), HighWater: 100, EndOffset: 70, EndFound: true}, 40, 60, false},
+		{"hole between plans, end found inside", Input{Prev: batch(0, 40, -2), Next: batch(60, 80, 1), HighWater: 100, EndOffset: 50, EndFound: true}, 40, 50, false},
+		{"hole with no end found takes up to the next plan", Input{Prev: batch(0, 40, -2), Next: batch(60, 80, 1), HighWater: 100}, 40, 60, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.in.Slot = slot
+			b, err := Partition(c.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Start != c.start || b.End != c.end || b.Idle != c.idle || b.State != chstore.StatePlanned || !b.Slot.Equal(slot) {
+				t.Fatalf("got [%d,%d) idle=%v state=%s, want [%d,%d) idle=%v", b.Start, b.End, b.Idle, b.State, c.start, c.end, c.idle)
+			}
+		})
+	}
+}
+
+func TestPartitionTopicRecreated(t *testing.T) {
+	_, err := Partition(Input{Topic: "t", Slot: slot, Prev: batch(0, 400, -1), HighWater: 10, EndFound: false})
+	if err == nil || !strings.Contains(err.Error(), "recreated") {
+		t.Fatalf("want a clear error, got %v", err)
+	}
+}
+
+// Planning a run of consecutive slots, in any mix of found and idle ends,
+// yields contiguous, non-overlapping plans that cover every offset once.
+func TestPartitionChainCoversLog(t *testing.T) {
+	var prev *chstore.Batch
+	hw := int64(0)
+	covered := int64(0)
+	for i := 0; i < 50; i++ {
+		hw += int64(i % 7 * 3)
+		in := Input{Slot: slot.Add(time.Duration(i) * time.Minute), Prev: prev, HighWater: hw}
+		if i%3 != 0 {
+			in.EndOffset, in.EndFound = hw-int64(i%4), true
+		}
+		b, err := Partition(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Start != covered || b.End < b.Start || b.End > hw {
+			t.Fatalf("slot %d: plan [%d,%d) after %d offsets covered, hw %d", i, b.Start, b.End, covered, hw)
+		}
+		covered = b.End
+		prev = &b
+	}
+}
