@@ -89,7 +89,7 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	plan, err := planSlot(ctx, activities.PlanInput{Topic: in.Topic, Slot: in.Slot, IdleWait: in.IdleWait,
 		WorkflowID: info.WorkflowExecution.ID})
 	if err != nil {
-		return res, fmt.Errorf("plan slot %s: %w", in.Slot.Format(time.RFC3339), err)
+		return res, err // unwrapped, so that callers see the activity's error type
 	}
 	res.NewPlans, res.PlanWait = plan.New, plan.Waited
 
@@ -116,8 +116,10 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	for i, f := range futures {
 		var br activities.BatchResult
 		if err := f.Get(ctx, &br); err != nil {
+			workflow.GetLogger(ctx).Error("batch failed", "topic", plan.Batches[i].Topic,
+				"partition", plan.Batches[i].Partition, "error", err)
 			if firstErr == nil {
-				firstErr = fmt.Errorf("batch %s/%d: %w", plan.Batches[i].Topic, plan.Batches[i].Partition, err)
+				firstErr = err // unwrapped, so that callers see the activity's error type
 			}
 			continue
 		}

@@ -1,0 +1,139 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/rtbpipe/rtbpipe/activities"
+	"github.com/rtbpipe/rtbpipe/internal/chstore"
+)
+
+var slot = time.Date(2026, 11, 24, 21, 14, 0, 0, time.UTC)
+
+func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(SlotWorkflow)
+	env.RegisterWorkflow(PlannerWorkflow)
+	env.RegisterWorkflow(ScheduledSlotWorkflow)
+	env.RegisterActivity(&activities.Activities{})
+	return env
+}
+
+func plans() activities.PlanResult {
+	return activities.PlanResult{New: 2, Batches: []chstore.Batch{
+		{Topic: "t", Partition: 0, Slot: slot, Start: 0, End: 10, State: chstore.StatePlanned},
+		{Topic: "t", Partition: 1, Slot: slot, Start: 5, End: 9, State: chstore.StatePlanned, Idle: true},
+	}}
+}
+
+func done(in activities.BatchInput) (activities.BatchResult, error) {
+	b := in.Plan
+	b.State = chstore.StateDone
+	b.Events = uint64(b.End-b.Start) - 1
+	b.DeadLetters = 1
+	b.LateEvents = 2
+	return activities.BatchResult{Batch: b, Windows: []time.Time{slot.Add(-time.Hour), slot}}, nil
+}
+
+func TestSlotWorkflowSumsBatches(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.PlanSlot, mock.Anything, mock.MatchedBy(func(in activities.PlanInput) bool {
+		return in.Topic == "t" && in.Slot.Equal(slot) && in.IdleWait == DefaultIdleWait && in.WorkflowID != ""
+	})).Return(plans(), nil).Once()
+	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) { return done(in) }).Times(2)
+	env.ExecuteWorkflow(SlotWorkflow, SlotInput{Topic: "t", Slot: slot})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res SlotResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Offsets != 14 || res.Events != 12 || res.DeadLetters != 2 || res.LateEvents != 4 || len(res.Windows) != 2 ||
+		len(res.Batches) != 2 || res.NewPlans != 2 || len(res.IdleParts) != 1 || res.IdleParts[0] != 1 {
+		t.Fatalf("result %+v", res)
+	}
+	env.AssertExpectations(t)
+}
+
+func TestSlotWorkflowRejectsBadInput(t *testing.T) {
+	for _, in := range []SlotInput{{Topic: "", Slot: slot}, {Topic: "t", Slot: slot.Add(time.Second)}, {Topic: "t"}} {
+		env := newEnv(t)
+		env.ExecuteWorkflow(SlotWorkflow, in)
+		var appErr *temporal.ApplicationError
+		if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeBadInput {
+			t.Fatalf("input %+v: want a BadInput error, got %v", in, err)
+		}
+	}
+}
+
+func TestSlotWorkflowFailsWhenABatchFails(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(plans(), nil)
+	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) {
+			if in.Plan.Partition == 1 {
+				return activities.BatchResult{}, temporal.NewNonRetryableApplicationError("gone", activities.ErrTypeOffsetsGone, nil)
+			}
+			return done(in)
+		})
+	env.ExecuteWorkflow(SlotWorkflow, SlotInput{Topic: "t", Slot: slot})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeOffsetsGone {
+		t.Fatalf("want the batch's OffsetsGone error, got %v", err)
+	}
+}
+
+func TestBatchActivityIsRetried(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(plans(), nil)
+	calls := map[int32]int{}
+	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) {
+			calls[in.Plan.Partition]++
+			if calls[in.Plan.Partition] == 1 {
+				return activities.BatchResult{}, errors.New("clickhouse: connection reset")
+			}
+			return done(in)
+		})
+	env.ExecuteWorkflow(SlotWorkflow, SlotInput{Topic: "t", Slot: slot})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if calls[0] != 2 || calls[1] != 2 {
+		t.Fatalf("calls %v", calls)
+	}
+}
+
+func TestScheduledSlotRunsTheMinuteThatEnded(t *testing.T) {
+	env := newEnv(t)
+	env.SetTypedSearchAttributesOnStart(temporal.NewSearchAttributes(scheduledStartTime.ValueSet(slot.Add(time.Minute + 5*time.Second))))
+	env.OnActivity(a.PlanSlot, mock.Anything, mock.MatchedBy(func(in activities.PlanInput) bool {
+		return in.Slot.Equal(slot) && in.WorkflowID == SlotWorkflowID("t", slot)
+	})).Return(plans(), nil).Once()
+	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) { return done(in) })
+	env.ExecuteWorkflow(ScheduledSlotWorkflow, ScheduledInput{Topic: "t"})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res SlotResult
+	if err := env.GetWorkflowResult(&res); err != nil || !res.Slot.Equal(slot) || res.Events != 12 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	env.AssertExpectations(t)
+}
+
+func TestIDs(t *testing.T) {
+	if id := SlotWorkflowID("ad-events", slot.In(time.FixedZone("KST", 9*3600))); id != "slot-ad-events-2026-11-24T21:14Z" {
+		t.Fatal(id)
+	}
+}
