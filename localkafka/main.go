@@ -38,6 +38,7 @@ type options struct {
 	seedTopics    []string
 	brokerConfigs map[string]string
 	syncWrites    bool
+	autoCreate    bool
 	logLevel      string
 	kfakeLogLevel string
 }
@@ -63,6 +64,7 @@ func main() {
 	f.IntVar(&o.partitions, "default-partitions", 4, "partitions of auto-created topics and of CreateTopics with -1 partitions")
 	f.StringSliceVar(&o.seedTopics, "seed-topic", nil, "topic to create at first start, as name or name:partitions (repeatable)")
 	f.StringToStringVar(&o.brokerConfigs, "broker-config", nil, "broker config key=value, e.g. log.retention.ms=604800000 (repeatable)")
+	f.BoolVar(&o.autoCreate, "auto-create", true, "create unknown topics on first use (metadata requests that allow it, e.g. sarama's default), with --default-partitions")
 	f.BoolVar(&o.syncWrites, "sync-writes", false, "fsync every produced batch (slower, survives a crash of the machine)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.kfakeLogLevel, "kfake-log-level", "warn", "log level of kfake's internal messages: none, error, warn, info, debug")
@@ -128,7 +130,6 @@ func run(ctx context.Context, o options) error {
 			return ln, nil
 		}),
 		kfake.ClusterID("rtbpipe-localkafka"),
-		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(o.partitions),
 		kfake.WithLogger(slogLogger{log: log.With("component", "kfake"), level: kl}),
 	}
@@ -137,6 +138,9 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("--data-dir: %w", err)
 		}
 		opts = append(opts, kfake.DataDir(o.dataDir))
+	}
+	if o.autoCreate {
+		opts = append(opts, kfake.AllowAutoTopicCreation())
 	}
 	if o.syncWrites {
 		opts = append(opts, kfake.SyncWrites())
@@ -158,14 +162,19 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("start broker on %s: %w", o.addr, err)
 	}
 	log.Info("localkafka ready",
-		"listen", c.ListenAddrs(),
-		"advertised", advertised,
+		"listen", net.JoinHostPort(host, strconv.Itoa(port)),
+		"advertised", c.ListenAddrs(),
 		"data_dir", o.dataDir,
 		"default_partitions", o.partitions,
+		"auto_create", o.autoCreate,
 		"startup", time.Since(start).Round(time.Millisecond))
 
 	<-ctx.Done()
-	log.Info("shutting down (flushing state to disk)", "data_dir", o.dataDir)
+	if o.dataDir != "" {
+		log.Info("shutting down, flushing state to disk", "data_dir", o.dataDir)
+	} else {
+		log.Info("shutting down (in-memory: data is discarded)")
+	}
 
 	// Close flushes the state; a second signal forces exit.
 	done := make(chan struct{})

@@ -1,0 +1,39 @@
+# rtbpipe developer targets. The local stack (ClickHouse, Temporal dev server,
+# localkafka, optional worker) runs without Docker: see scripts/stack.sh.
+SHELL := /bin/bash
+GO    ?= go
+
+.PHONY: help up up-no-worker down wipe status stack-install build vet fmt-check
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+up: ## start the local stack (installs what is missing; starts ./worker if it builds)
+	scripts/stack.sh up
+
+up-no-worker: ## start ClickHouse, Temporal and Kafka only
+	scripts/stack.sh up --no-worker
+
+down: ## stop the local stack (data kept in .local/)
+	scripts/stack.sh down
+
+wipe: ## stop the local stack and delete its ClickHouse, Kafka and Temporal data
+	scripts/stack.sh down --wipe
+
+status: ## show each component of the local stack
+	scripts/stack.sh status
+
+stack-install: ## install/build the stack's binaries only (ClickHouse via apt, Temporal CLI, localkafka)
+	scripts/stack.sh install
+
+build: ## compile every package
+	$(GO) build ./...
+
+vet: ## go vet
+	$(GO) vet ./...
+
+fmt-check: ## fail if any Go file is not gofmt-ed
+	@out="$$(find . \( -name .git -o -name .local -o -name vendor \) -prune -o -name '*.go' -print | xargs -r gofmt -l)"; \
+	if [ -n "$$out" ]; then echo "not gofmt-ed:"; echo "$$out"; exit 1; fi
+
+# test, demo and bench targets: added with the pipeline code.

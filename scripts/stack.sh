@@ -1,0 +1,497 @@
+#!/usr/bin/env bash
+# rtbpipe LOCAL stack, without Docker: for development, tests and the demo only.
+#
+#   ClickHouse  Debian's clickhouse-server (18.16), own config (deploy/local/clickhouse)
+#               and data folder (.local/clickhouse), independent of the system service
+#   Temporal    the Temporal CLI's dev server (SQLite in .local/temporal, UI included)
+#   Kafka       localkafka (./localkafka, franz-go kfake), data in .local/kafka
+#   worker      optional: ./worker built to .local/bin/rtb-worker, started last
+#
+# Usage: scripts/stack.sh install
+#        scripts/stack.sh up     [--no-worker] [component...]
+#        scripts/stack.sh down   [--wipe]      [component...]
+#        scripts/stack.sh status
+#        scripts/stack.sh env    (prints the RTB_* exports the stack uses)
+# Components: clickhouse temporal kafka worker. Everything is idempotent; state lives
+# under <repo>/.local (bin, run = pidfiles, logs, and one data folder per server).
+#
+# Environment (same defaults as the Go code):
+#   RTB_KAFKA_BROKERS      127.0.0.1:9092   (the first broker is the one started)
+#   RTB_CLICKHOUSE_ADDR    127.0.0.1:9000   (native protocol)
+#   RTB_TEMPORAL_ADDRESS   127.0.0.1:7233
+#   RTB_CLICKHOUSE_HTTP_PORT 8123, RTB_TEMPORAL_UI_PORT 8233,
+#   RTB_KAFKA_DEFAULT_PARTITIONS 4, RTB_NO_WORKER=1 (same as --no-worker),
+#   RTB_STACK_TIMEOUT 60 (seconds to wait for each server to become ready).
+# Network: only apt (install of ClickHouse) and the Go module proxy (Temporal CLI build).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOCAL="$ROOT/.local"
+BIN="$LOCAL/bin"
+RUN="$LOCAL/run"
+LOGS="$LOCAL/logs"
+
+TEMPORAL_CLI_VERSION="v1.5.1"
+TIMEOUT="${RTB_STACK_TIMEOUT:-60}"
+
+KAFKA_ADDR="${RTB_KAFKA_BROKERS:-127.0.0.1:9092}"
+KAFKA_ADDR="${KAFKA_ADDR%%,*}"
+KAFKA_ADDR="${KAFKA_ADDR// /}"
+CH_ADDR="${RTB_CLICKHOUSE_ADDR:-127.0.0.1:9000}"
+CH_HTTP_PORT="${RTB_CLICKHOUSE_HTTP_PORT:-8123}"
+TEMPORAL_ADDR="${RTB_TEMPORAL_ADDRESS:-127.0.0.1:7233}"
+TEMPORAL_UI_PORT="${RTB_TEMPORAL_UI_PORT:-8233}"
+KAFKA_PARTITIONS="${RTB_KAFKA_DEFAULT_PARTITIONS:-4}"
+
+COMPONENTS=(clickhouse temporal kafka worker)
+
+say() { printf '%s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+	printf 'error: %s\n' "$*" >&2
+	exit 1
+}
+
+host_of() { printf '%s' "${1%:*}"; }
+port_of() { printf '%s' "${1##*:}"; }
+
+for a in "$KAFKA_ADDR" "$CH_ADDR" "$TEMPORAL_ADDR"; do
+	[[ "$a" =~ ^[A-Za-z0-9._-]+:[0-9]+$ ]] || die "address '$a' is not host:port"
+done
+
+addr_of() {
+	case "$1" in
+	clickhouse) printf '%s' "$CH_ADDR" ;;
+	temporal) printf '%s' "$TEMPORAL_ADDR" ;;
+	kafka) printf '%s' "$KAFKA_ADDR" ;;
+	worker) printf -- '-' ;;
+	esac
+}
+
+# --- processes ---------------------------------------------------------------
+
+pidfile() { printf '%s/%s.pid' "$RUN" "$1"; }
+clear_state() { rm -f "$(pidfile "$1")" "$RUN/$1.addr"; }
+
+# our_pid NAME: prints the pid of the component if its pidfile names a live
+# process of ours (its command line mentions this repo's .local folder).
+our_pid() {
+	local f pid
+	f="$(pidfile "$1")"
+	[[ -s "$f" ]] || return 1
+	pid="$(tr -dc '0-9' <"$f")"
+	[[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$LOCAL" || return 1
+	printf '%s' "$pid"
+}
+
+# port_open HOST PORT: something accepts TCP connections there.
+port_open() {
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
+}
+
+# port_owner PORT: "name pid N" of the listener on PORT, if ss can tell.
+port_owner() {
+	command -v ss >/dev/null 2>&1 || return 0
+	ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -n1 |
+		sed -E 's/users:\(\("([^"]*)",pid=([0-9]*)/\1 pid \2/' || true
+}
+
+# require_free NAME HOST PORT: fail clearly when a port we need is taken.
+require_free() {
+	local name="$1" host="$2" port="$3" owner hint=""
+	port_open "$host" "$port" || return 0
+	owner="$(port_owner "$port")"
+	if [[ "$name" == clickhouse && "$owner" == clickhouse* ]]; then
+		if tr '\0' ' ' <"/proc/${owner##* }/cmdline" 2>/dev/null | grep -q '/etc/clickhouse-server/'; then
+			hint=" It is the system ClickHouse service (Debian package, /etc/clickhouse-server, /var/lib/clickhouse),"
+		else
+			hint=" It is another clickhouse-server, not this stack's,"
+		fi
+		hint+=" which the local stack does not use:
+  stop it (system service: 'systemctl disable --now clickhouse-server' or 'service clickhouse-server stop'),
+  or run the stack on other ports, e.g. RTB_CLICKHOUSE_ADDR=127.0.0.1:19000 RTB_CLICKHOUSE_HTTP_PORT=18123."
+	fi
+	die "$name: $host:$port is already in use${owner:+ by $owner} (not started by this stack).$hint"
+}
+
+healthy() {
+	local h p
+	case "$1" in
+	clickhouse)
+		clickhouse-client --host "$(host_of "$CH_ADDR")" --port "$(port_of "$CH_ADDR")" \
+			--connect_timeout 2 -q 'SELECT 1' >/dev/null 2>&1
+		;;
+	temporal)
+		timeout 10 "$BIN/temporal" workflow list --address "$TEMPORAL_ADDR" --namespace default \
+			--limit 1 >/dev/null 2>&1
+		;;
+	kafka)
+		h="$(host_of "$KAFKA_ADDR")" p="$(port_of "$KAFKA_ADDR")"
+		port_open "$h" "$p"
+		;;
+	worker) our_pid worker >/dev/null ;;
+	esac
+}
+
+log_tail() {
+	local f="$LOGS/$1.log" n
+	[[ -f "$f" ]] || return 0
+	n="$(grep -n '^=== .* starting ' "$f" | tail -n 1 | cut -d: -f1 || true)"
+	printf -- '--- last lines of %s (this start) ---\n' "$f" >&2
+	tail -n "+${n:-1}" "$f" | tail -n 25 >&2 || true
+	if [[ "$1" == clickhouse && -s "$LOGS/clickhouse-server.err.log" ]]; then
+		printf -- '--- last lines of %s ---\n' "$LOGS/clickhouse-server.err.log" >&2
+		tail -n 15 "$LOGS/clickhouse-server.err.log" >&2
+	fi
+	printf -- '---\n' >&2
+}
+
+# spawn NAME CMD...: start CMD detached (own session, immune to hangups),
+# output appended to .local/logs/NAME.log, pid in .local/run/NAME.pid.
+spawn() {
+	local name="$1" pid
+	shift
+	mkdir -p "$RUN" "$LOGS"
+	printf '=== %s starting %s\n' "$(date -u +%FT%TZ)" "$name" >>"$LOGS/$name.log"
+	(cd "$ROOT" && exec setsid nohup "$@" >>"$LOGS/$name.log" 2>&1 </dev/null) &
+	pid=$!
+	printf '%s\n' "$pid" >"$(pidfile "$name")"
+	addr_of "$name" >"$RUN/$name.addr"
+}
+
+# addr_mismatch NAME: warn when a running component was started on another
+# address than the environment now asks for.
+addr_mismatch() {
+	local rec
+	rec="$(cat "$RUN/$1.addr" 2>/dev/null)" || return 0
+	[[ "$rec" == "$(addr_of "$1")" ]] && return 0
+	warn "$1 was started on $rec, but the environment now says $(addr_of "$1"): 'scripts/stack.sh down $1' first to move it"
+}
+
+# wait_ready NAME: bounded wait until healthy; on failure show the log tail.
+wait_ready() {
+	local name="$1" deadline=$((SECONDS + TIMEOUT))
+	while ! healthy "$name"; do
+		if ! our_pid "$name" >/dev/null; then
+			clear_state "$name"
+			log_tail "$name"
+			die "$name exited during startup (log: $LOGS/$name.log)"
+		fi
+		if ((SECONDS >= deadline)); then
+			log_tail "$name"
+			die "$name not ready on $(addr_of "$name") after ${TIMEOUT}s (still running as pid $(our_pid "$name"); log: $LOGS/$name.log)"
+		fi
+		sleep 0.5
+	done
+}
+
+# --- install -----------------------------------------------------------------
+
+as_root() {
+	if [[ $EUID -eq 0 ]]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo "$@"
+	else
+		die "need root (or sudo) to run: $*"
+	fi
+}
+
+pkg_installed() {
+	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+clickhouse_server_bin() {
+	if [[ -x /usr/sbin/clickhouse-server ]]; then
+		printf '%s' /usr/sbin/clickhouse-server
+	elif command -v clickhouse-server >/dev/null 2>&1; then
+		command -v clickhouse-server
+	else
+		return 1
+	fi
+}
+
+install_clickhouse() {
+	local missing=() p
+	for p in clickhouse-server clickhouse-client; do
+		pkg_installed "$p" || missing+=("$p")
+	done
+	if ((${#missing[@]} == 0)); then
+		return 0
+	fi
+	command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install ${missing[*]} by hand"
+	say "installing ${missing[*]} (apt)..."
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+	# The Debian package enables and starts its own service on /var/lib/clickhouse,
+	# ports 9000/8123. Ours is independent; say so if that one now holds our ports.
+	if port_open "$(host_of "$CH_ADDR")" "$(port_of "$CH_ADDR")"; then
+		warn "the clickhouse-server package started the system service on port $(port_of "$CH_ADDR");" \
+			"the local stack needs that port: 'systemctl disable --now clickhouse-server' (or set RTB_CLICKHOUSE_ADDR)"
+	fi
+}
+
+install_temporal() {
+	local gobin
+	[[ -x "$BIN/temporal" ]] && return 0
+	mkdir -p "$BIN"
+	gobin="$(go env GOBIN)"
+	[[ -n "$gobin" ]] || gobin="$(go env GOPATH | cut -d: -f1)/bin"
+	if [[ -x "$gobin/temporal" ]] && "$gobin/temporal" server start-dev --help >/dev/null 2>&1; then
+		say "temporal CLI: copying existing build $gobin/temporal"
+		cp "$gobin/temporal" "$BIN/temporal.tmp" && mv "$BIN/temporal.tmp" "$BIN/temporal"
+		return 0
+	fi
+	say "temporal CLI: building github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION (takes ~4 min on 2 cores)..."
+	(cd "$ROOT" && GOBIN="$BIN" go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION") ||
+		die "go install of the Temporal CLI failed"
+}
+
+cmd_install() {
+	command -v go >/dev/null 2>&1 || die "the Go toolchain is required (see go.mod)"
+	mkdir -p "$BIN" "$RUN" "$LOGS"
+	install_clickhouse
+	install_temporal
+	(cd "$ROOT" && go build -o "$BIN/localkafka" ./localkafka) || die "building ./localkafka failed"
+}
+
+# --- up ----------------------------------------------------------------------
+
+render_clickhouse_config() {
+	local etc="$LOCAL/clickhouse/etc" f
+	mkdir -p "$etc" "$LOCAL/clickhouse/data" "$LOGS"
+	for f in config.xml users.xml; do
+		sed -e "s#@LOCAL@#$LOCAL#g" \
+			-e "s#@LISTEN_HOST@#$(host_of "$CH_ADDR")#g" \
+			-e "s#@TCP_PORT@#$(port_of "$CH_ADDR")#g" \
+			-e "s#@HTTP_PORT@#$CH_HTTP_PORT#g" \
+			"$ROOT/deploy/local/clickhouse/$f" >"$etc/$f.tmp"
+		mv "$etc/$f.tmp" "$etc/$f"
+	done
+}
+
+start_clickhouse() {
+	local bin h
+	bin="$(clickhouse_server_bin)" || die "clickhouse-server not found (run: scripts/stack.sh install)"
+	h="$(host_of "$CH_ADDR")"
+	require_free clickhouse "$h" "$(port_of "$CH_ADDR")"
+	require_free clickhouse "$h" "$CH_HTTP_PORT"
+	render_clickhouse_config
+	spawn clickhouse "$bin" --config-file="$LOCAL/clickhouse/etc/config.xml"
+}
+
+start_temporal() {
+	local h
+	h="$(host_of "$TEMPORAL_ADDR")"
+	require_free temporal "$h" "$(port_of "$TEMPORAL_ADDR")"
+	require_free temporal "$h" "$TEMPORAL_UI_PORT"
+	mkdir -p "$LOCAL/temporal"
+	spawn temporal "$BIN/temporal" server start-dev \
+		--ip "$h" --port "$(port_of "$TEMPORAL_ADDR")" --ui-port "$TEMPORAL_UI_PORT" \
+		--db-filename "$LOCAL/temporal/temporal.db" --namespace default --log-level warn \
+		--search-attribute RtbTopic=Keyword --search-attribute RtbSlot=Datetime
+}
+
+start_kafka() {
+	require_free kafka "$(host_of "$KAFKA_ADDR")" "$(port_of "$KAFKA_ADDR")"
+	spawn kafka "$BIN/localkafka" --addr "$KAFKA_ADDR" --data-dir "$LOCAL/kafka" \
+		--default-partitions "$KAFKA_PARTITIONS"
+}
+
+# Returns 1 (with a message) when there is no worker to start.
+build_worker() {
+	local out
+	[[ -d "$ROOT/worker" ]] || {
+		say "worker skipped: no ./worker directory yet"
+		return 1
+	}
+	if ! out="$(cd "$ROOT" && go build -o "$BIN/rtb-worker" ./worker 2>&1)"; then
+		warn "worker skipped: ./worker does not build:"
+		printf '%s\n' "$out" | head -n 15 >&2
+		return 1
+	fi
+}
+
+start_worker() {
+	local pid
+	spawn worker env RTB_KAFKA_BROKERS="${RTB_KAFKA_BROKERS:-$KAFKA_ADDR}" \
+		RTB_CLICKHOUSE_ADDR="$CH_ADDR" RTB_TEMPORAL_ADDRESS="$TEMPORAL_ADDR" \
+		"$BIN/rtb-worker"
+	sleep 2
+	if ! pid="$(our_pid worker)"; then
+		clear_state worker
+		log_tail worker
+		die "worker exited right after start (log: $LOGS/worker.log)"
+	fi
+	say "worker running (pid $pid), log $LOGS/worker.log"
+}
+
+up_one() {
+	local name="$1" pid
+	if pid="$(our_pid "$name")"; then
+		if [[ "$name" == worker ]]; then
+			say "worker already running (pid $pid)"
+			return 0
+		fi
+		addr_mismatch "$name"
+		if healthy "$name"; then
+			say "$name already running (pid $pid) on $(addr_of "$name")"
+			return 0
+		fi
+		say "$name running (pid $pid) but not ready yet; waiting..."
+	else
+		clear_state "$name"
+		if [[ "$name" == worker ]]; then
+			build_worker || return 0
+			start_worker
+			return 0
+		fi
+		"start_$name"
+	fi
+	wait_ready "$name"
+	say "$name ready on $(addr_of "$name") (pid $(our_pid "$name"))"
+}
+
+cmd_up() {
+	local no_worker="${RTB_NO_WORKER:-0}" want=() c
+	while (($#)); do
+		case "$1" in
+		--no-worker) no_worker=1 ;;
+		clickhouse | temporal | kafka | worker) want+=("$1") ;;
+		*) die "up: unknown argument '$1'" ;;
+		esac
+		shift
+	done
+	case "${no_worker,,}" in
+	"" | 0 | false | no) no_worker=0 ;;
+	*) no_worker=1 ;;
+	esac
+	((${#want[@]})) || want=(clickhouse temporal kafka worker)
+	cmd_install
+	for c in "${want[@]}"; do
+		if [[ "$c" == worker ]]; then
+			if ((no_worker)); then
+				say "worker skipped (--no-worker)"
+				continue
+			fi
+			local s
+			for s in clickhouse temporal kafka; do
+				healthy "$s" || die "worker needs $s, which is not running: scripts/stack.sh up"
+			done
+		fi
+		up_one "$c"
+	done
+	[[ " ${want[*]} " == *" temporal "* ]] && say "Temporal UI: http://$(host_of "$TEMPORAL_ADDR"):$TEMPORAL_UI_PORT"
+	return 0
+}
+
+# --- down --------------------------------------------------------------------
+
+stop_one() {
+	local name="$1" pid i
+	if ! pid="$(our_pid "$name")"; then
+		clear_state "$name"
+		say "$name not running"
+		return 0
+	fi
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 60; i++)); do # up to 30 s
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.5
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		warn "$name (pid $pid) did not stop within 30s; killing it"
+		kill -KILL "$pid" 2>/dev/null || true
+		sleep 0.5
+	fi
+	clear_state "$name"
+	say "$name stopped (pid $pid)"
+}
+
+cmd_down() {
+	local wipe=0 want=() c
+	while (($#)); do
+		case "$1" in
+		--wipe) wipe=1 ;;
+		clickhouse | temporal | kafka | worker) want+=("$1") ;;
+		*) die "down: unknown argument '$1'" ;;
+		esac
+		shift
+	done
+	((${#want[@]})) || want=(worker kafka temporal clickhouse)
+	for c in "${want[@]}"; do
+		stop_one "$c"
+	done
+	if ((wipe)); then
+		for c in "${want[@]}"; do
+			case "$c" in
+			clickhouse | temporal | kafka)
+				rm -rf "${LOCAL:?}/$c"
+				say "$c data wiped ($LOCAL/$c)"
+				;;
+			esac
+		done
+	fi
+}
+
+# --- status ------------------------------------------------------------------
+
+cmd_status() {
+	local c pid state health addr rc=0 owner
+	printf '%-11s %-8s %-8s %-16s %s\n' COMPONENT STATE PID ADDRESS HEALTH
+	for c in "${COMPONENTS[@]}"; do
+		addr="$(addr_of "$c")"
+		if pid="$(our_pid "$c")"; then
+			state=running
+			addr_mismatch "$c"
+			if healthy "$c"; then health=healthy; else
+				health=unhealthy
+				[[ "$c" == worker ]] || rc=1
+			fi
+		else
+			state=stopped pid=- health=-
+			[[ "$c" == worker ]] || rc=1
+			if [[ "$c" != worker ]] && port_open "$(host_of "$addr")" "$(port_of "$addr")"; then
+				owner="$(port_owner "$(port_of "$addr")")"
+				health="port in use by another process${owner:+ ($owner)}"
+			fi
+		fi
+		printf '%-11s %-8s %-8s %-16s %s\n' "$c" "$state" "$pid" "$addr" "$health"
+	done
+	if our_pid temporal >/dev/null; then
+		say "Temporal UI: http://$(host_of "$TEMPORAL_ADDR"):$TEMPORAL_UI_PORT"
+	fi
+	say "logs: $LOGS"
+	return "$rc"
+}
+
+cmd_env() {
+	printf 'export RTB_KAFKA_BROKERS=%q\n' "${RTB_KAFKA_BROKERS:-$KAFKA_ADDR}"
+	printf 'export RTB_CLICKHOUSE_ADDR=%q\n' "$CH_ADDR"
+	printf 'export RTB_TEMPORAL_ADDRESS=%q\n' "$TEMPORAL_ADDR"
+}
+
+usage() {
+	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
+}
+
+main() {
+	local cmd="${1:-}"
+	(($#)) && shift
+	case "$cmd" in
+	install) cmd_install "$@" ;;
+	up) cmd_up "$@" ;;
+	down) cmd_down "$@" ;;
+	status) cmd_status "$@" ;;
+	env) cmd_env ;;
+	-h | --help | help) usage ;;
+	*)
+		usage >&2
+		exit 2
+		;;
+	esac
+}
+
+main "$@"

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rtbpipe/rtbpipe/internal/connect"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
+)
+
+func (a *app) setupCmd() *cobra.Command {
+	var partitions int32
+	var grace, idleWait time.Duration
+	cmd := &cobra.Command{
+		Use:   "setup",
+		Short: "Everything a new installation needs: migrate, create the topic, create the schedule",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if partitions < 1 {
+				return fmt.Errorf("--partitions must be at least 1")
+			}
+			if err := a.migrateCmd().RunE(cmd, nil); err != nil {
+				return err
+			}
+			kc, err := connect.Kafka(a.cfg, "rtbpipe-starter")
+			if err != nil {
+				return err
+			}
+			n, err := kafka.EnsureTopic(kc, a.cfg.Topic, partitions)
+			kc.Close()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "topic %s has %d partitions\n", a.cfg.Topic, n)
+			create, _, err := a.scheduleCmd().Find([]string{"create"})
+			if err != nil {
+				return err
+			}
+			if err := create.Flags().Set("grace", grace.String()); err != nil {
+				return err
+			}
+			if err := create.Flags().Set("idle-wait", idleWait.String()); err != nil {
+				return err
+			}
+			return create.RunE(cmd, nil)
+		},
+	}
+	cmd.Flags().Int32Var(&partitions, "partitions", 4, "partitions of the topic, if setup creates it")
+	cmd.Flags().DurationVar(&grace, "grace", 5*time.Second, "delay after each minute before its slot runs")
+	cmd.Flags().DurationVar(&idleWait, "idle-wait", 0, "wait for partitions with no record past the slot's end (default 10s)")
+	return cmd
+}
