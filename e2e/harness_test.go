@@ -203,6 +203,7 @@ func (e *env) produce(t *testing.T, topic string, recs []record) {
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	cfg.Producer.Flush.Messages = 1000
+	cfg.Producer.Flush.Frequency = 5 * time.Millisecond
 	p, err := sarama.NewAsyncProducer(e.cfg.KafkaBrokers, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -28,7 +28,7 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 		Protocol:         clickhouse.Native,
 		Auth:             clickhouse.Auth{Database: "default", Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword},
 		DialTimeout:      5 * time.Second,
-		ReadTimeout:      5 * time.Minute,
+		ReadTimeout:      time.Minute,
 		MaxOpenConns:     16,
 		MaxIdleConns:     8,
 		ConnMaxLifetime:  time.Hour,
@@ -97,13 +97,27 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 				return done, fmt.Errorf("migration %s, statement %d: %w", m.Name, i+1, err)
 			}
 		}
-		if err := s.conn.Exec(ctx, "INSERT INTO "+s.Table("schema_migrations")+" (version, name, applied_at) VALUES (?, ?, ?)",
-			uint32(m.Version), m.Name, time.Now().UTC()); err != nil {
+		if err := s.recordMigration(ctx, m); err != nil {
 			return done, fmt.Errorf("record migration %s: %w", m.Name, err)
 		}
 		done = append(done, m.Name)
 	}
 	return done, nil
+}
+
+// recordMigration inserts m into schema_migrations. Inserts go through
+// batches: ClickHouse 18.16 does not answer an INSERT ... VALUES with bound
+// parameters over the native protocol.
+func (s *Store) recordMigration(ctx context.Context, m rtbsql.Migration) error {
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("schema_migrations")+" (version, name, applied_at)")
+	if err != nil {
+		return err
+	}
+	defer b.Abort()
+	if err := b.Append(uint32(m.Version), m.Name, time.Now().UTC()); err != nil {
+		return err
+	}
+	return b.Send()
 }
 
 // Version returns a row version for a write made now: later writes win in
