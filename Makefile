@@ -3,10 +3,16 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: help up up-no-worker down wipe status stack-install build vet fmt-check
+.PHONY: help demo test up up-no-worker down wipe status stack-install build vet fmt-check
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+demo: ## the main job, bounded: stack + worker + schedule, generator for 3 minutes, analysis tables, verify
+	scripts/demo.sh
+
+test: ## gofmt, vet, unit tests, then end-to-end tests on real servers (installs and starts the stack)
+	scripts/test.sh
 
 up: ## start the local stack (installs what is missing; starts ./worker if it builds)
 	scripts/stack.sh up
@@ -36,4 +42,3 @@ fmt-check: ## fail if any Go file is not gofmt-ed
 	@out="$$(find . \( -name .git -o -name .local -o -name vendor \) -prune -o -name '*.go' -print | xargs -r gofmt -l)"; \
 	if [ -n "$$out" ]; then echo "not gofmt-ed:"; echo "$$out"; exit 1; fi
 
-# test, demo and bench targets: added with the pipeline code.

@@ -15,13 +15,13 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/connect"
 )
 
-// The prototype's analysis queries, unchanged but for the database name.
+// The prototype's analysis queries, unchanged but for the table's name.
 var analysisQueries = []struct{ title, sql string }{
 	{"Revenue by country (clicks)", `SELECT
     country,
     sum(total_revenue) as total_revenue,
     sum(event_count) as total_events
-FROM {db}.ad_events_aggregated
+FROM {source}
 WHERE event_type = 'click'
 GROUP BY country
 ORDER BY total_revenue DESC`},
@@ -30,7 +30,7 @@ ORDER BY total_revenue DESC`},
     sum(CASE WHEN event_type = 'impression' THEN event_count ELSE 0 END) as impressions,
     sum(CASE WHEN event_type = 'click' THEN event_count ELSE 0 END) as clicks,
     round(sum(total_revenue), 2) as revenue
-FROM {db}.ad_events_aggregated
+FROM {source}
 GROUP BY ad_format
 ORDER BY revenue DESC`},
 	{"Integrity check", `SELECT
@@ -38,11 +38,12 @@ ORDER BY revenue DESC`},
     count(DISTINCT window_start) as unique_windows,
     min(window_start) as first_window,
     max(window_start) as last_window
-FROM {db}.ad_events_aggregated`},
+FROM {source}`},
 }
 
 func (a *app) reportCmd() *cobra.Command {
-	return &cobra.Command{
+	var topicOnly bool
+	cmd := &cobra.Command{
 		Use:   "report",
 		Short: "Print the prototype's analysis tables (revenue by country, format performance, integrity) from ClickHouse",
 		Args:  cobra.NoArgs,
@@ -52,15 +53,35 @@ func (a *app) reportCmd() *cobra.Command {
 				return err
 			}
 			defer store.Close()
+			source := store.Table("ad_events_aggregated")
+			if topicOnly {
+				if !kafkaTopicName(a.cfg.Topic) {
+					return fmt.Errorf("topic %q is not a valid Kafka topic name", a.cfg.Topic)
+				}
+				source = fmt.Sprintf("(SELECT * FROM %s WHERE topic = '%s')", store.Table("ad_events_aggregated_by_topic"), a.cfg.Topic)
+			}
 			for _, q := range analysisQueries {
 				fmt.Fprintf(cmd.OutOrStdout(), "\n%s\n", q.title)
-				if err := printQuery(cmd.Context(), cmd.OutOrStdout(), store, strings.ReplaceAll(q.sql, "{db}", store.DB())); err != nil {
+				if err := printQuery(cmd.Context(), cmd.OutOrStdout(), store, strings.ReplaceAll(q.sql, "{source}", source)); err != nil {
 					return fmt.Errorf("%s: %w", q.title, err)
 				}
 			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&topicOnly, "topic-only", false, "only the windows of --topic (default: all topics, as the prototype's table)")
+	return cmd
+}
+
+// kafkaTopicName reports whether s uses only the characters Kafka allows in
+// topic names (so it can be quoted into SQL as it is).
+func kafkaTopicName(s string) bool {
+	for _, c := range s {
+		if !(c == '.' || c == '_' || c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != "" && len(s) <= 249
 }
 
 // printQuery runs q and prints its result as an aligned table.

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# rtbpipe's demo (make demo): the main job, bounded. Brings up the local stack
+# with a worker, applies the schema, creates a fresh topic and its schedule,
+# runs the generator at the prototype's rate for a few minutes, waits for the
+# last minute to be processed, prints the prototype's analysis tables, and
+# verifies ClickHouse against the generator's manifest.
+#
+# Settings (environment): RATE (events/s, default 80), DURATION (default 3m),
+# PARTITIONS (4), LATE (fraction of late events, 0.05), MAX_LATENESS (5m),
+# MALFORMED (fraction of malformed records, 0.005), TOPIC (default: a fresh
+# ad-events-demo-<time> topic, so that verify compares one run exactly), KEEP_SCHEDULE=1
+# to leave the topic's schedule running afterwards.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+RATE="${RATE:-80}"
+DURATION="${DURATION:-3m}"
+PARTITIONS="${PARTITIONS:-4}"
+LATE="${LATE:-0.05}"
+MAX_LATENESS="${MAX_LATENESS:-5m}"
+MALFORMED="${MALFORMED:-0.005}"
+TOPIC="${TOPIC:-ad-events-demo-$(date -u +%Y%m%d-%H%M%S)}"
+export RTB_KAFKA_TOPIC="$TOPIC"
+BIN="$ROOT/.local/bin"
+MANIFEST="$ROOT/.local/demo/$TOPIC.manifest.json"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "local stack and worker"
+scripts/stack.sh up
+mkdir -p "$BIN" "$(dirname "$MANIFEST")"
+go build -o "$BIN/starter" ./starter
+go build -o "$BIN/generator" ./generator
+
+step "schema, topic $TOPIC ($PARTITIONS partitions), schedule"
+"$BIN/starter" setup --partitions "$PARTITIONS" --grace 5s
+if [[ "${KEEP_SCHEDULE:-0}" != 1 ]]; then
+	trap '"$BIN/starter" schedule delete >/dev/null 2>&1 || true' EXIT
+fi
+
+step "generator: $RATE events/s for $DURATION ($LATE late up to $MAX_LATENESS, $MALFORMED malformed)"
+"$BIN/generator" --rate "$RATE" --duration "$DURATION" --partitions "$PARTITIONS" \
+	--late-fraction "$LATE" --max-lateness "$MAX_LATENESS" --malformed-fraction "$MALFORMED" \
+	--manifest "$MANIFEST" --progress 30s
+
+step "waiting for the schedule to process the last minute"
+"$BIN/starter" wait --timeout 4m
+
+step "slots (starter status)"
+"$BIN/starter" status --limit 6
+
+step "analysis (the prototype's queries, this run's topic)"
+"$BIN/starter" report --topic-only
+
+step "verify against the generator's manifest"
+"$BIN/starter" verify --manifest "$MANIFEST"
+
+step "done"
+echo "Temporal UI: ${RTB_TEMPORAL_UI:-http://127.0.0.1:8233}/namespaces/default/workflows?query=WorkflowId+STARTS_WITH+%22slot-$TOPIC%22"
+echo "The slot runs are the workflows slot-$TOPIC-<minute>; the schedule was slots-$TOPIC."
+echo "Stop the stack with: make down"

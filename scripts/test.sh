@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# rtbpipe's test command (make test): static checks, unit tests, then the
+# end-to-end tests against real servers (ClickHouse, Temporal dev server,
+# local Kafka broker), which this script installs and starts if needed.
+# A stack this script started is stopped again at the end.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "tools"
+if ! command -v docker-compose >/dev/null 2>&1; then
+	echo "installing docker-compose (apt), to check docker-compose.yml..."
+	DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null
+fi
+
+step "gofmt, go vet"
+unformatted="$(gofmt -l $(git ls-files '*.go'))"
+if [[ -n "$unformatted" ]]; then
+	echo "not gofmt-ed:"; echo "$unformatted"; exit 1
+fi
+go vet ./...
+
+step "unit tests"
+go test -count=1 ./...
+
+step "local stack"
+started=0
+if ! scripts/stack.sh status | grep -Eq '^kafka +running'; then
+	started=1
+fi
+scripts/stack.sh up --no-worker
+if ((started)); then
+	trap 'scripts/stack.sh down >/dev/null 2>&1 || true' EXIT
+fi
+
+step "end-to-end tests (real ClickHouse, Temporal, Kafka broker)"
+RTB_E2E=1 go test -count=1 -timeout 30m -v ./e2e/ 2>&1 | grep -Ev '^\s*$'
