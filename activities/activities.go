@@ -14,6 +14,9 @@ import (
 type Activities struct {
 	Kafka sarama.Client
 	Store *chstore.Store
+	// Archive writes every valid event to the raw archive (rtb.ad_events_raw),
+	// so that slots can be recomputed after Kafka's retention.
+	Archive bool
 }
 
 // Error types that no retry can fix; the workflows see them as
@@ -22,4 +25,11 @@ const (
 	ErrTypeOffsetsGone  = "OffsetsGone"
 	ErrTypeBadInput     = "BadInput"
 	ErrTypeTopicChanged = "TopicChanged"
+	ErrTypeNotArchived  = "NotArchived"
+)
+
+// Sources a batch can be computed from.
+const (
+	SourceKafka = "kafka"
+	SourceRaw   = "raw"
 )

@@ -20,6 +20,7 @@ import (
 // BatchInput asks for one batch to be processed.
 type BatchInput struct {
 	Plan       chstore.Batch
+	Source     string // SourceKafka (default) or SourceRaw
 	WorkflowID string
 	RunID      string
 }
@@ -47,6 +48,7 @@ const (
 	// limits their size); past it a retry starts the batch again instead.
 	maxResumeRows   = 20000
 	deadLetterFlush = 1000
+	rawFlush        = 50_000
 )
 
 // ProcessBatch reads the plan's offsets [Start, End) of one partition,
@@ -55,6 +57,17 @@ const (
 // Its output depends on the offsets only, so any retry or rerun writes the
 // same rows again (replacing, never adding).
 func (a *Activities) ProcessBatch(ctx context.Context, in BatchInput) (BatchResult, error) {
+	switch in.Source {
+	case "", SourceKafka:
+		return a.processFromKafka(ctx, in)
+	case SourceRaw:
+		return a.processFromRaw(ctx, in)
+	}
+	return BatchResult{}, temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("source %q: want kafka or raw", in.Source), ErrTypeBadInput, nil)
+}
+
+func (a *Activities) processFromKafka(ctx context.Context, in BatchInput) (BatchResult, error) {
 	began := time.Now()
 	p := in.Plan
 	id := chstore.BatchID{Topic: p.Topic, Partition: p.Partition, Slot: p.Slot}
@@ -72,12 +85,13 @@ func (a *Activities) ProcessBatch(ctx context.Context, in BatchInput) (BatchResu
 	}
 
 	var dead []chstore.DeadLetter
+	var raw chstore.RawBuffer
 	flush := func() error {
 		if err := a.Store.WriteDeadLetters(ctx, dead); err != nil {
 			return err
 		}
 		dead = dead[:0]
-		return nil
+		return a.Store.WriteRaw(ctx, &raw)
 	}
 	beat := func() error {
 		if err := flush(); err != nil {
@@ -118,6 +132,14 @@ func (a *Activities) ProcessBatch(ctx context.Context, in BatchInput) (BatchResu
 			}
 		} else {
 			table.Add(&ev)
+			if a.Archive {
+				raw.Add(id, m.Offset, m.Timestamp, &ev)
+				if raw.Len() >= rawFlush {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
 			st.Events++
 			switch {
 			case ev.Time.Before(slot):
@@ -153,18 +175,27 @@ func (a *Activities) ProcessBatch(ctx context.Context, in BatchInput) (BatchResu
 	if err := flush(); err != nil {
 		return BatchResult{}, err
 	}
+	done := p
+	done.Events, done.LateEvents, done.EarlyEvents = st.Events, st.Late, st.Early
+	done.DeadLetters, done.Skipped = st.Dead, st.Skipped
+	done.MinEventTime, done.MaxEventTime = st.MinEventTime, st.MaxEventTime
+	done.Archived = a.Archive
+	res, err := a.finish(ctx, in, done, table, began)
+	res.Resumed = resumed
+	return res, err
+}
+
+// finish writes a batch's partials, then its outcome to the ledger: the
+// ledger says done only once everything else is stored.
+func (a *Activities) finish(ctx context.Context, in BatchInput, done chstore.Batch, table agg.Table, began time.Time) (BatchResult, error) {
+	id := chstore.BatchID{Topic: done.Topic, Partition: done.Partition, Slot: done.Slot}
 	if err := a.Store.WritePartials(ctx, id, table, chstore.Version()); err != nil {
 		return BatchResult{}, err
 	}
-
 	info := activity.GetInfo(ctx)
-	done := p
 	done.State = chstore.StateDone
-	done.Events, done.LateEvents, done.EarlyEvents = st.Events, st.Late, st.Early
-	done.DeadLetters, done.Skipped = st.Dead, st.Skipped
 	windows := table.Windows()
 	done.Windows = uint32(len(windows))
-	done.MinEventTime, done.MaxEventTime = st.MinEventTime, st.MaxEventTime
 	done.FinishedAt = time.Now().UTC()
 	done.DurationMs = uint64(time.Since(began).Milliseconds())
 	done.WorkflowID, done.RunID, done.Attempt = in.WorkflowID, in.RunID, uint32(info.Attempt)
@@ -172,9 +203,37 @@ func (a *Activities) ProcessBatch(ctx context.Context, in BatchInput) (BatchResu
 	if err := a.Store.WriteBatches(ctx, []chstore.Batch{done}); err != nil {
 		return BatchResult{}, err
 	}
-	res := BatchResult{Batch: done, Resumed: resumed}
+	res := BatchResult{Batch: done}
 	for _, w := range windows {
 		res.Windows = append(res.Windows, time.Unix(w, 0).UTC())
 	}
 	return res, nil
+}
+
+// processFromRaw recomputes a batch from the raw archive, for offsets that
+// Kafka no longer holds. Only a batch whose events were archived can be.
+func (a *Activities) processFromRaw(ctx context.Context, in BatchInput) (BatchResult, error) {
+	began := time.Now()
+	p := in.Plan
+	prev, err := a.Store.SlotBatches(ctx, p.Topic, p.Slot)
+	if err != nil {
+		return BatchResult{}, err
+	}
+	if b, ok := prev[p.Partition]; p.End > p.Start && (!ok || b.State != chstore.StateDone || !b.Archived) {
+		return BatchResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"%s/%d slot %s: offsets [%d,%d) were never archived (the batch ran with the raw archive off, or never ran): "+
+				"it can only be computed from Kafka", p.Topic, p.Partition, p.Slot.Format(time.RFC3339), p.Start, p.End),
+			ErrTypeNotArchived, nil)
+	}
+	id := chstore.BatchID{Topic: p.Topic, Partition: p.Partition, Slot: p.Slot}
+	table, ro, err := a.Store.AggregateRaw(ctx, id, p.Start, p.End)
+	if err != nil {
+		return BatchResult{}, err
+	}
+	done := p
+	done.Events, done.LateEvents, done.EarlyEvents, done.DeadLetters = ro.Events, ro.Late, ro.Early, ro.DeadLetters
+	done.MinEventTime, done.MaxEventTime = ro.MinEventTime, ro.MaxEventTime
+	done.Skipped = uint64(p.End-p.Start) - ro.Events - ro.DeadLetters
+	done.Archived = true
+	return a.finish(ctx, in, done, table, began)
 }

@@ -20,6 +20,10 @@ type PlanInput struct {
 	Slot       time.Time
 	IdleWait   time.Duration // how long to wait for a partition with no record past the slot's end
 	WorkflowID string        // the slot workflow that asks, recorded in the ledger
+	// ExistingOnly returns the plans already in the ledger and writes none,
+	// without asking Kafka (which may have lost the topic): for recomputing
+	// from the raw archive.
+	ExistingOnly bool
 }
 
 // PlanResult is one plan per partition, in partition order.
@@ -48,11 +52,15 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 		return PlanResult{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("slot %s has not ended yet", slot.Format(time.RFC3339)), ErrTypeBadInput, nil)
 	}
-	parts, err := kafka.Partitions(a.Kafka, in.Topic)
+	existing, err := a.Store.SlotBatches(ctx, in.Topic, slot)
 	if err != nil {
 		return PlanResult{}, err
 	}
-	existing, err := a.Store.SlotBatches(ctx, in.Topic, slot)
+	res := PlanResult{}
+	if in.ExistingOnly {
+		return sortedPlans(res, existing), nil
+	}
+	parts, err := kafka.Partitions(a.Kafka, in.Topic)
 	if err != nil {
 		return PlanResult{}, err
 	}
@@ -62,7 +70,6 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 			missing = append(missing, p)
 		}
 	}
-	res := PlanResult{}
 	if len(missing) > 0 {
 		newPlans, waited, err := a.planPartitions(ctx, in, slot, missing)
 		if err != nil {
@@ -76,11 +83,15 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 		}
 		res.New, res.Waited = len(newPlans), waited
 	}
-	for _, b := range existing {
+	return sortedPlans(res, existing), nil
+}
+
+func sortedPlans(res PlanResult, plans map[int32]chstore.Batch) PlanResult {
+	for _, b := range plans {
 		res.Batches = append(res.Batches, b)
 	}
 	slices.SortFunc(res.Batches, func(x, y chstore.Batch) int { return int(x.Partition - y.Partition) })
-	return res, nil
+	return res
 }
 
 func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time.Time, parts []int32) ([]chstore.Batch, time.Duration, error) {

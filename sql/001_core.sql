@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS {db}.batches (
     early_events UInt64,
     dead_letters UInt64,
     skipped_offsets UInt64,
+    archived UInt8,
     windows UInt32,
     min_event_time DateTime,
     max_event_time DateTime,

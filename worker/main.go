@@ -37,6 +37,11 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		return fmt.Errorf("RTB_WORKER_ACTIVITIES: %w", err)
 	}
 	fs.IntVar(&concurrency, "activities", concurrency, "activities run at once by this worker (env RTB_WORKER_ACTIVITIES)")
+	archive, err := strconv.ParseBool(config.Env("RTB_RAW_ARCHIVE", "true"))
+	if err != nil {
+		return fmt.Errorf("RTB_RAW_ARCHIVE: want true or false: %w", err)
+	}
+	fs.BoolVar(&archive, "raw-archive", archive, "write every valid event to the raw archive rtb.ad_events_raw (env RTB_RAW_ARCHIVE)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -70,10 +75,13 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	w.RegisterWorkflow(workflows.SlotWorkflow)
 	w.RegisterWorkflow(workflows.PlannerWorkflow)
 	w.RegisterWorkflow(workflows.ScheduledSlotWorkflow)
-	w.RegisterActivity(&activities.Activities{Kafka: kc, Store: store})
+	w.RegisterWorkflow(workflows.BackfillWorkflow)
+	w.RegisterWorkflow(workflows.ReconcileWorkflow)
+	w.RegisterWorkflow(workflows.ScheduledReconcileWorkflow)
+	w.RegisterActivity(&activities.Activities{Kafka: kc, Store: store, Archive: archive})
 
 	logger.Info("worker started", "task_queue", cfg.TaskQueue, "temporal", cfg.TemporalAddress,
-		"kafka", cfg.KafkaBrokers, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency)
+		"kafka", cfg.KafkaBrokers, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency, "raw_archive", archive)
 	if err := w.Run(worker.InterruptCh()); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}

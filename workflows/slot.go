@@ -29,6 +29,10 @@ type SlotInput struct {
 	Slot             time.Time
 	IdleWait         time.Duration // wait for partitions with no record past the slot's end; 0 = DefaultIdleWait
 	HeartbeatTimeout time.Duration // of the batch activities; 0 = DefaultHeartbeatTimeout
+	// Source is where batches are read: activities.SourceKafka (default) or
+	// activities.SourceRaw (the raw archive, for offsets past retention; only
+	// slots already planned can be computed from it).
+	Source string
 }
 
 // SlotResult tells what a slot run did.
@@ -72,6 +76,13 @@ func (in *SlotInput) validate() error {
 	if in.HeartbeatTimeout <= 0 {
 		in.HeartbeatTimeout = DefaultHeartbeatTimeout
 	}
+	switch in.Source {
+	case "":
+		in.Source = activities.SourceKafka
+	case activities.SourceKafka, activities.SourceRaw:
+	default:
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("source %q: want kafka or raw", in.Source), activities.ErrTypeBadInput, nil)
+	}
 	return nil
 }
 
@@ -87,7 +98,7 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 
 	workflow.SetCurrentDetails(ctx, "planning")
 	plan, err := planSlot(ctx, activities.PlanInput{Topic: in.Topic, Slot: in.Slot, IdleWait: in.IdleWait,
-		WorkflowID: info.WorkflowExecution.ID})
+		WorkflowID: info.WorkflowExecution.ID, ExistingOnly: in.Source == activities.SourceRaw})
 	if err != nil {
 		return res, err // unwrapped, so that callers see the activity's error type
 	}
@@ -105,11 +116,11 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 				BackoffCoefficient:     2,
 				MaximumInterval:        time.Minute,
 				MaximumAttempts:        10,
-				NonRetryableErrorTypes: []string{activities.ErrTypeOffsetsGone, activities.ErrTypeBadInput},
+				NonRetryableErrorTypes: []string{activities.ErrTypeOffsetsGone, activities.ErrTypeBadInput, activities.ErrTypeNotArchived},
 			},
 		})
 		futures[i] = workflow.ExecuteActivity(actx, a.ProcessBatch, activities.BatchInput{
-			Plan: b, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID})
+			Plan: b, Source: in.Source, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID})
 	}
 	windows := map[time.Time]bool{}
 	var firstErr error

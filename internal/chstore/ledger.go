@@ -26,7 +26,8 @@ type Batch struct {
 	LateEvents   uint64    `json:"late_events"`
 	EarlyEvents  uint64    `json:"early_events"`
 	DeadLetters  uint64    `json:"dead_letters"`
-	Skipped      uint64    `json:"skipped_offsets"` // offsets Kafka did not deliver (transaction markers, compaction)
+	Skipped      uint64    `json:"skipped_offsets"`    // offsets Kafka did not deliver (transaction markers, compaction)
+	Archived     bool      `json:"archived,omitempty"` // its valid events are in the raw archive
 	Windows      uint32    `json:"windows"`
 	MinEventTime time.Time `json:"min_event_time"`
 	MaxEventTime time.Time `json:"max_event_time"`
@@ -43,18 +44,18 @@ type Batch struct {
 func (b *Batch) Offsets() int64 { return b.End - b.Start }
 
 const batchColumns = `topic, kafka_partition, slot, start_offset, end_offset, idle, state, events, late_events,
- early_events, dead_letters, skipped_offsets, windows, min_event_time, max_event_time, planned_at, finished_at,
+ early_events, dead_letters, skipped_offsets, archived, windows, min_event_time, max_event_time, planned_at, finished_at,
  duration_ms, workflow_id, run_id, attempt, version`
 
 type scanner interface{ Scan(dest ...any) error }
 
 func scanBatch(r scanner) (Batch, error) {
 	var b Batch
-	var idle uint8
+	var idle, archived uint8
 	err := r.Scan(&b.Topic, &b.Partition, &b.Slot, &b.Start, &b.End, &idle, &b.State, &b.Events, &b.LateEvents,
-		&b.EarlyEvents, &b.DeadLetters, &b.Skipped, &b.Windows, &b.MinEventTime, &b.MaxEventTime, &b.PlannedAt,
+		&b.EarlyEvents, &b.DeadLetters, &b.Skipped, &archived, &b.Windows, &b.MinEventTime, &b.MaxEventTime, &b.PlannedAt,
 		&b.FinishedAt, &b.DurationMs, &b.WorkflowID, &b.RunID, &b.Attempt, &b.Version)
-	b.Idle = idle == 1
+	b.Idle, b.Archived = idle == 1, archived == 1
 	for _, t := range []*time.Time{&b.Slot, &b.MinEventTime, &b.MaxEventTime, &b.PlannedAt, &b.FinishedAt} {
 		*t = t.UTC()
 	}
@@ -129,12 +130,8 @@ func (s *Store) WriteBatches(ctx context.Context, bs []Batch) error {
 	}
 	defer batch.Abort()
 	for _, b := range bs {
-		var idle uint8
-		if b.Idle {
-			idle = 1
-		}
-		if err := batch.Append(b.Topic, b.Partition, b.Slot.UTC(), b.Start, b.End, idle, b.State, b.Events, b.LateEvents,
-			b.EarlyEvents, b.DeadLetters, b.Skipped, b.Windows, clampTime(b.MinEventTime), clampTime(b.MaxEventTime),
+		if err := batch.Append(b.Topic, b.Partition, b.Slot.UTC(), b.Start, b.End, flag(b.Idle), b.State, b.Events, b.LateEvents,
+			b.EarlyEvents, b.DeadLetters, b.Skipped, flag(b.Archived), b.Windows, clampTime(b.MinEventTime), clampTime(b.MaxEventTime),
 			clampTime(b.PlannedAt), clampTime(b.FinishedAt), b.DurationMs, b.WorkflowID, b.RunID, b.Attempt, b.Version); err != nil {
 			return fmt.Errorf("write ledger: %w", err)
 		}
@@ -151,4 +148,11 @@ func clampTime(t time.Time) time.Time {
 		return time.Unix(0, 0).UTC()
 	}
 	return t.UTC()
+}
+
+func flag(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -1,0 +1,134 @@
+package chstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rtbpipe/rtbpipe/internal/agg"
+	"github.com/rtbpipe/rtbpipe/internal/event"
+)
+
+// RawBuffer collects events for the raw archive column by column, so that
+// a flush is one columnar insert with no per-row reflection.
+type RawBuffer struct {
+	ts, logTime, slot                   []time.Time
+	evType, user, country, format, camp []string
+	eventID, device, topic              []string
+	bid, rev                            []float64
+	revMicros, bidMicros, offset        []int64
+	partition                           []int32
+	version                             []uint64
+}
+
+// Len is the number of buffered events.
+func (r *RawBuffer) Len() int { return len(r.offset) }
+
+// Add buffers one event with its Kafka coordinates.
+func (r *RawBuffer) Add(id BatchID, offset int64, logTime time.Time, ev *event.Event) {
+	r.ts = append(r.ts, ev.Time)
+	r.evType = append(r.evType, ev.EventType)
+	r.user = append(r.user, ev.UserID)
+	r.country = append(r.country, ev.Country)
+	r.format = append(r.format, ev.AdFormat)
+	r.camp = append(r.camp, ev.CampaignID)
+	r.bid = append(r.bid, float64(ev.BidMicros)/1e6)
+	r.rev = append(r.rev, float64(ev.RevenueMicros)/1e6)
+	r.eventID = append(r.eventID, ev.EventID)
+	r.device = append(r.device, ev.Device)
+	r.revMicros = append(r.revMicros, ev.RevenueMicros)
+	r.bidMicros = append(r.bidMicros, ev.BidMicros)
+	r.topic = append(r.topic, id.Topic)
+	r.partition = append(r.partition, id.Partition)
+	r.offset = append(r.offset, offset)
+	r.slot = append(r.slot, id.Slot)
+	r.logTime = append(r.logTime, clampTime(logTime))
+}
+
+func (r *RawBuffer) reset() {
+	*r = RawBuffer{ts: r.ts[:0], logTime: r.logTime[:0], slot: r.slot[:0], evType: r.evType[:0],
+		user: r.user[:0], country: r.country[:0], format: r.format[:0], camp: r.camp[:0], eventID: r.eventID[:0],
+		device: r.device[:0], topic: r.topic[:0], bid: r.bid[:0], rev: r.rev[:0], revMicros: r.revMicros[:0],
+		bidMicros: r.bidMicros[:0], offset: r.offset[:0], partition: r.partition[:0], version: r.version[:0]}
+}
+
+// WriteRaw inserts the buffered events into the raw archive and empties the
+// buffer.
+func (s *Store) WriteRaw(ctx context.Context, r *RawBuffer) error {
+	if r.Len() == 0 {
+		return nil
+	}
+	v := Version()
+	for range r.offset {
+		r.version = append(r.version, v)
+	}
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("ad_events_raw")+
+		" (timestamp, event_type, user_id, country, ad_format, campaign_id, bid_price, revenue, event_id, device,"+
+		" revenue_micros, bid_micros, topic, kafka_partition, kafka_offset, slot, log_time, version)")
+	if err != nil {
+		return fmt.Errorf("write raw archive: %w", err)
+	}
+	defer batch.Abort()
+	for i, col := range []any{r.ts, r.evType, r.user, r.country, r.format, r.camp, r.bid, r.rev, r.eventID, r.device,
+		r.revMicros, r.bidMicros, r.topic, r.partition, r.offset, r.slot, r.logTime, r.version} {
+		if err := batch.Column(i).Append(col); err != nil {
+			return fmt.Errorf("write raw archive, column %d: %w", i, err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("write raw archive: %w", err)
+	}
+	r.reset()
+	return nil
+}
+
+// RawOffsets is what a batch's offsets hold in the archive.
+type RawOffsets struct {
+	Events                     uint64
+	DeadLetters                uint64
+	MinEventTime, MaxEventTime time.Time
+	Late, Early                uint64
+}
+
+// AggregateRaw recomputes a batch's windows from the raw archive for the
+// offsets [start, end) (ClickHouse does the grouping), and counts its dead
+// letters.
+func (s *Store) AggregateRaw(ctx context.Context, id BatchID, start, end int64) (agg.Table, RawOffsets, error) {
+	var ro RawOffsets
+	slot := id.Slot.UTC()
+	rows, err := s.conn.Query(ctx, "SELECT toStartOfMinute(timestamp) AS w, event_type, country, ad_format, count(), sum(revenue_micros),"+
+		" min(timestamp), max(timestamp), countIf(timestamp < ?), countIf(timestamp >= ?) FROM "+s.Table("ad_events_raw")+
+		" FINAL WHERE topic = ? AND kafka_partition = ? AND slot = ? AND kafka_offset >= ? AND kafka_offset < ?"+
+		" GROUP BY w, event_type, country, ad_format", slot, slot.Add(time.Minute), id.Topic, id.Partition, slot, start, end)
+	if err != nil {
+		return nil, ro, fmt.Errorf("read raw archive: %w", err)
+	}
+	defer rows.Close()
+	t := agg.Table{}
+	for rows.Next() {
+		var w, lo, hi time.Time
+		var k agg.Key
+		var n, late, early uint64
+		var rev int64
+		if err := rows.Scan(&w, &k.EventType, &k.Country, &k.AdFormat, &n, &rev, &lo, &hi, &late, &early); err != nil {
+			return nil, ro, fmt.Errorf("read raw archive: %w", err)
+		}
+		k.Window = w.Unix()
+		t[k] = agg.Totals{Count: int64(n), RevenueMicros: rev}
+		ro.Events += n
+		ro.Late += late
+		ro.Early += early
+		if ro.MinEventTime.IsZero() || lo.Before(ro.MinEventTime) {
+			ro.MinEventTime = lo.UTC()
+		}
+		if hi.After(ro.MaxEventTime) {
+			ro.MaxEventTime = hi.UTC()
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, ro, fmt.Errorf("read raw archive: %w", err)
+	}
+	ro.DeadLetters, err = s.CountDeadLetters(ctx, "topic = ? AND kafka_partition = ? AND kafka_offset >= ? AND kafka_offset < ?",
+		id.Topic, id.Partition, start, end)
+	return t, ro, err
+}

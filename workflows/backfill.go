@@ -1,0 +1,120 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/rtbpipe/rtbpipe/activities"
+)
+
+// BackfillQuery is the query that returns a backfill's progress.
+const BackfillQuery = "progress"
+
+// slotsPerRun bounds the slots one backfill run handles before it continues
+// as new, so that the history of a backfill of days stays small.
+const slotsPerRun = 240
+
+// BackfillInput asks to recompute every window in [From, To) of Topic.
+type BackfillInput struct {
+	Topic       string
+	From, To    time.Time
+	Source      string // activities.SourceKafka (default) or SourceRaw
+	Parallelism int    // slots at once; default 4
+	IdleWait    time.Duration
+
+	// Carried across continue-as-new; empty on the first run.
+	Remaining []time.Time
+	Progress  BackfillProgress
+}
+
+// BackfillProgress is what the progress query and the result tell.
+type BackfillProgress struct {
+	Topic       string
+	From, To    time.Time
+	Source      string
+	Found       bool // the slots to run are known
+	Total       int
+	Done        int
+	Joined      int // slots someone else was running; they did the work
+	Failed      int
+	FailedSlots []string `json:",omitempty"`
+	Events      uint64
+	DeadLetters uint64
+	Runs        int // workflow runs so far (continue-as-new)
+}
+
+func (p BackfillProgress) String() string {
+	return fmt.Sprintf("backfill %s [%s, %s) from %s: %d/%d slots done (%d joined, %d failed), %d events",
+		p.Topic, p.From.Format("2006-01-02T15:04Z"), p.To.Format("2006-01-02T15:04Z"), p.Source, p.Done, p.Total, p.Joined, p.Failed, p.Events)
+}
+
+// BackfillID names the backfill of a range: a second backfill of the same
+// range cannot start while one runs.
+func BackfillID(topic string, from, to time.Time) string {
+	return fmt.Sprintf("backfill-%s-%s-%s", topic, from.UTC().Format("2006-01-02T15:04Z"), to.UTC().Format("2006-01-02T15:04Z"))
+}
+
+// BackfillWorkflow reruns every slot that holds events of windows in
+// [From, To), slots never run before included, with bounded parallelism.
+// After it, the windows in range are exact; slots outside it are rerun only
+// when they hold events of the range, and a rerun rewrites the same values.
+func BackfillWorkflow(ctx workflow.Context, in BackfillInput) (BackfillProgress, error) {
+	if in.Topic == "" || !in.From.Before(in.To) {
+		return in.Progress, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("backfill needs a topic and from < to (got %s, %s)", in.From, in.To), activities.ErrTypeBadInput, nil)
+	}
+	if in.Source == "" {
+		in.Source = activities.SourceKafka
+	}
+	if in.Parallelism <= 0 {
+		in.Parallelism = 4
+	}
+	p := &in.Progress
+	p.Topic, p.From, p.To, p.Source = in.Topic, in.From.UTC(), in.To.UTC(), in.Source
+	p.Runs++
+	if err := workflow.SetQueryHandler(ctx, BackfillQuery, func() (BackfillProgress, error) { return *p, nil }); err != nil {
+		return *p, err
+	}
+	if !p.Found {
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: 5 * time.Minute,
+			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10},
+		})
+		if err := workflow.ExecuteActivity(actx, a.FindBackfillSlots, activities.RangeInput{
+			Topic: in.Topic, From: in.From, To: in.To, Source: in.Source}).Get(ctx, &in.Remaining); err != nil {
+			return *p, err
+		}
+		p.Found, p.Total = true, len(in.Remaining)
+	}
+	now := in.Remaining
+	if len(now) > slotsPerRun {
+		now = now[:slotsPerRun]
+	}
+	workflow.SetCurrentDetails(ctx, p.String())
+	runSlots(ctx, in.Topic, now, in.Parallelism, in.Source, "backfill", in.IdleWait, func(r slotRun) {
+		switch {
+		case r.Err != nil:
+			p.Failed++
+			p.FailedSlots = append(p.FailedSlots, fmt.Sprintf("%s: %v", r.Slot.Format("2006-01-02T15:04Z"), r.Err))
+		case r.Joined:
+			p.Joined++
+		default:
+			p.Done++
+			p.Events += r.Result.Events
+			p.DeadLetters += r.Result.DeadLetters
+		}
+		workflow.SetCurrentDetails(ctx, p.String())
+	})
+	in.Remaining = in.Remaining[len(now):]
+	if len(in.Remaining) > 0 {
+		return *p, workflow.NewContinueAsNewError(ctx, BackfillWorkflow, in)
+	}
+	if p.Failed > 0 {
+		return *p, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%d of %d slots failed: %v", p.Failed, p.Total, p.FailedSlots),
+			"BackfillIncomplete", nil, *p)
+	}
+	return *p, nil
+}
