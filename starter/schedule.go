@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -19,56 +20,59 @@ func (a *app) scheduleCmd() *cobra.Command {
 		Use:   "schedule",
 		Short: "Manage the every-minute schedule of a topic (create, describe, pause, unpause, delete)",
 	}
-	var grace, idleWait time.Duration
+	var grace, idleWait, recEvery, recLookback time.Duration
 	create := &cobra.Command{
 		Use:   "create",
-		Short: "Create (or update) the schedule that runs each minute's slot a few seconds after it ends",
+		Short: "Create (or update) the schedules: each minute's slot a few seconds after it ends, and reconciliation",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if grace < 0 || grace >= 50*time.Second {
 				return fmt.Errorf("--grace must be in [0s, 50s), got %s", grace)
 			}
-			if idleWait < 0 {
-				return fmt.Errorf("--idle-wait must not be negative")
+			if idleWait < 0 || recEvery < 0 || recLookback < 0 {
+				return fmt.Errorf("durations must not be negative")
 			}
-			return a.withSchedule(cmd, func(sc client.ScheduleClient, id string) error {
-				spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: time.Minute, Offset: grace}}}
-				action := &client.ScheduleWorkflowAction{
+			tc, err := connect.Temporal(cmd.Context(), a.cfg, a.logger)
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			sc := tc.ScheduleClient()
+			err = a.upsertSchedule(cmd, sc, client.ScheduleOptions{
+				ID:   workflows.ScheduleID(a.cfg.Topic),
+				Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: time.Minute, Offset: grace}}},
+				Action: &client.ScheduleWorkflowAction{
 					ID:        workflows.ScheduledWorkflowID(a.cfg.Topic),
 					Workflow:  workflows.ScheduledSlotWorkflow,
 					Args:      []any{workflows.ScheduledInput{Topic: a.cfg.Topic, IdleWait: idleWait}},
 					TaskQueue: a.cfg.TaskQueue,
-				}
-				_, err := sc.Create(cmd.Context(), client.ScheduleOptions{
-					ID:            id,
-					Spec:          spec,
-					Action:        action,
-					Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL,
-					CatchupWindow: time.Hour,
-					Note:          fmt.Sprintf("rtbpipe: every minute + %s, the slot that just ended of topic %s", grace, a.cfg.Topic),
-				})
-				if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-					err = sc.GetHandle(cmd.Context(), id).Update(cmd.Context(), client.ScheduleUpdateOptions{
-						DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
-							s := in.Description.Schedule
-							s.Spec, s.Action = &spec, action
-							return &client.ScheduleUpdate{Schedule: &s}, nil
-						},
-					})
-					if err == nil {
-						fmt.Fprintf(cmd.OutOrStdout(), "schedule %s updated: every minute at +%s, task queue %s\n", id, grace, a.cfg.TaskQueue)
-					}
-					return err
-				}
-				if err == nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "schedule %s created: every minute at +%s, task queue %s\n", id, grace, a.cfg.TaskQueue)
-				}
+				},
+				Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL,
+				CatchupWindow: time.Hour,
+				Note:          fmt.Sprintf("rtbpipe: every minute + %s, the slot that just ended of topic %s", grace, a.cfg.Topic),
+			}, fmt.Sprintf("every minute at +%s", grace))
+			if err != nil || recEvery == 0 {
 				return err
-			})
+			}
+			return a.upsertSchedule(cmd, sc, client.ScheduleOptions{
+				ID:   workflows.ReconcileScheduleID(a.cfg.Topic),
+				Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: recEvery, Offset: 30 * time.Second}}},
+				Action: &client.ScheduleWorkflowAction{
+					ID:        "scheduled-" + workflows.ReconcileScheduleID(a.cfg.Topic),
+					Workflow:  workflows.ScheduledReconcileWorkflow,
+					Args:      []any{workflows.ScheduledReconcileInput{Topic: a.cfg.Topic, Lookback: recLookback}},
+					TaskQueue: a.cfg.TaskQueue,
+				},
+				Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+				CatchupWindow: recEvery,
+				Note:          fmt.Sprintf("rtbpipe: reconcile and repair the last %s of topic %s", recLookback, a.cfg.Topic),
+			}, fmt.Sprintf("every %s over the last %s, with repair", recEvery, recLookback))
 		},
 	}
 	create.Flags().DurationVar(&grace, "grace", 5*time.Second, "delay after each minute before its slot runs")
 	create.Flags().DurationVar(&idleWait, "idle-wait", 0, "wait for partitions with no record past the slot's end (default 10s)")
+	create.Flags().DurationVar(&recEvery, "reconcile-every", 15*time.Minute, "how often to reconcile (0: no reconciliation schedule)")
+	create.Flags().DurationVar(&recLookback, "reconcile-lookback", 3*time.Hour, "how far back each scheduled reconciliation looks")
 
 	describe := &cobra.Command{
 		Use:   "describe",
@@ -148,16 +152,52 @@ func (a *app) scheduleCmd() *cobra.Command {
 	return cmd
 }
 
-// withSchedule connects to Temporal and calls fn with the topic's schedule ID.
+// upsertSchedule creates the schedule, or updates its spec and action if
+// it exists.
+func (a *app) upsertSchedule(cmd *cobra.Command, sc client.ScheduleClient, opts client.ScheduleOptions, what string) error {
+	_, err := sc.Create(cmd.Context(), opts)
+	verb := "created"
+	if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+		verb = "updated"
+		err = sc.GetHandle(cmd.Context(), opts.ID).Update(cmd.Context(), client.ScheduleUpdateOptions{
+			DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+				s := in.Description.Schedule
+				s.Spec, s.Action = &opts.Spec, opts.Action
+				return &client.ScheduleUpdate{Schedule: &s}, nil
+			},
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("schedule %s: %w", opts.ID, err)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "schedule %s %s: %s, task queue %s\n", opts.ID, verb, what, a.cfg.TaskQueue)
+	return nil
+}
+
+// withSchedule connects to Temporal and calls fn with each of the topic's
+// schedules (slots, reconciliation); a schedule that does not exist is
+// reported and skipped.
 func (a *app) withSchedule(cmd *cobra.Command, fn func(client.ScheduleClient, string) error) error {
 	tc, err := connect.Temporal(cmd.Context(), a.cfg, a.logger)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	id := workflows.ScheduleID(a.cfg.Topic)
-	if err := fn(tc.ScheduleClient(), id); err != nil {
-		return fmt.Errorf("schedule %s: %w", id, err)
+	found := 0
+	for _, id := range []string{workflows.ScheduleID(a.cfg.Topic), workflows.ReconcileScheduleID(a.cfg.Topic)} {
+		err := fn(tc.ScheduleClient(), id)
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			fmt.Fprintf(cmd.OutOrStdout(), "schedule %s: not found\n", id)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("schedule %s: %w", id, err)
+		}
+		found++
+	}
+	if found == 0 {
+		return fmt.Errorf("topic %s has no schedule: create it with 'starter schedule create --topic %s'", a.cfg.Topic, a.cfg.Topic)
 	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 
 func (a *app) setupCmd() *cobra.Command {
 	var partitions int32
-	var grace, idleWait time.Duration
+	var grace, idleWait, recEvery time.Duration
 	cmd := &cobra.Command{
 		Use:   "setup",
 		Short: "Everything a new installation needs: migrate, create the topic, create the schedule",
@@ -44,11 +44,15 @@ func (a *app) setupCmd() *cobra.Command {
 			if err := create.Flags().Set("idle-wait", idleWait.String()); err != nil {
 				return err
 			}
+			if err := create.Flags().Set("reconcile-every", recEvery.String()); err != nil {
+				return err
+			}
 			return create.RunE(cmd, nil)
 		},
 	}
 	cmd.Flags().Int32Var(&partitions, "partitions", 4, "partitions of the topic, if setup creates it")
 	cmd.Flags().DurationVar(&grace, "grace", 5*time.Second, "delay after each minute before its slot runs")
 	cmd.Flags().DurationVar(&idleWait, "idle-wait", 0, "wait for partitions with no record past the slot's end (default 10s)")
+	cmd.Flags().DurationVar(&recEvery, "reconcile-every", 15*time.Minute, "how often to reconcile (0: no reconciliation schedule)")
 	return cmd
 }
