@@ -245,7 +245,7 @@ func TestConcurrentBackfills(t *testing.T) {
 	from, to := base, base.Add(5*time.Minute)
 	in := workflows.BackfillInput{Topic: topic, From: from, To: to, Parallelism: 2, IdleWait: time.Second}
 	opts := client.StartWorkflowOptions{ID: workflows.BackfillID(topic, from, to), TaskQueue: e.cfg.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL}
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL, WorkflowExecutionErrorWhenAlreadyStarted: true}
 	ctx := context.Background()
 	first, err := e.temporal.ExecuteWorkflow(ctx, opts, workflows.BackfillWorkflow, in)
 	if err != nil {

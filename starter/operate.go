@@ -53,6 +53,8 @@ func (a *app) startOperation(cmd *cobra.Command, tc client.Client, id, summary s
 		ID: id, TaskQueue: a.cfg.TaskQueue, StaticSummary: summary,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy: conflict,
+		// Without this the SDK quietly returns the run already going.
+		WorkflowExecutionErrorWhenAlreadyStarted: !wait,
 	}, wf, arg)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {

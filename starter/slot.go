@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/rtbpipe/rtbpipe/internal/connect"
@@ -65,8 +67,14 @@ func (a *app) runSlotCmd() *cobra.Command {
 				TaskQueue:                a.cfg.TaskQueue,
 				WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 				WorkflowIDConflictPolicy: conflict,
-				StaticSummary:            fmt.Sprintf("%s slot %s (run-slot)", a.cfg.Topic, slot.Format("2006-01-02T15:04Z")),
+				// Without this the SDK quietly returns the run already going.
+				WorkflowExecutionErrorWhenAlreadyStarted: !wait,
+				StaticSummary:                            fmt.Sprintf("%s slot %s (run-slot)", a.cfg.Topic, slot.Format("2006-01-02T15:04Z")),
 			}, workflows.SlotWorkflow, workflows.SlotInput{Topic: a.cfg.Topic, Slot: slot, IdleWait: idleWait})
+			var started *serviceerror.WorkflowExecutionAlreadyStarted
+			if errors.As(err, &started) {
+				return fmt.Errorf("slot %s is already running; follow it with --wait, or in %s", slot.Format(time.RFC3339), a.workflowURL(id))
+			}
 			if err != nil {
 				return fmt.Errorf("start %s: %w", id, err)
 			}
