@@ -37,4 +37,4 @@ if ((started)); then
 fi
 
 step "end-to-end tests (real ClickHouse, Temporal, Kafka broker)"
-RTB_E2E=1 go test -count=1 -timeout 30m -v ./e2e/ 2>&1 | grep -Ev '^\s*$'
+RTB_E2E=1 go test -count=1 -timeout 30m -v ./e2e/ 2>&1 | grep --line-buffered -Ev '^\s*$'
