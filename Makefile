@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: help demo test up up-no-worker down wipe status stack-install build vet fmt-check
+.PHONY: help demo test bench up up-no-worker down wipe status stack-install build vet fmt-check
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -13,6 +13,10 @@ demo: ## the main job, bounded: stack + worker + schedule, generator for 3 minut
 
 test: ## gofmt, vet, unit tests, then end-to-end tests on real servers (installs and starts the stack)
 	scripts/test.sh
+
+bench: ## benchmark vs a bare Kafka read and ClickHouse's Kafka engine, and live latency (BENCH_ARGS="--events 5000000 ...")
+	scripts/stack.sh up --no-worker
+	$(GO) run ./bench $(BENCH_ARGS)
 
 up: ## start the local stack (installs what is missing; starts ./worker if it builds)
 	scripts/stack.sh up

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/IBM/sarama"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/rtbpipe/rtbpipe/internal/agg"
+	"github.com/rtbpipe/rtbpipe/internal/chstore"
+	"github.com/rtbpipe/rtbpipe/internal/config"
+	"github.com/rtbpipe/rtbpipe/internal/connect"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/manifest"
+	"github.com/rtbpipe/rtbpipe/workflows"
+)
+
+type bench struct {
+	o         options
+	cfg       config.Config
+	log       *slog.Logger
+	dir       string
+	workerBin string
+	genBin    string
+	store     *chstore.Store
+	kc        sarama.Client
+	tc        client.Client
+	first     time.Time // first minute of the backlog
+}
+
+func newBench(ctx context.Context, cfg config.Config, log *slog.Logger, o options) (*bench, error) {
+	b := &bench{o: o, cfg: cfg, log: log}
+	var err error
+	if b.dir, err = os.MkdirTemp("", "rtbpipe-bench"); err != nil {
+		return nil, err
+	}
+	if b.workerBin, b.genBin, err = buildBinaries(b.dir); err != nil {
+		return nil, err
+	}
+	if b.store, err = connect.ClickHouse(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if err := b.store.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+cfg.ClickHouseDatabase); err != nil {
+		return nil, fmt.Errorf("drop bench database: %w", err)
+	}
+	if _, err := b.store.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	if b.kc, err = connect.Kafka(cfg, "rtbpipe-bench"); err != nil {
+		return nil, err
+	}
+	if b.tc, err = connect.Temporal(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *bench) close() {
+	if !b.o.keep && b.store != nil {
+		_ = b.store.Conn().Exec(context.Background(), "DROP DATABASE IF EXISTS "+b.cfg.ClickHouseDatabase)
+	}
+	for _, c := range []io.Closer{b.kc, b.store} {
+		if c != nil {
+			c.Close()
+		}
+	}
+	if b.tc != nil {
+		b.tc.Close()
+	}
+	os.RemoveAll(b.dir)
+}
+
+// produceBacklog writes the events into a fresh topic with log times spread
+// over past minutes, with the generator itself (synthetic time mode).
+func (b *bench) produceBacklog(ctx context.Context) (string, *manifest.Manifest, error) {
+	topic := fmt.Sprintf("bench-%d", time.Now().Unix())
+	if _, err := kafka.EnsureTopic(b.kc, topic, b.o.partitions); err != nil {
+		return "", nil, err
+	}
+	b.first = time.Now().UTC().Truncate(time.Minute).Add(-time.Duration(b.o.minutes+5) * time.Minute)
+	rate := float64(b.o.events) / float64(b.o.minutes*60)
+	path := filepath.Join(b.dir, "backlog.json")
+	b.log.Info("producing the backlog", "topic", topic, "events", b.o.events, "partitions", b.o.partitions, "minutes", b.o.minutes)
+	began := time.Now()
+	if err := b.runGenerator(ctx, "--topic", topic, "--count", strconv.Itoa(b.o.events), "--start", b.first.Format(time.RFC3339),
+		"--rate", strconv.FormatFloat(rate, 'f', 3, 64), "--seed", "1", "--manifest", path, "--progress", "30s"); err != nil {
+		return "", nil, err
+	}
+	b.log.Info("backlog produced", "seconds", time.Since(began).Seconds())
+	m, err := manifest.Read(path)
+	return topic, m, err
+}
+
+func (b *bench) runGenerator(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, b.genBin, append([]string{"--partitions", strconv.Itoa(int(b.o.partitions))}, args...)...)
+	cmd.Env = append(os.Environ(), "RTB_KAFKA_BROKERS="+strings.Join(b.cfg.KafkaBrokers, ","))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("generator: %w", err)
+	}
+	return nil
+}
+
+// bareRead is the baseline: every offset of the topic read with sarama, one
+// consumer per partition, nothing parsed.
+func (b *bench) bareRead(ctx context.Context, topic string) (Result, error) {
+	cl, err := connect.Kafka(b.cfg, "rtbpipe-bench-baseline")
+	if err != nil {
+		return Result{}, err
+	}
+	defer cl.Close()
+	parts, err := kafka.Partitions(cl, topic)
+	if err != nil {
+		return Result{}, err
+	}
+	consumer, err := sarama.NewConsumerFromClient(cl)
+	if err != nil {
+		return Result{}, err
+	}
+	defer consumer.Close()
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, len(parts))
+	began := time.Now()
+	for _, p := range parts {
+		bounds, err := kafka.PartitionBounds(cl, topic, p)
+		if err != nil {
+			return Result{}, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- kafka.ReadRange(ctx, consumer, topic, p, bounds.Start, bounds.End, func(*sarama.ConsumerMessage) error {
+				n.Add(1)
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return Result{}, err
+		}
+	}
+	secs := time.Since(began).Seconds()
+	return Result{Name: "bare sarama read (baseline)", Events: n.Load(), Seconds: secs, EventsPerSec: float64(n.Load()) / secs, VsBaseline: 1,
+		Note: "records/s, no parsing"}, nil
+}
+
+// pipeline runs every slot of the backlog through the real worker (its own
+// process) with a backfill, and measures it.
+func (b *bench) pipeline(ctx context.Context, topic string, m *manifest.Manifest, archive bool) (Result, error) {
+	w, err := b.startWorker(archive)
+	if err != nil {
+		return Result{}, err
+	}
+	defer w.stop()
+	cpu0, err := w.cpuSeconds()
+	if err != nil {
+		return Result{}, err
+	}
+	from, to := b.first, b.first.Add(time.Duration(b.o.minutes+2)*time.Minute)
+	name := fmt.Sprintf("rtbpipe, raw archive %s", map[bool]string{false: "off", true: "on"}[archive])
+	b.log.Info("running", "what", name)
+	began := time.Now()
+	run, err := b.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.BackfillID(topic, from, to), TaskQueue: b.cfg.TaskQueue,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE},
+		workflows.BackfillWorkflow, workflows.BackfillInput{Topic: topic, From: from, To: to, Parallelism: 2, IdleWait: time.Second})
+	if err != nil {
+		return Result{}, err
+	}
+	var p workflows.BackfillProgress
+	if err := run.Get(ctx, &p); err != nil {
+		return Result{}, fmt.Errorf("%s: %w", name, err)
+	}
+	secs := time.Since(began).Seconds()
+	cpu1, err := w.cpuSeconds()
+	if err != nil {
+		return Result{}, err
+	}
+	rss, err := w.peakRSSMiB()
+	if err != nil {
+		return Result{}, err
+	}
+	exact, err := b.exact(ctx, topic, m)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Name: name, Events: m.Produced, Seconds: secs, EventsPerSec: float64(m.Produced) / secs,
+		CPUSecPerMEv: (cpu1 - cpu0) / (float64(m.Produced) / 1e6), PeakRSSMiB: rss, Exact: &exact,
+		Note: fmt.Sprintf("%d slots, worker process only", p.Total)}, nil
+}
+
+// exact compares ClickHouse with the manifest.
+func (b *bench) exact(ctx context.Context, topic string, m *manifest.Manifest) (bool, error) {
+	got, err := b.store.SumPartials(ctx, "topic = ?", topic)
+	if err != nil {
+		return false, err
+	}
+	d := agg.Diff(m.Table(), got)
+	for i, x := range d {
+		if i == 5 {
+			break
+		}
+		b.log.Error("differs", "key", x.String())
+	}
+	return len(d) == 0, nil
+}
+
+// workerProc is the real worker, started as its own process.
+type workerProc struct{ cmd *exec.Cmd }
+
+func (b *bench) startWorker(archive bool) (*workerProc, error) {
+	cmd := exec.Command(b.workerBin)
+	cmd.Env = append(os.Environ(), "RTB_TASK_QUEUE="+b.cfg.TaskQueue, "RTB_CLICKHOUSE_DATABASE="+b.cfg.ClickHouseDatabase,
+		"RTB_RAW_ARCHIVE="+strconv.FormatBool(archive), "RTB_KAFKA_BROKERS="+strings.Join(b.cfg.KafkaBrokers, ","))
+	logf, err := os.Create(filepath.Join(b.dir, fmt.Sprintf("worker-%d.log", time.Now().UnixNano())))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start worker: %w", err)
+	}
+	return &workerProc{cmd: cmd}, nil
+}
+
+func (w *workerProc) stop() {
+	_ = w.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = w.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(40 * time.Second):
+		_ = w.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// cpuSeconds is the process's user + system CPU time so far (/proc).
+func (w *workerProc) cpuSeconds() (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("worker cpu: %w", err)
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(fields[11], 64)
+	st, _ := strconv.ParseFloat(fields[12], 64)
+	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
+}
+
+// peakRSSMiB is the process's high-water resident set (VmHWM).
+func (w *workerProc) peakRSSMiB() (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("worker rss: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, err := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("worker rss: no VmHWM")
+}
+
+func printReport(out io.Writer, r *Report) {
+	fmt.Fprintf(out, "\nrtbpipe bench: %d events, %d partitions, over %d minutes of log time; %s; %s\n\n",
+		r.Events, r.Partition, r.Minutes, r.Machine, r.When.Format(time.RFC3339))
+	tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "run\tvs baseline\tevents/s\tseconds\tCPU s per M events\tpeak RSS MiB\texact\tnote")
+	for _, x := range r.Results {
+		exact := "-"
+		if x.Exact != nil {
+			exact = strconv.FormatBool(*x.Exact)
+		}
+		cpu, rss := "-", "-"
+		if x.CPUSecPerMEv > 0 {
+			cpu = fmt.Sprintf("%.2f", x.CPUSecPerMEv)
+		}
+		if x.PeakRSSMiB > 0 {
+			rss = fmt.Sprintf("%.0f", x.PeakRSSMiB)
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%.0f\t%.1f\t%s\t%s\t%s\t%s\n", x.Name, x.VsBaseline, x.EventsPerSec, x.Seconds, cpu, rss, exact, x.Note)
+	}
+	tw.Flush()
+	if l := r.Live; l != nil {
+		fmt.Fprintf(out, "\nlive: %d events/s for %s, grace %s: minute end -> slot done in ClickHouse over %d minutes: p50 %.2fs  p99 %.2fs  max %.2fs; exact: %v\n",
+			l.Rate, l.Duration, l.Grace, len(l.Latencies), l.P50, l.P99, l.Max, l.Exact)
+	}
+}

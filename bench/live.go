@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/manifest"
+	"github.com/rtbpipe/rtbpipe/workflows"
+)
+
+// LiveResult is the latency of the live run.
+type LiveResult struct {
+	Rate      int       `json:"rate"`
+	Duration  string    `json:"duration"`
+	Grace     string    `json:"grace"`
+	Latencies []float64 `json:"latencies_sec"` // per minute: minute end -> its slot done
+	P50       float64   `json:"p50_sec"`
+	P99       float64   `json:"p99_sec"`
+	Max       float64   `json:"max_sec"`
+	Exact     bool      `json:"exact"`
+}
+
+const liveGrace = 2 * time.Second
+
+// live runs the generator at a steady rate with the schedule on, and
+// measures for every whole minute the delay from its end until its slot
+// workflow closed (its windows complete in ClickHouse).
+func (b *bench) live(ctx context.Context) (*LiveResult, error) {
+	topic := fmt.Sprintf("bench-live-%d", time.Now().Unix())
+	if _, err := kafka.EnsureTopic(b.kc, topic, b.o.partitions); err != nil {
+		return nil, err
+	}
+	w, err := b.startWorker(true)
+	if err != nil {
+		return nil, err
+	}
+	defer w.stop()
+	sched := b.tc.ScheduleClient()
+	h, err := sched.Create(ctx, client.ScheduleOptions{
+		ID:   workflows.ScheduleID(topic),
+		Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: time.Minute, Offset: liveGrace}}},
+		Action: &client.ScheduleWorkflowAction{ID: workflows.ScheduledWorkflowID(topic), Workflow: workflows.ScheduledSlotWorkflow,
+			Args: []any{workflows.ScheduledInput{Topic: topic}}, TaskQueue: b.cfg.TaskQueue},
+		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("live schedule: %w", err)
+	}
+	defer h.Delete(context.Background())
+	path := filepath.Join(b.dir, "live.json")
+	b.log.Info("live run", "topic", topic, "rate", b.o.liveRate, "duration", b.o.liveDuration)
+	if err := b.runGenerator(ctx, "--topic", topic, "--rate", strconv.Itoa(b.o.liveRate), "--duration", b.o.liveDuration.String(),
+		"--seed", "2", "--manifest", path, "--progress", "1m"); err != nil {
+		return nil, err
+	}
+	m, err := manifest.Read(path)
+	if err != nil {
+		return nil, err
+	}
+	// Whole minutes of the run; wait for the last one's slot.
+	first := m.Started.UTC().Truncate(time.Minute).Add(time.Minute)
+	last := m.Finished.UTC().Truncate(time.Minute).Add(-time.Minute)
+	res := &LiveResult{Rate: b.o.liveRate, Duration: b.o.liveDuration.String(), Grace: liveGrace.String()}
+	for s := first; !s.After(last); s = s.Add(time.Minute) {
+		closed, err := b.closeTime(ctx, workflows.SlotWorkflowID(topic, s), 3*time.Minute)
+		if err != nil {
+			return nil, err
+		}
+		res.Latencies = append(res.Latencies, closed.Sub(s.Add(time.Minute)).Seconds())
+	}
+	if len(res.Latencies) == 0 {
+		return nil, fmt.Errorf("live run too short: no whole minute (use --live-duration of at least 3m)")
+	}
+	sorted := slices.Clone(res.Latencies)
+	slices.Sort(sorted)
+	pct := func(p float64) float64 { return sorted[int(math.Ceil(p*float64(len(sorted))))-1] }
+	res.P50, res.P99, res.Max = pct(0.5), pct(0.99), sorted[len(sorted)-1]
+	// Every record of the run processed, then exact.
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		res.Exact, err = b.exact(ctx, topic, m)
+		if err != nil || res.Exact || time.Now().After(deadline) {
+			return res, err
+		}
+		time.Sleep(5 * time.Second)
+	}
+}
+
+// closeTime waits for a workflow to close and returns when it did.
+func (b *bench) closeTime(ctx context.Context, id string, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		d, err := b.tc.DescribeWorkflowExecution(ctx, id, "")
+		if err == nil && d.WorkflowExecutionInfo.GetCloseTime() != nil {
+			if st := d.WorkflowExecutionInfo.GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+				return time.Time{}, fmt.Errorf("%s: %s", id, st)
+			}
+			return d.WorkflowExecutionInfo.GetCloseTime().AsTime(), nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("%s did not close within %s (%v)", id, timeout, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

@@ -1,0 +1,180 @@
+// Command bench measures rtbpipe on the local stack, side by side with
+// baselines measured in the same run (absolute numbers drift on shared
+// machines; ratios do not):
+//
+//   - baseline: a bare sarama read of all the offsets (no parsing);
+//   - rtbpipe: the same slots through the real workflows, activities and
+//     worker into ClickHouse, raw archive off, then on;
+//   - peer: ClickHouse's own Kafka engine with a materialized view doing the
+//     same 1-minute aggregation on the same topic;
+//   - live: the generator at a steady rate with the schedule running, and
+//     per minute the delay from the minute's end until its slot is done.
+//
+// Results are checked exact against the generator's manifest. Run it with
+// `make bench` (which starts the local stack).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rtbpipe/rtbpipe/internal/config"
+)
+
+type options struct {
+	events       int
+	partitions   int32
+	minutes      int
+	liveRate     int
+	liveDuration time.Duration
+	skipPeer     bool
+	jsonPath     string
+	keep         bool
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var o options
+	cmd := &cobra.Command{
+		Use:           "bench",
+		Short:         "Measure rtbpipe against a bare Kafka read and ClickHouse's Kafka engine, and its live latency",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.events < 1 || o.partitions < 1 || o.minutes < 1 || o.liveRate < 0 || o.liveDuration < 0 {
+				return fmt.Errorf("--events, --partitions and --minutes must be positive, --live-rate and --live-duration not negative")
+			}
+			return run(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.events, "events", 5_000_000, "events to produce for the backlog runs")
+	f.Int32Var(&o.partitions, "partitions", 4, "partitions of the bench topics")
+	f.IntVar(&o.minutes, "minutes", 10, "past minutes of log time the backlog is spread over (1: one slot holds everything)")
+	f.IntVar(&o.liveRate, "live-rate", 20_000, "events/s of the live latency run")
+	f.DurationVar(&o.liveDuration, "live-duration", 10*time.Minute, "length of the live latency run (0: skip it)")
+	f.BoolVar(&o.skipPeer, "skip-peer", false, "skip ClickHouse's Kafka engine")
+	f.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
+	f.BoolVar(&o.keep, "keep", false, "keep the bench database (rtb_bench) afterwards")
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+// Result is one measured line.
+type Result struct {
+	Name         string  `json:"name"`
+	Events       int64   `json:"events"`
+	Seconds      float64 `json:"seconds"`
+	EventsPerSec float64 `json:"events_per_sec"`
+	VsBaseline   float64 `json:"vs_baseline,omitempty"`
+	CPUSecPerMEv float64 `json:"cpu_sec_per_million_events,omitempty"`
+	PeakRSSMiB   float64 `json:"peak_rss_mib,omitempty"`
+	Exact        *bool   `json:"exact,omitempty"`
+	Note         string  `json:"note,omitempty"`
+}
+
+// Report is everything bench prints.
+type Report struct {
+	Machine   string      `json:"machine"`
+	When      time.Time   `json:"when"`
+	Events    int         `json:"events"`
+	Partition int32       `json:"partitions"`
+	Minutes   int         `json:"minutes"`
+	Results   []Result    `json:"results"`
+	Live      *LiveResult `json:"live,omitempty"`
+}
+
+func run(ctx context.Context, o options) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg := config.FromEnv()
+	cfg.ClickHouseDatabase = "rtb_bench"
+	cfg.TaskQueue = fmt.Sprintf("bench-%d", time.Now().Unix())
+	b, err := newBench(ctx, cfg, log, o)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	rep := &Report{Machine: machine(), When: time.Now().UTC(), Events: o.events, Partition: o.partitions, Minutes: o.minutes}
+
+	topic, man, err := b.produceBacklog(ctx)
+	if err != nil {
+		return err
+	}
+	base, err := b.bareRead(ctx, topic)
+	if err != nil {
+		return err
+	}
+	rep.Results = append(rep.Results, base)
+	for _, archive := range []bool{false, true} {
+		r, err := b.pipeline(ctx, topic, man, archive)
+		if err != nil {
+			return err
+		}
+		r.VsBaseline = r.EventsPerSec / base.EventsPerSec
+		rep.Results = append(rep.Results, r)
+	}
+	if !o.skipPeer {
+		r, err := b.kafkaEngine(ctx, topic, man)
+		if err != nil {
+			return err
+		}
+		r.VsBaseline = r.EventsPerSec / base.EventsPerSec
+		rep.Results = append(rep.Results, r)
+	}
+	if o.liveDuration > 0 {
+		if rep.Live, err = b.live(ctx); err != nil {
+			return err
+		}
+	}
+	printReport(os.Stdout, rep)
+	if o.jsonPath != "" {
+		data, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.jsonPath, append(data, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", o.jsonPath, err)
+		}
+	}
+	return nil
+}
+
+func machine() string {
+	host, _ := os.Hostname()
+	out, _ := exec.Command("nproc").Output()
+	return fmt.Sprintf("%s, %s cores, stack on the same machine", host, string(trimNL(out)))
+}
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// buildBinaries builds the worker and generator into dir.
+func buildBinaries(dir string) (worker, generator string, err error) {
+	worker, generator = filepath.Join(dir, "worker"), filepath.Join(dir, "generator")
+	for _, x := range [][2]string{{worker, "./worker"}, {generator, "./generator"}} {
+		cmd := exec.Command("go", "build", "-o", x[0], x[1])
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return "", "", fmt.Errorf("build %s: %w", x[1], err)
+		}
+	}
+	return worker, generator, nil
+}
