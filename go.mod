@@ -11,7 +11,6 @@ require (
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1
-	github.com/valyala/fastjson v1.6.10
 	go.temporal.io/api v1.63.5
 	go.temporal.io/sdk v1.50.0
 )

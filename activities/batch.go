@@ -48,7 +48,7 @@ const (
 	// limits their size); past it a retry starts the batch again instead.
 	maxResumeRows   = 20000
 	deadLetterFlush = 1000
-	rawFlush        = 50_000
+	rawFlush        = 10_000
 )
 
 // ProcessBatch reads the plan's offsets [Start, End) of one partition,

@@ -28,9 +28,10 @@ type PlanInput struct {
 
 // PlanResult is one plan per partition, in partition order.
 type PlanResult struct {
-	Batches []chstore.Batch
-	New     int           // plans written by this call (the others existed)
-	Waited  time.Duration // time spent waiting for idle partitions
+	Batches  []chstore.Batch
+	New      int           // plans written by this call (the others existed)
+	Waited   time.Duration // time spent waiting for idle partitions
+	Complete bool          // every partition has a plan
 }
 
 // pollEvery is how often planning asks Kafka again about a partition that
@@ -52,17 +53,43 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 		return PlanResult{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("slot %s has not ended yet", slot.Format(time.RFC3339)), ErrTypeBadInput, nil)
 	}
-	existing, err := a.Store.SlotBatches(ctx, in.Topic, slot)
+	res, existing, missing, err := a.existingPlans(ctx, in, slot)
+	if err != nil || len(missing) == 0 {
+		return res, err
+	}
+	newPlans, waited, err := a.planPartitions(ctx, in, slot, missing)
 	if err != nil {
 		return PlanResult{}, err
 	}
-	res := PlanResult{}
+	if err := a.Store.WriteBatches(ctx, newPlans); err != nil {
+		return PlanResult{}, err
+	}
+	for _, b := range newPlans {
+		existing[b.Partition] = b
+	}
+	return sortedPlans(PlanResult{New: len(newPlans), Waited: waited, Complete: true}, existing), nil
+}
+
+// SlotPlans returns the plans the ledger already has for the slot, and
+// whether every partition has one; it writes nothing, so it needs no lock.
+func (a *Activities) SlotPlans(ctx context.Context, in PlanInput) (PlanResult, error) {
+	res, _, _, err := a.existingPlans(ctx, in, in.Slot.UTC())
+	return res, err
+}
+
+// existingPlans reads the slot's plans and, unless in.ExistingOnly, lists
+// the partitions that have none.
+func (a *Activities) existingPlans(ctx context.Context, in PlanInput, slot time.Time) (PlanResult, map[int32]chstore.Batch, []int32, error) {
+	existing, err := a.Store.SlotBatches(ctx, in.Topic, slot)
+	if err != nil {
+		return PlanResult{}, nil, nil, err
+	}
 	if in.ExistingOnly {
-		return sortedPlans(res, existing), nil
+		return sortedPlans(PlanResult{Complete: true}, existing), existing, nil, nil
 	}
 	parts, err := kafka.Partitions(a.Kafka, in.Topic)
 	if err != nil {
-		return PlanResult{}, err
+		return PlanResult{}, nil, nil, err
 	}
 	var missing []int32
 	for _, p := range parts {
@@ -70,20 +97,7 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 			missing = append(missing, p)
 		}
 	}
-	if len(missing) > 0 {
-		newPlans, waited, err := a.planPartitions(ctx, in, slot, missing)
-		if err != nil {
-			return PlanResult{}, err
-		}
-		if err := a.Store.WriteBatches(ctx, newPlans); err != nil {
-			return PlanResult{}, err
-		}
-		for _, b := range newPlans {
-			existing[b.Partition] = b
-		}
-		res.New, res.Waited = len(newPlans), waited
-	}
-	return sortedPlans(res, existing), nil
+	return sortedPlans(PlanResult{Complete: len(missing) == 0}, existing), existing, missing, nil
 }
 
 func sortedPlans(res PlanResult, plans map[int32]chstore.Batch) PlanResult {

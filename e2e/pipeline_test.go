@@ -219,6 +219,7 @@ func TestRetryAfterWriteCountsOnce(t *testing.T) {
 	w.RegisterWorkflow(workflows.SlotWorkflow)
 	w.RegisterWorkflow(workflows.PlannerWorkflow)
 	w.RegisterActivity(real.PlanSlot)
+	w.RegisterActivity(real.SlotPlans)
 	w.RegisterActivityWithOptions(func(ctx context.Context, in activities.BatchInput) (activities.BatchResult, error) {
 		res, err := real.ProcessBatch(ctx, in)
 		if err == nil && activity.GetInfo(ctx).Attempt == 1 && res.Batch.Events > 0 {

@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // profiles on RTB_PPROF_ADDR only
 	"os"
 	"strconv"
 	"time"
@@ -52,6 +54,14 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		return fmt.Errorf("--activities must be at least 1, got %d", concurrency)
 	}
 
+	if addr := config.Env("RTB_PPROF_ADDR", ""); addr != "" {
+		go func() {
+			logger.Info("pprof listening", "addr", addr)
+			if err := http.ListenAndServe(addr, nil); err != nil {
+				logger.Error("pprof", "err", err)
+			}
+		}()
+	}
 	store, err := connect.ClickHouse(ctx, cfg)
 	if err != nil {
 		return err

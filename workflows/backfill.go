@@ -94,6 +94,11 @@ func BackfillWorkflow(ctx workflow.Context, in BackfillInput) (BackfillProgress,
 		now = now[:slotsPerRun]
 	}
 	workflow.SetCurrentDetails(ctx, p.String())
+	if in.Source == activities.SourceKafka {
+		if err := planInOrder(ctx, in.Topic, now, in.IdleWait); err != nil {
+			return *p, err
+		}
+	}
 	runSlots(ctx, in.Topic, now, in.Parallelism, in.Source, "backfill", in.IdleWait, func(r slotRun) {
 		switch {
 		case r.Err != nil:

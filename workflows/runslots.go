@@ -17,6 +17,21 @@ type slotRun struct {
 	Joined bool // the slot was already running (another backfill, the schedule): that run does the work
 }
 
+// planInOrder has the planner plan the slots one after the other before
+// they run in parallel, so that each slot gets its own minute's offsets
+// (planned out of order, a later slot would take the earlier ones' too:
+// still exact, but one long batch instead of many parallel ones).
+func planInOrder(ctx workflow.Context, topic string, slots []time.Time, idleWait time.Duration) error {
+	if len(slots) == 0 {
+		return nil
+	}
+	if idleWait <= 0 {
+		idleWait = DefaultIdleWait
+	}
+	_, err := planSlots(ctx, PlannerInput{Topic: topic, Slots: slots, IdleWait: idleWait, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID})
+	return err
+}
+
 // runSlots runs the slots as child SlotWorkflows, at most parallelism at a
 // time, in slot order, and calls done for each as it ends. Child IDs are the
 // slots' own IDs, so a slot is never run twice at once by anyone.

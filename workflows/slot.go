@@ -97,8 +97,7 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	info := workflow.GetInfo(ctx)
 
 	workflow.SetCurrentDetails(ctx, "planning")
-	plan, err := planSlot(ctx, activities.PlanInput{Topic: in.Topic, Slot: in.Slot, IdleWait: in.IdleWait,
-		WorkflowID: info.WorkflowExecution.ID, ExistingOnly: in.Source == activities.SourceRaw})
+	plan, err := slotPlans(ctx, in, info.WorkflowExecution.ID)
 	if err != nil {
 		return res, err // unwrapped, so that callers see the activity's error type
 	}
@@ -160,20 +159,34 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	return res, nil
 }
 
-// planSlot runs the topic's planner as a child workflow with a fixed ID: a
+// PlannerInput asks the topic's planner for the plans of slots, in order.
+type PlannerInput struct {
+	Topic      string
+	Slots      []time.Time
+	IdleWait   time.Duration
+	WorkflowID string // who asks, recorded in the ledger
+}
+
+// planSlots runs the topic's planner as a child workflow with a fixed ID: a
 // second planner of the same topic cannot start while one runs, so plans
-// are written one slot at a time and never overlap. While it is busy, wait.
-func planSlot(ctx workflow.Context, in activities.PlanInput) (activities.PlanResult, error) {
+// are written one slot at a time, in order, and never overlap. While it is
+// busy, wait.
+func planSlots(ctx workflow.Context, in PlannerInput) ([]activities.PlanResult, error) {
+	summary := fmt.Sprintf("plan %s slot %s", in.Topic, in.Slots[0].Format("2006-01-02T15:04Z"))
+	if n := len(in.Slots); n > 1 {
+		summary = fmt.Sprintf("plan %s slots %s..%s (%d)", in.Topic, in.Slots[0].Format("2006-01-02T15:04Z"),
+			in.Slots[n-1].Format("2006-01-02T15:04Z"), n)
+	}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:            PlannerWorkflowID(in.Topic),
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		StaticSummary:         fmt.Sprintf("plan %s slot %s", in.Topic, in.Slot.Format("2006-01-02T15:04Z")),
-		WorkflowRunTimeout:    in.IdleWait + 30*time.Minute,
+		StaticSummary:         summary,
+		WorkflowRunTimeout:    time.Duration(len(in.Slots))*(in.IdleWait+time.Minute) + 30*time.Minute,
 	})
 	backoff := 100 * time.Millisecond
 	deadline := workflow.Now(ctx).Add(plannerWaitMax)
 	for {
-		var res activities.PlanResult
+		var res []activities.PlanResult
 		err := workflow.ExecuteChildWorkflow(cctx, PlannerWorkflow, in).Get(ctx, &res)
 		if err == nil || !temporal.IsWorkflowExecutionAlreadyStartedError(err) || workflow.Now(ctx).After(deadline) {
 			return res, err
@@ -185,8 +198,9 @@ func planSlot(ctx workflow.Context, in activities.PlanInput) (activities.PlanRes
 	}
 }
 
-// PlannerWorkflow writes (or reads back) the plans of one slot.
-func PlannerWorkflow(ctx workflow.Context, in activities.PlanInput) (activities.PlanResult, error) {
+// PlannerWorkflow writes (or reads back) the plans of slots, one after the
+// other in the order given.
+func PlannerWorkflow(ctx workflow.Context, in PlannerInput) ([]activities.PlanResult, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: in.IdleWait + 5*time.Minute,
 		HeartbeatTimeout:    time.Minute,
@@ -198,7 +212,33 @@ func PlannerWorkflow(ctx workflow.Context, in activities.PlanInput) (activities.
 			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput, activities.ErrTypeTopicChanged},
 		},
 	})
+	out := make([]activities.PlanResult, len(in.Slots))
+	for i, slot := range in.Slots {
+		err := workflow.ExecuteActivity(actx, a.PlanSlot, activities.PlanInput{Topic: in.Topic, Slot: slot,
+			IdleWait: in.IdleWait, WorkflowID: in.WorkflowID}).Get(ctx, &out[i])
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// slotPlans returns the slot's plans: read from the ledger when they all
+// exist (a rerun, or planned by a backfill), else made by the planner.
+func slotPlans(ctx workflow.Context, in SlotInput, workflowID string) (activities.PlanResult, error) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: []string{activities.ErrTypeBadInput}},
+	})
 	var res activities.PlanResult
-	err := workflow.ExecuteActivity(actx, a.PlanSlot, in).Get(ctx, &res)
-	return res, err
+	err := workflow.ExecuteActivity(actx, a.SlotPlans, activities.PlanInput{Topic: in.Topic, Slot: in.Slot,
+		ExistingOnly: in.Source == activities.SourceRaw}).Get(ctx, &res)
+	if err != nil || res.Complete {
+		return res, err
+	}
+	made, err := planSlots(ctx, PlannerInput{Topic: in.Topic, Slots: []time.Time{in.Slot}, IdleWait: in.IdleWait, WorkflowID: workflowID})
+	if err != nil {
+		return res, err
+	}
+	return made[0], nil
 }

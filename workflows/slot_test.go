@@ -42,8 +42,14 @@ func done(in activities.BatchInput) (activities.BatchResult, error) {
 	return activities.BatchResult{Batch: b, Windows: []time.Time{slot.Add(-time.Hour), slot}}, nil
 }
 
+// notPlanned is what SlotPlans says of a slot never planned.
+func notPlanned(env *testsuite.TestWorkflowEnvironment) {
+	env.OnActivity(a.SlotPlans, mock.Anything, mock.Anything).Return(activities.PlanResult{}, nil)
+}
+
 func TestSlotWorkflowSumsBatches(t *testing.T) {
 	env := newEnv(t)
+	notPlanned(env)
 	env.OnActivity(a.PlanSlot, mock.Anything, mock.MatchedBy(func(in activities.PlanInput) bool {
 		return in.Topic == "t" && in.Slot.Equal(slot) && in.IdleWait == DefaultIdleWait && in.WorkflowID != ""
 	})).Return(plans(), nil).Once()
@@ -77,6 +83,7 @@ func TestSlotWorkflowRejectsBadInput(t *testing.T) {
 
 func TestSlotWorkflowFailsWhenABatchFails(t *testing.T) {
 	env := newEnv(t)
+	notPlanned(env)
 	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(plans(), nil)
 	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) {
@@ -94,6 +101,7 @@ func TestSlotWorkflowFailsWhenABatchFails(t *testing.T) {
 
 func TestBatchActivityIsRetried(t *testing.T) {
 	env := newEnv(t)
+	notPlanned(env)
 	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(plans(), nil)
 	calls := map[int32]int{}
 	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
@@ -115,6 +123,7 @@ func TestBatchActivityIsRetried(t *testing.T) {
 
 func TestScheduledSlotRunsTheMinuteThatEnded(t *testing.T) {
 	env := newEnv(t)
+	notPlanned(env)
 	env.SetTypedSearchAttributesOnStart(temporal.NewSearchAttributes(scheduledStartTime.ValueSet(slot.Add(time.Minute + 5*time.Second))))
 	env.OnActivity(a.PlanSlot, mock.Anything, mock.MatchedBy(func(in activities.PlanInput) bool {
 		return in.Slot.Equal(slot) && in.WorkflowID == SlotWorkflowID("t", slot)
@@ -130,6 +139,42 @@ func TestScheduledSlotRunsTheMinuteThatEnded(t *testing.T) {
 		t.Fatalf("%+v %v", res, err)
 	}
 	env.AssertExpectations(t)
+}
+
+// A slot whose plans all exist (a rerun) reads them and never takes the
+// planner's lock.
+func TestRerunSkipsThePlanner(t *testing.T) {
+	env := newEnv(t)
+	existing := plans()
+	existing.Complete, existing.New = true, 0
+	env.OnActivity(a.SlotPlans, mock.Anything, mock.Anything).Return(existing, nil).Once()
+	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) { return done(in) }).Times(2)
+	env.ExecuteWorkflow(SlotWorkflow, SlotInput{Topic: "t", Slot: slot})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	env.AssertNotCalled(t, "PlanSlot", mock.Anything, mock.Anything)
+	env.AssertExpectations(t)
+}
+
+// The planner plans the slots it is given one after the other, in order.
+func TestPlannerPlansInOrder(t *testing.T) {
+	env := newEnv(t)
+	var order []time.Time
+	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+			order = append(order, in.Slot)
+			return activities.PlanResult{Complete: true}, nil
+		})
+	slots := []time.Time{slot, slot.Add(time.Minute), slot.Add(2 * time.Minute)}
+	env.ExecuteWorkflow(PlannerWorkflow, PlannerInput{Topic: "t", Slots: slots})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != 3 || !order[0].Equal(slots[0]) || !order[2].Equal(slots[2]) {
+		t.Fatalf("planned %v", order)
+	}
 }
 
 func TestIDs(t *testing.T) {
