@@ -18,7 +18,7 @@ import (
 type PlanInput struct {
 	Topic      string
 	Slot       time.Time
-	IdleWait   time.Duration // how long to wait for a partition with no record past the slot's end
+	IdleWait   time.Duration // a partition with no record past the slot's end by then (after the end) is idle
 	WorkflowID string        // the slot workflow that asks, recorded in the ledger
 	// ExistingOnly returns the plans already in the ledger and writes none,
 	// without asking Kafka (which may have lost the topic): for recomputing
@@ -119,7 +119,10 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 	}
 	ends := make(map[int32]end, len(parts))
 	began := time.Now()
-	deadline := began.Add(in.IdleWait)
+	// A partition is idle when nothing past the slot's end has arrived by
+	// the slot's end + IdleWait: a slot that ended long ago (a backfill, a
+	// catch-up) does not wait at all.
+	deadline := slot.Add(time.Minute).Add(in.IdleWait)
 	for {
 		waiting := 0
 		for _, p := range parts {

@@ -67,7 +67,7 @@ func main() {
 	f.DurationVar(&o.liveDuration, "live-duration", 10*time.Minute, "length of the live latency run (0: skip it)")
 	f.BoolVar(&o.skipPeer, "skip-peer", false, "skip ClickHouse's Kafka engine")
 	f.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
-	f.BoolVar(&o.keep, "keep", false, "keep the bench database (rtb_bench) afterwards")
+	f.BoolVar(&o.keep, "keep", false, "keep the bench database (rtb_bench_<time>) afterwards")
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
@@ -101,7 +101,7 @@ type Report struct {
 func run(ctx context.Context, o options) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg := config.FromEnv()
-	cfg.ClickHouseDatabase = "rtb_bench"
+	cfg.ClickHouseDatabase = fmt.Sprintf("rtb_bench_%d", time.Now().Unix()) // one per run: runs never collide
 	cfg.TaskQueue = fmt.Sprintf("bench-%d", time.Now().Unix())
 	b, err := newBench(ctx, cfg, log, o)
 	if err != nil {

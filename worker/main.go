@@ -10,6 +10,7 @@ import (
 	"net/http"
 	_ "net/http/pprof" // profiles on RTB_PPROF_ADDR only
 	"os"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -54,6 +55,11 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		return fmt.Errorf("--activities must be at least 1, got %d", concurrency)
 	}
 
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit: the GC works harder near it, so that the worker's
+		// memory stays flat however large a slot is. GOMEMLIMIT overrides it.
+		debug.SetMemoryLimit(192 << 20)
+	}
 	if addr := config.Env("RTB_PPROF_ADDR", ""); addr != "" {
 		go func() {
 			logger.Info("pprof listening", "addr", addr)
