@@ -57,25 +57,11 @@ func (b *bench) kafkaEngine(ctx context.Context, topic string, m *manifest.Manif
 		time.Sleep(100 * time.Millisecond)
 	}
 	secs := done.Sub(began).Seconds()
-	t := agg.Table{}
-	rows, err := conn.Query(ctx, "SELECT window_start, event_type, country, ad_format, sum(events), sum(revenue_micros) FROM "+db+
-		".peer_windows GROUP BY window_start, event_type, country, ad_format")
+	t, err := b.store.QueryTable(ctx, "SELECT window_start, event_type, country, ad_format, sum(events), sum(revenue_micros) FROM "+
+		db+".peer_windows GROUP BY window_start, event_type, country, ad_format")
 	if err != nil {
 		return Result{}, fmt.Errorf("peer: %w", err)
 	}
-	for rows.Next() {
-		var w time.Time
-		var k agg.Key
-		var n uint64
-		var rev int64
-		if err := rows.Scan(&w, &k.EventType, &k.Country, &k.AdFormat, &n, &rev); err != nil {
-			rows.Close()
-			return Result{}, fmt.Errorf("peer: %w", err)
-		}
-		k.Window = w.Unix()
-		t[k] = agg.Totals{Count: int64(n), RevenueMicros: rev}
-	}
-	rows.Close()
 	exact := len(agg.Diff(m.Table(), t)) == 0
 	return Result{Name: "ClickHouse Kafka engine + MV (peer)", Events: int64(got), Seconds: secs, EventsPerSec: float64(got) / secs,
 		Exact: &exact, Note: "at-least-once; no late-event or dead-letter handling"}, nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/config"
 	"github.com/rtbpipe/rtbpipe/internal/connect"
 )
@@ -51,6 +52,16 @@ func newRoot() *cobra.Command {
 	return root
 }
 
+// withStore connects to ClickHouse and calls fn with the store.
+func (a *app) withStore(cmd *cobra.Command, fn func(*chstore.Store) error) error {
+	store, err := connect.ClickHouse(cmd.Context(), a.cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	return fn(store)
+}
+
 // workflowURL links to a workflow in the Temporal UI.
 func (a *app) workflowURL(id string) string {
 	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", a.uiURL, a.cfg.TemporalNamespace, id)
@@ -62,22 +73,19 @@ func (a *app) migrateCmd() *cobra.Command {
 		Short: "Create or update the ClickHouse schema (idempotent)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store, err := connect.ClickHouse(cmd.Context(), a.cfg)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			done, err := store.Migrate(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if len(done) == 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "schema of %s is up to date\n", a.cfg.ClickHouseDatabase)
-			}
-			for _, m := range done {
-				fmt.Fprintf(cmd.OutOrStdout(), "applied %s\n", m)
-			}
-			return nil
+			return a.withStore(cmd, func(store *chstore.Store) error {
+				done, err := store.Migrate(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if len(done) == 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "schema of %s is up to date\n", a.cfg.ClickHouseDatabase)
+				}
+				for _, m := range done {
+					fmt.Fprintf(cmd.OutOrStdout(), "applied %s\n", m)
+				}
+				return nil
+			})
 		},
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
-	"github.com/rtbpipe/rtbpipe/internal/connect"
 )
 
 // The prototype's analysis queries, unchanged but for the table's name.
@@ -48,25 +47,22 @@ func (a *app) reportCmd() *cobra.Command {
 		Short: "Print the prototype's analysis tables (revenue by country, format performance, integrity) from ClickHouse",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store, err := connect.ClickHouse(cmd.Context(), a.cfg)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			source := store.Table("ad_events_aggregated")
-			if topicOnly {
-				if !kafkaTopicName(a.cfg.Topic) {
-					return fmt.Errorf("topic %q is not a valid Kafka topic name", a.cfg.Topic)
+			return a.withStore(cmd, func(store *chstore.Store) error {
+				source := store.Table("ad_events_aggregated")
+				if topicOnly {
+					if !kafkaTopicName(a.cfg.Topic) {
+						return fmt.Errorf("topic %q is not a valid Kafka topic name", a.cfg.Topic)
+					}
+					source = fmt.Sprintf("(SELECT * FROM %s WHERE topic = '%s')", store.Table("ad_events_aggregated_by_topic"), a.cfg.Topic)
 				}
-				source = fmt.Sprintf("(SELECT * FROM %s WHERE topic = '%s')", store.Table("ad_events_aggregated_by_topic"), a.cfg.Topic)
-			}
-			for _, q := range analysisQueries {
-				fmt.Fprintf(cmd.OutOrStdout(), "\n%s\n", q.title)
-				if err := printQuery(cmd.Context(), cmd.OutOrStdout(), store, strings.ReplaceAll(q.sql, "{source}", source)); err != nil {
-					return fmt.Errorf("%s: %w", q.title, err)
+				for _, q := range analysisQueries {
+					fmt.Fprintf(cmd.OutOrStdout(), "\n%s\n", q.title)
+					if err := printQuery(cmd.Context(), cmd.OutOrStdout(), store, strings.ReplaceAll(q.sql, "{source}", source)); err != nil {
+						return fmt.Errorf("%s: %w", q.title, err)
+					}
 				}
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&topicOnly, "topic-only", false, "only the windows of --topic (default: all topics, as the prototype's table)")

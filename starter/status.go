@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
-	"github.com/rtbpipe/rtbpipe/internal/connect"
 )
 
 func (a *app) statusCmd() *cobra.Command {
@@ -23,35 +22,32 @@ func (a *app) statusCmd() *cobra.Command {
 			if limit < 1 {
 				return fmt.Errorf("--limit must be at least 1")
 			}
-			store, err := connect.ClickHouse(cmd.Context(), a.cfg)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			bs, err := store.QueryBatches(cmd.Context(), "topic = ? AND slot >= (SELECT max(slot) FROM "+store.Table("batches")+
-				" WHERE topic = ?) - ?", "ORDER BY slot DESC, kafka_partition", a.cfg.Topic, a.cfg.Topic, uint32((limit-1)*60))
-			if err != nil {
-				return err
-			}
-			if len(bs) == 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "no slot of topic %s has run yet\n", a.cfg.Topic)
-				return nil
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 2, 2, ' ', tabwriter.AlignRight)
-			if perPartition {
-				fmt.Fprintln(tw, "slot\tpartition\tstart\tend\tstate\tevents\tlate\tearly\tdead\tskipped\twindows\tms\t")
-				for _, b := range bs {
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", b.Slot.Format("2006-01-02 15:04"), b.Partition,
-						b.Start, b.End, stateOf(b), b.Events, b.LateEvents, b.EarlyEvents, b.DeadLetters, b.Skipped, b.Windows, b.DurationMs)
+			return a.withStore(cmd, func(store *chstore.Store) error {
+				bs, err := store.QueryBatches(cmd.Context(), "topic = ? AND slot >= (SELECT max(slot) FROM "+store.Table("batches")+
+					" WHERE topic = ?) - ?", "ORDER BY slot DESC, kafka_partition", a.cfg.Topic, a.cfg.Topic, uint32((limit-1)*60))
+				if err != nil {
+					return err
+				}
+				if len(bs) == 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "no slot of topic %s has run yet\n", a.cfg.Topic)
+					return nil
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 2, 2, ' ', tabwriter.AlignRight)
+				if perPartition {
+					fmt.Fprintln(tw, "slot\tpartition\tstart\tend\tstate\tevents\tlate\tearly\tdead\tskipped\twindows\tms\t")
+					for _, b := range bs {
+						fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", b.Slot.Format("2006-01-02 15:04"), b.Partition,
+							b.Start, b.End, stateOf(b), b.Events, b.LateEvents, b.EarlyEvents, b.DeadLetters, b.Skipped, b.Windows, b.DurationMs)
+					}
+					return tw.Flush()
+				}
+				fmt.Fprintln(tw, "slot\tpartitions\toffsets\tstate\tevents\tlate\tearly\tdead\tskipped\tduration ms\tfinished\t")
+				for _, s := range summarise(bs) {
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.slot.Format("2006-01-02 15:04"), s.parts, s.offsets,
+						s.state, s.events, s.late, s.early, s.dead, s.skipped, s.maxMs, s.finished)
 				}
 				return tw.Flush()
-			}
-			fmt.Fprintln(tw, "slot\tpartitions\toffsets\tstate\tevents\tlate\tearly\tdead\tskipped\tduration ms\tfinished\t")
-			for _, s := range summarise(bs) {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.slot.Format("2006-01-02 15:04"), s.parts, s.offsets,
-					s.state, s.events, s.late, s.early, s.dead, s.skipped, s.maxMs, s.finished)
-			}
-			return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().IntVar(&limit, "limit", 15, "how many recent minutes to show")

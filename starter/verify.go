@@ -9,7 +9,6 @@ import (
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
-	"github.com/rtbpipe/rtbpipe/internal/connect"
 	"github.com/rtbpipe/rtbpipe/internal/manifest"
 )
 
@@ -32,20 +31,17 @@ func (a *app) verifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			store, err := connect.ClickHouse(cmd.Context(), a.cfg)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			n, err := verify(cmd.Context(), cmd.OutOrStdout(), store, m, show)
-			if err != nil {
-				return err
-			}
-			if n > 0 {
-				return fmt.Errorf("verify: %d differences", n)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "verify: 0 differences")
-			return nil
+			return a.withStore(cmd, func(store *chstore.Store) error {
+				n, err := verify(cmd.Context(), cmd.OutOrStdout(), store, m, show)
+				if err != nil {
+					return err
+				}
+				if n > 0 {
+					return fmt.Errorf("verify: %d differences", n)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "verify: 0 differences")
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&path, "manifest", "", "manifest written by the generator (--manifest)")

@@ -71,12 +71,17 @@ func (s *Store) PartialKeys(ctx context.Context, id BatchID) ([]agg.Key, error) 
 // SumPartials sums the partials matching where (with ? args) per window and
 // key: the exact windows.
 func (s *Store) SumPartials(ctx context.Context, where string, args ...any) (agg.Table, error) {
-	q := "SELECT window_start, event_type, country, ad_format, sum(events), sum(revenue_micros) FROM " +
-		s.Table("window_partials") + " FINAL WHERE events > 0 AND (" + where +
-		") GROUP BY window_start, event_type, country, ad_format"
+	return s.QueryTable(ctx, "SELECT window_start, event_type, country, ad_format, sum(events), sum(revenue_micros) FROM "+
+		s.Table("window_partials")+" FINAL WHERE events > 0 AND ("+where+") GROUP BY window_start, event_type, country, ad_format", args...)
+}
+
+// QueryTable runs a query whose rows are (window start, event type,
+// country, ad format, count UInt64, revenue micro-units Int64) and returns
+// them as a table.
+func (s *Store) QueryTable(ctx context.Context, q string, args ...any) (agg.Table, error) {
 	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("read partials: %w", err)
+		return nil, fmt.Errorf("read windows: %w", err)
 	}
 	defer rows.Close()
 	t := agg.Table{}
@@ -86,13 +91,13 @@ func (s *Store) SumPartials(ctx context.Context, where string, args ...any) (agg
 		var n uint64
 		var rev int64
 		if err := rows.Scan(&w, &k.EventType, &k.Country, &k.AdFormat, &n, &rev); err != nil {
-			return nil, fmt.Errorf("read partials: %w", err)
+			return nil, fmt.Errorf("read windows: %w", err)
 		}
 		k.Window = w.Unix()
 		t[k] = agg.Totals{Count: int64(n), RevenueMicros: rev}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read partials: %w", err)
+		return nil, fmt.Errorf("read windows: %w", err)
 	}
 	return t, nil
 }
