@@ -179,7 +179,7 @@ func (b *bench) pipeline(ctx context.Context, topic string, m *manifest.Manifest
 	began := time.Now()
 	run, err := b.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.BackfillID(topic, from, to), TaskQueue: b.cfg.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE},
-		workflows.BackfillWorkflow, workflows.BackfillInput{Topic: topic, From: from, To: to, Parallelism: 2, IdleWait: time.Second})
+		workflows.BackfillWorkflow, workflows.BackfillInput{Topic: topic, From: from, To: to, Parallelism: 4, IdleWait: time.Second})
 	if err != nil {
 		return Result{}, err
 	}

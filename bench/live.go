@@ -29,8 +29,6 @@ type LiveResult struct {
 	Exact     bool      `json:"exact"`
 }
 
-const liveGrace = 2 * time.Second
-
 // live runs the generator at a steady rate with the schedule on, and
 // measures for every whole minute the delay from its end until its slot
 // workflow closed (its windows complete in ClickHouse).
@@ -47,7 +45,7 @@ func (b *bench) live(ctx context.Context) (*LiveResult, error) {
 	sched := b.tc.ScheduleClient()
 	h, err := sched.Create(ctx, client.ScheduleOptions{
 		ID:   workflows.ScheduleID(topic),
-		Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: time.Minute, Offset: liveGrace}}},
+		Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: time.Minute, Offset: b.o.liveGrace}}},
 		Action: &client.ScheduleWorkflowAction{ID: workflows.ScheduledWorkflowID(topic), Workflow: workflows.ScheduledSlotWorkflow,
 			Args: []any{workflows.ScheduledInput{Topic: topic}}, TaskQueue: b.cfg.TaskQueue},
 		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL,
@@ -69,7 +67,7 @@ func (b *bench) live(ctx context.Context) (*LiveResult, error) {
 	// Whole minutes of the run; wait for the last one's slot.
 	first := m.Started.UTC().Truncate(time.Minute).Add(time.Minute)
 	last := m.Finished.UTC().Truncate(time.Minute).Add(-time.Minute)
-	res := &LiveResult{Rate: b.o.liveRate, Duration: b.o.liveDuration.String(), Grace: liveGrace.String()}
+	res := &LiveResult{Rate: b.o.liveRate, Duration: b.o.liveDuration.String(), Grace: b.o.liveGrace.String()}
 	for s := first; !s.After(last); s = s.Add(time.Minute) {
 		closed, err := b.closeTime(ctx, workflows.SlotWorkflowID(topic, s), 3*time.Minute)
 		if err != nil {

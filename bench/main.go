@@ -37,6 +37,7 @@ type options struct {
 	minutes      int
 	liveRate     int
 	liveDuration time.Duration
+	liveGrace    time.Duration
 	skipPeer     bool
 	jsonPath     string
 	keep         bool
@@ -53,8 +54,8 @@ func main() {
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.events < 1 || o.partitions < 1 || o.minutes < 1 || o.liveRate < 0 || o.liveDuration < 0 {
-				return fmt.Errorf("--events, --partitions and --minutes must be positive, --live-rate and --live-duration not negative")
+			if o.events < 1 || o.partitions < 1 || o.minutes < 1 || o.liveRate < 0 || o.liveDuration < 0 || o.liveGrace < 0 || o.liveGrace >= 50*time.Second {
+				return fmt.Errorf("--events, --partitions and --minutes must be positive, --live-rate and --live-duration not negative, --live-grace in [0s, 50s)")
 			}
 			return run(cmd.Context(), o)
 		},
@@ -65,6 +66,7 @@ func main() {
 	f.IntVar(&o.minutes, "minutes", 10, "past minutes of log time the backlog is spread over (1: one slot holds everything)")
 	f.IntVar(&o.liveRate, "live-rate", 20_000, "events/s of the live latency run")
 	f.DurationVar(&o.liveDuration, "live-duration", 10*time.Minute, "length of the live latency run (0: skip it)")
+	f.DurationVar(&o.liveGrace, "live-grace", 2*time.Second, "the live schedule's grace after each minute")
 	f.BoolVar(&o.skipPeer, "skip-peer", false, "skip ClickHouse's Kafka engine")
 	f.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	f.BoolVar(&o.keep, "keep", false, "keep the bench database (rtb_bench_<time>) afterwards")
