@@ -233,6 +233,10 @@ func (a *Activities) processFromRaw(ctx context.Context, in BatchInput) (BatchRe
 	done := p
 	done.Events, done.LateEvents, done.EarlyEvents, done.DeadLetters = ro.Events, ro.Late, ro.Early, ro.DeadLetters
 	done.MinEventTime, done.MaxEventTime = ro.MinEventTime, ro.MaxEventTime
+	if ro.Events+ro.DeadLetters > uint64(p.End-p.Start) {
+		return BatchResult{}, fmt.Errorf("%s/%d slot %s: the archive holds %d events and %d dead letters for %d offsets",
+			p.Topic, p.Partition, p.Slot.Format(time.RFC3339), ro.Events, ro.DeadLetters, p.End-p.Start)
+	}
 	done.Skipped = uint64(p.End-p.Start) - ro.Events - ro.DeadLetters
 	done.Archived = true
 	return a.finish(ctx, in, done, table, began)
