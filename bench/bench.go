@@ -25,6 +25,7 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/connect"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
 	"github.com/rtbpipe/rtbpipe/internal/manifest"
+	"github.com/rtbpipe/rtbpipe/internal/workerproc"
 	"github.com/rtbpipe/rtbpipe/workflows"
 )
 
@@ -168,8 +169,8 @@ func (b *bench) pipeline(ctx context.Context, topic string, m *manifest.Manifest
 	if err != nil {
 		return Result{}, err
 	}
-	defer w.stop()
-	cpu0, err := w.cpuSeconds()
+	defer w.Stop()
+	cpu0, err := w.CPUSeconds()
 	if err != nil {
 		return Result{}, err
 	}
@@ -188,11 +189,11 @@ func (b *bench) pipeline(ctx context.Context, topic string, m *manifest.Manifest
 		return Result{}, fmt.Errorf("%s: %w", name, err)
 	}
 	secs := time.Since(began).Seconds()
-	cpu1, err := w.cpuSeconds()
+	cpu1, err := w.CPUSeconds()
 	if err != nil {
 		return Result{}, err
 	}
-	rss, err := w.peakRSSMiB()
+	rss, err := w.PeakRSSMiB()
 	if err != nil {
 		return Result{}, err
 	}
@@ -221,62 +222,15 @@ func (b *bench) exact(ctx context.Context, topic string, m *manifest.Manifest) (
 	return len(d) == 0, nil
 }
 
-// workerProc is the real worker, started as its own process.
-type workerProc struct{ cmd *exec.Cmd }
-
-func (b *bench) startWorker(archive bool) (*workerProc, error) {
-	cmd := exec.Command(b.workerBin)
-	cmd.Env = append(os.Environ(), "RTB_TASK_QUEUE="+b.cfg.TaskQueue, "RTB_CLICKHOUSE_DATABASE="+b.cfg.ClickHouseDatabase,
-		"RTB_RAW_ARCHIVE="+strconv.FormatBool(archive), "RTB_KAFKA_BROKERS="+strings.Join(b.cfg.KafkaBrokers, ","))
+// startWorker runs the real worker as its own process on the bench's task
+// queue and database.
+func (b *bench) startWorker(archive bool) (*workerproc.Proc, error) {
 	logf, err := os.Create(filepath.Join(b.dir, fmt.Sprintf("worker-%d.log", time.Now().UnixNano())))
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start worker: %w", err)
-	}
-	return &workerProc{cmd: cmd}, nil
-}
-
-func (w *workerProc) stop() {
-	_ = w.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = w.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(40 * time.Second):
-		_ = w.cmd.Process.Kill()
-		<-done
-	}
-}
-
-// cpuSeconds is the process's user + system CPU time so far (/proc).
-func (w *workerProc) cpuSeconds() (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.cmd.Process.Pid))
-	if err != nil {
-		return 0, fmt.Errorf("worker cpu: %w", err)
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseFloat(fields[11], 64)
-	st, _ := strconv.ParseFloat(fields[12], 64)
-	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
-}
-
-// peakRSSMiB is the process's high-water resident set (VmHWM).
-func (w *workerProc) peakRSSMiB() (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
-	if err != nil {
-		return 0, fmt.Errorf("worker rss: %w", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			kb, err := strconv.ParseFloat(strings.Fields(line)[1], 64)
-			return kb / 1024, err
-		}
-	}
-	return 0, fmt.Errorf("worker rss: no VmHWM")
+	return workerproc.Start(b.workerBin, []string{"RTB_TASK_QUEUE=" + b.cfg.TaskQueue, "RTB_CLICKHOUSE_DATABASE=" + b.cfg.ClickHouseDatabase,
+		"RTB_RAW_ARCHIVE=" + strconv.FormatBool(archive), "RTB_KAFKA_BROKERS=" + strings.Join(b.cfg.KafkaBrokers, ",")}, logf)
 }
 
 func printReport(out io.Writer, r *Report) {

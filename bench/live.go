@@ -41,7 +41,7 @@ func (b *bench) live(ctx context.Context) (*LiveResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer w.stop()
+	defer w.Stop()
 	sched := b.tc.ScheduleClient()
 	h, err := sched.Create(ctx, client.ScheduleOptions{
 		ID:   workflows.ScheduleID(topic),

@@ -24,6 +24,7 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/config"
 	"github.com/rtbpipe/rtbpipe/internal/connect"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/workerproc"
 	"github.com/rtbpipe/rtbpipe/workflows"
 )
 
@@ -106,29 +107,21 @@ func getEnv(t *testing.T) *env {
 	return shared
 }
 
-// workerProc is a worker started as its own process, as users run it.
-type workerProc struct {
-	cmd *exec.Cmd
-	log string
-}
-
 // startWorker runs the real worker binary on the test task queue.
-func (e *env) startWorker(t *testing.T) *workerProc {
+func (e *env) startWorker(t *testing.T) *workerproc.Proc {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "worker.log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(e.workerBin)
-	cmd.Env = append(os.Environ(), "RTB_TASK_QUEUE="+e.cfg.TaskQueue, "RTB_CLICKHOUSE_DATABASE="+e.cfg.ClickHouseDatabase)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
+	w, err := workerproc.Start(e.workerBin, []string{"RTB_TASK_QUEUE=" + e.cfg.TaskQueue,
+		"RTB_CLICKHOUSE_DATABASE=" + e.cfg.ClickHouseDatabase}, f)
+	if err != nil {
 		t.Fatal(err)
 	}
-	w := &workerProc{cmd: cmd, log: logPath}
 	t.Cleanup(func() {
-		w.stop()
+		w.Stop()
 		f.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
@@ -136,25 +129,6 @@ func (e *env) startWorker(t *testing.T) *workerProc {
 		}
 	})
 	return w
-}
-
-func (w *workerProc) stop() {
-	if w.cmd.ProcessState == nil {
-		_ = w.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = w.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(40 * time.Second):
-			_ = w.cmd.Process.Kill()
-			<-done
-		}
-	}
-}
-
-func (w *workerProc) kill() {
-	_ = w.cmd.Process.Kill()
-	_ = w.cmd.Wait()
 }
 
 func tail(b []byte, n int) []byte {

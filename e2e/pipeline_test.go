@@ -274,7 +274,7 @@ func TestWorkerKilledMidSlot(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond) // let it write something
-	w.kill()
+	w.Kill()
 	e.startWorker(t)
 	res := e.waitSlot(t, run)
 	e.runSlot(t, topic, base.Add(time.Minute))
