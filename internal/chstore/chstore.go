@@ -52,9 +52,6 @@ func (s *Store) Close() error { return s.conn.Close() }
 // Conn exposes the driver for ad-hoc queries (status, analysis tables).
 func (s *Store) Conn() driver.Conn { return s.conn }
 
-// DB is the database name.
-func (s *Store) DB() string { return s.db }
-
 // Table qualifies a table name with the database.
 func (s *Store) Table(name string) string { return s.db + "." + name }
 

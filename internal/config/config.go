@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -100,19 +99,6 @@ func Env(key, def string) string {
 		return v
 	}
 	return def
-}
-
-// EnvDuration reads a duration (like "10s") from the environment.
-func EnvDuration(key string, def time.Duration) (time.Duration, error) {
-	v := Env(key, "")
-	if v == "" {
-		return def, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, fmt.Errorf("%s=%q: %w", key, v, err)
-	}
-	return d, nil
 }
 
 // SplitList splits a comma-separated list, dropping empty items.
