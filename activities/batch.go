@@ -23,6 +23,11 @@ type BatchInput struct {
 	Source     string // SourceKafka (default) or SourceRaw
 	WorkflowID string
 	RunID      string
+	// Tail: the slot is still running and Plan names only its topic,
+	// partition and slot (see ProcessBatch). TailUntil bounds the wait for
+	// the plan.
+	Tail      bool
+	TailUntil time.Time
 }
 
 // BatchResult is the batch's ledger row once done, and the windows it touched.
@@ -32,10 +37,11 @@ type BatchResult struct {
 	Resumed int64 // offset a retry resumed from (0 when it started at the plan's start)
 }
 
-// progress is what a batch heartbeats: everything before Next is counted in
-// it and its dead letters are stored, so a retry resumes at Next.
+// progress is what a batch heartbeats: everything in [Start, Next) is
+// counted in it and its dead letters are stored, so a retry of the same
+// plan resumes at Next.
 type progress struct {
-	Next                               int64
+	Start, Next                        int64
 	Rows                               []agg.Row
 	Events, Late, Early, Dead, Skipped uint64
 	MinEventTime, MaxEventTime         time.Time
@@ -55,12 +61,16 @@ const (
 // parses and validates every record, aggregates the events by event-time
 // window, and writes partials, dead letters and the ledger's outcome.
 // Its output depends on the offsets only, so any retry or rerun writes the
-// same rows again (replacing, never adding).
+// same rows again (replacing, never adding). With Tail, the slot has not
+// ended yet and the plan is not made: the batch reads records as they
+// arrive and takes its plan from the ledger once the planner has written it.
 func (a *Activities) ProcessBatch(ctx context.Context, in BatchInput) (BatchResult, error) {
-	switch in.Source {
-	case "", SourceKafka:
+	switch {
+	case in.Tail:
+		return a.processTail(ctx, in)
+	case in.Source == "", in.Source == SourceKafka:
 		return a.processFromKafka(ctx, in)
-	case SourceRaw:
+	case in.Source == SourceRaw:
 		return a.processFromRaw(ctx, in)
 	}
 	return BatchResult{}, temporal.NewNonRetryableApplicationError(
@@ -68,121 +78,190 @@ func (a *Activities) ProcessBatch(ctx context.Context, in BatchInput) (BatchResu
 }
 
 func (a *Activities) processFromKafka(ctx context.Context, in BatchInput) (BatchResult, error) {
-	began := time.Now()
-	p := in.Plan
-	id := chstore.BatchID{Topic: p.Topic, Partition: p.Partition, Slot: p.Slot}
-	slot, slotEnd := p.Slot.UTC(), p.Slot.UTC().Add(time.Minute)
+	r := a.newRun(in.Plan, in.Plan.Start, false)
+	resumed := r.resume(ctx)
+	return a.readAndFinish(ctx, in, r, in.Plan, time.Now(), resumed)
+}
 
-	st := progress{Next: p.Start}
-	table := agg.Table{}
-	var resumed int64
-	if activity.HasHeartbeatDetails(ctx) {
-		var saved progress
-		if err := activity.GetHeartbeatDetails(ctx, &saved); err == nil && saved.Next > p.Start && saved.Next <= p.End {
-			st, table, resumed = saved, agg.FromRows(saved.Rows), saved.Next
-			activity.GetLogger(ctx).Info("resuming batch", "topic", p.Topic, "partition", p.Partition, "offset", saved.Next)
-		}
-	}
-
-	var dead []chstore.DeadLetter
-	var raw chstore.RawBuffer
-	flush := func() error {
-		if err := a.Store.WriteDeadLetters(ctx, dead); err != nil {
-			return err
-		}
-		dead = dead[:0]
-		return a.Store.WriteRaw(ctx, &raw)
-	}
-	beat := func() error {
-		if err := flush(); err != nil {
-			return err
-		}
-		st.Rows = nil
-		if len(table) <= maxResumeRows {
-			st.Rows = table.Rows()
-			activity.RecordHeartbeat(ctx, st)
-		} else {
-			activity.RecordHeartbeat(ctx, progress{Next: p.Start})
-		}
-		return nil
-	}
-
-	consumer, err := sarama.NewConsumerFromClient(a.Kafka)
-	if err != nil {
-		return BatchResult{}, fmt.Errorf("kafka consumer: %w", err)
-	}
-	defer consumer.Close()
-
-	var parser event.Parser
-	lastBeat := time.Now()
-	n := 0
-	err = kafka.ReadRange(ctx, consumer, p.Topic, p.Partition, st.Next, p.End, func(m *sarama.ConsumerMessage) error {
-		if m.Offset > st.Next {
-			st.Skipped += uint64(m.Offset - st.Next)
-		}
-		st.Next = m.Offset + 1
-		ev, err := parser.Parse(m.Value)
-		if err != nil {
-			reason, _ := event.IsInvalid(err)
-			dead = append(dead, chstore.DeadLetter{Topic: p.Topic, Partition: p.Partition, Offset: m.Offset, Slot: slot,
-				LogTime: m.Timestamp, Reason: reason, Payload: bytes.Clone(m.Value)})
-			st.Dead++
-			if len(dead) >= deadLetterFlush {
-				return flush()
-			}
-		} else {
-			table.Add(&ev)
-			if a.Archive {
-				raw.Add(id, m.Offset, m.Timestamp, &ev)
-				if raw.Len() >= rawFlush {
-					if err := flush(); err != nil {
-						return err
-					}
-				}
-			}
-			st.Events++
-			switch {
-			case ev.Time.Before(slot):
-				st.Late++
-			case !ev.Time.Before(slotEnd):
-				st.Early++
-			}
-			if st.MinEventTime.IsZero() || ev.Time.Before(st.MinEventTime) {
-				st.MinEventTime = ev.Time
-			}
-			if ev.Time.After(st.MaxEventTime) {
-				st.MaxEventTime = ev.Time
-			}
-		}
-		if n++; n%64 == 0 && time.Since(lastBeat) >= heartbeatEvery {
-			lastBeat = time.Now()
-			return beat()
-		}
-		return nil
-	})
-	if err != nil {
+// readAndFinish reads the rest of the plan into r and writes the outcome.
+func (a *Activities) readAndFinish(ctx context.Context, in BatchInput, r *run, plan chstore.Batch,
+	began time.Time, resumed int64) (BatchResult, error) {
+	if err := r.readTo(ctx, plan.End); err != nil {
 		if errors.Is(err, kafka.ErrOffsetsGone) {
 			return BatchResult{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("%v (plan [%d,%d) of slot %s): recompute from the raw archive", err, p.Start, p.End,
-					slot.Format(time.RFC3339)), ErrTypeOffsetsGone, err)
+				fmt.Sprintf("%v (plan [%d,%d) of slot %s): recompute from the raw archive", err, plan.Start, plan.End,
+					plan.Slot.UTC().Format(time.RFC3339)), ErrTypeOffsetsGone, err)
 		}
 		return BatchResult{}, err
 	}
-	if st.Next < p.End { // the range ended in offsets Kafka does not deliver
-		st.Skipped += uint64(p.End - st.Next)
-		st.Next = p.End
-	}
-	if err := flush(); err != nil {
-		return BatchResult{}, err
-	}
-	done := p
-	done.Events, done.LateEvents, done.EarlyEvents = st.Events, st.Late, st.Early
-	done.DeadLetters, done.Skipped = st.Dead, st.Skipped
-	done.MinEventTime, done.MaxEventTime = st.MinEventTime, st.MaxEventTime
-	done.Archived = a.Archive
-	res, err := a.finish(ctx, in, done, table, began)
+	in.Plan = plan
+	res, err := a.finish(ctx, in, r.outcome(plan), r.table, began)
 	res.Resumed = resumed
 	return res, err
+}
+
+// consume reads records from r's next offset on (see kafka.Consume), with a
+// consumer of its own: sarama lets a partition be consumed again only once
+// the previous partition consumer is fully gone.
+func (r *run) consume(ctx context.Context, every time.Duration, fn func(*sarama.ConsumerMessage) error,
+	tick func(highWater int64, seen int) error) error {
+	consumer, err := sarama.NewConsumerFromClient(r.a.Kafka)
+	if err != nil {
+		return fmt.Errorf("kafka consumer: %w", err)
+	}
+	defer consumer.Close()
+	return kafka.Consume(ctx, consumer, r.id.Topic, r.id.Partition, r.st.Next, every, fn, tick)
+}
+
+// run is one batch being read from Kafka: its counts, its aggregate and
+// the dead letters and raw events not yet written.
+type run struct {
+	a             *Activities
+	id            chstore.BatchID
+	slot, slotEnd time.Time
+	st            progress
+	table         agg.Table
+	dead          []chstore.DeadLetter
+	raw           chstore.RawBuffer
+	parser        event.Parser
+	// hold keeps dead letters and raw events in memory and out of
+	// heartbeats: a tailing batch whose start offset is a guess must not
+	// write rows in the name of offsets that may not be its own.
+	hold     bool
+	lastBeat time.Time
+	n        int
+}
+
+func (a *Activities) newRun(p chstore.Batch, start int64, hold bool) *run {
+	slot := p.Slot.UTC()
+	return &run{a: a, id: chstore.BatchID{Topic: p.Topic, Partition: p.Partition, Slot: slot},
+		slot: slot, slotEnd: slot.Add(time.Minute), st: progress{Start: start, Next: start},
+		table: agg.Table{}, hold: hold, lastBeat: time.Now()}
+}
+
+// resume continues from a previous attempt's heartbeat, when it read the
+// same plan from the same start; it returns the offset resumed from, or 0.
+func (r *run) resume(ctx context.Context) int64 {
+	if !activity.HasHeartbeatDetails(ctx) {
+		return 0
+	}
+	var saved progress
+	if err := activity.GetHeartbeatDetails(ctx, &saved); err != nil || saved.Start != r.st.Start || saved.Next <= r.st.Start {
+		return 0
+	}
+	r.st, r.table = saved, agg.FromRows(saved.Rows)
+	activity.GetLogger(ctx).Info("resuming batch", "topic", r.id.Topic, "partition", r.id.Partition, "offset", saved.Next)
+	return saved.Next
+}
+
+// add counts one record.
+func (r *run) add(ctx context.Context, m *sarama.ConsumerMessage) error {
+	st := &r.st
+	if m.Offset > st.Next {
+		st.Skipped += uint64(m.Offset - st.Next)
+	}
+	st.Next = m.Offset + 1
+	ev, err := r.parser.Parse(m.Value)
+	if err != nil {
+		reason, _ := event.IsInvalid(err)
+		r.dead = append(r.dead, chstore.DeadLetter{Topic: r.id.Topic, Partition: r.id.Partition, Offset: m.Offset, Slot: r.slot,
+			LogTime: m.Timestamp, Reason: reason, Payload: bytes.Clone(m.Value)})
+		st.Dead++
+		if len(r.dead) >= deadLetterFlush && !r.hold {
+			return r.flush(ctx)
+		}
+	} else {
+		r.table.Add(&ev)
+		if r.a.Archive {
+			r.raw.Add(r.id, m.Offset, m.Timestamp, &ev)
+			if r.raw.Len() >= rawFlush && !r.hold {
+				if err := r.flush(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		st.Events++
+		switch {
+		case ev.Time.Before(r.slot):
+			st.Late++
+		case !ev.Time.Before(r.slotEnd):
+			st.Early++
+		}
+		if st.MinEventTime.IsZero() || ev.Time.Before(st.MinEventTime) {
+			st.MinEventTime = ev.Time
+		}
+		if ev.Time.After(st.MaxEventTime) {
+			st.MaxEventTime = ev.Time
+		}
+	}
+	if r.n++; r.n%64 == 0 && time.Since(r.lastBeat) >= heartbeatEvery {
+		return r.beat(ctx)
+	}
+	return nil
+}
+
+// full says that a held run should stop reading until its start is confirmed.
+func (r *run) full() bool { return len(r.dead) >= deadLetterFlush || r.raw.Len() >= rawFlush }
+
+// flush writes the dead letters and raw events read so far, unless held.
+func (r *run) flush(ctx context.Context) error {
+	if r.hold {
+		return nil
+	}
+	if err := r.a.Store.WriteDeadLetters(ctx, r.dead); err != nil {
+		return err
+	}
+	r.dead = r.dead[:0]
+	return r.a.Store.WriteRaw(ctx, &r.raw)
+}
+
+// beat flushes, then heartbeats the progress (or only that it is alive,
+// while held, or when the aggregate is too big to carry).
+func (r *run) beat(ctx context.Context) error {
+	r.lastBeat = time.Now()
+	if err := r.flush(ctx); err != nil {
+		return err
+	}
+	r.st.Rows = nil
+	if r.hold || len(r.table) > maxResumeRows {
+		activity.RecordHeartbeat(ctx, progress{Start: -1})
+		return nil
+	}
+	r.st.Rows = r.table.Rows()
+	activity.RecordHeartbeat(ctx, r.st)
+	return nil
+}
+
+// readTo reads the records up to end, then writes what is pending.
+func (r *run) readTo(ctx context.Context, end int64) error {
+	if r.st.Next < end {
+		consumer, err := sarama.NewConsumerFromClient(r.a.Kafka)
+		if err != nil {
+			return fmt.Errorf("kafka consumer: %w", err)
+		}
+		defer consumer.Close()
+		err = kafka.ReadRange(ctx, consumer, r.id.Topic, r.id.Partition, r.st.Next, end, func(m *sarama.ConsumerMessage) error {
+			return r.add(ctx, m)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if r.st.Next < end { // the range ended in offsets Kafka does not deliver
+		r.st.Skipped += uint64(end - r.st.Next)
+		r.st.Next = end
+	}
+	return r.flush(ctx)
+}
+
+// outcome is the plan with the run's counts.
+func (r *run) outcome(plan chstore.Batch) chstore.Batch {
+	done := plan
+	done.Events, done.LateEvents, done.EarlyEvents = r.st.Events, r.st.Late, r.st.Early
+	done.DeadLetters, done.Skipped = r.st.Dead, r.st.Skipped
+	done.MinEventTime, done.MaxEventTime = r.st.MinEventTime, r.st.MaxEventTime
+	done.Archived = r.a.Archive
+	return done
 }
 
 // finish writes a batch's partials, then its outcome to the ledger: the

@@ -254,7 +254,12 @@ func printReport(out io.Writer, r *Report) {
 	}
 	tw.Flush()
 	if l := r.Live; l != nil {
-		fmt.Fprintf(out, "\nlive: %d events/s for %s, grace %s: minute end -> slot done in ClickHouse over %d minutes: p50 %.2fs  p99 %.2fs  max %.2fs; exact: %v\n",
-			l.Rate, l.Duration, l.Grace, len(l.Latencies), l.P50, l.P99, l.Max, l.Exact)
+		mode := "tailing"
+		if !l.Tail {
+			mode = "not tailing"
+		}
+		fmt.Fprintf(out, "\nlive: %d events/s for %s, %s, grace %s: minute end -> slot done in ClickHouse over %d minutes: "+
+			"p50 %.2fs  p99 %.2fs  max %.2fs (warm-up minute %.2fs); exact: %v\n",
+			l.Rate, l.Duration, mode, l.Grace, len(l.Latencies), l.P50, l.P99, l.Max, l.WarmUp, l.Exact)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
 
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
 	"github.com/rtbpipe/rtbpipe/internal/manifest"
@@ -22,7 +21,9 @@ type LiveResult struct {
 	Rate      int       `json:"rate"`
 	Duration  string    `json:"duration"`
 	Grace     string    `json:"grace"`
-	Latencies []float64 `json:"latencies_sec"` // per minute: minute end -> its slot done
+	Tail      bool      `json:"tail"`
+	WarmUp    float64   `json:"warm_up_sec"`   // the first minute, which also takes the minute before it
+	Latencies []float64 `json:"latencies_sec"` // per minute after it: minute end -> its slot done
 	P50       float64   `json:"p50_sec"`
 	P99       float64   `json:"p99_sec"`
 	Max       float64   `json:"max_sec"`
@@ -43,13 +44,8 @@ func (b *bench) live(ctx context.Context) (*LiveResult, error) {
 	}
 	defer w.Stop()
 	sched := b.tc.ScheduleClient()
-	h, err := sched.Create(ctx, client.ScheduleOptions{
-		ID:   workflows.ScheduleID(topic),
-		Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: time.Minute, Offset: b.o.liveGrace}}},
-		Action: &client.ScheduleWorkflowAction{ID: workflows.ScheduledWorkflowID(topic), Workflow: workflows.ScheduledSlotWorkflow,
-			Args: []any{workflows.ScheduledInput{Topic: topic}}, TaskQueue: b.cfg.TaskQueue},
-		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL,
-	})
+	h, err := sched.Create(ctx, workflows.SlotSchedule(workflows.ScheduledInput{Topic: topic, Tail: !b.o.liveNoTail,
+		Grace: b.o.liveGrace}, b.cfg.TaskQueue))
 	if err != nil {
 		return nil, fmt.Errorf("live schedule: %w", err)
 	}
@@ -64,19 +60,27 @@ func (b *bench) live(ctx context.Context) (*LiveResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Whole minutes of the run; wait for the last one's slot.
-	first := m.Started.UTC().Truncate(time.Minute).Add(time.Minute)
+	// Whole minutes of the run; wait for the last one's slot. The first
+	// one is the warm-up: the schedule was created during the minute
+	// before it, which no slot ran, so its slot also takes that minute's
+	// records (as any slot after a missed one does), and cannot tail.
+	warm := m.Started.UTC().Truncate(time.Minute).Add(time.Minute)
 	last := m.Finished.UTC().Truncate(time.Minute).Add(-time.Minute)
-	res := &LiveResult{Rate: b.o.liveRate, Duration: b.o.liveDuration.String(), Grace: b.o.liveGrace.String()}
-	for s := first; !s.After(last); s = s.Add(time.Minute) {
+	res := &LiveResult{Rate: b.o.liveRate, Duration: b.o.liveDuration.String(), Grace: b.o.liveGrace.String(), Tail: !b.o.liveNoTail}
+	for s := warm; !s.After(last); s = s.Add(time.Minute) {
 		closed, err := b.closeTime(ctx, workflows.SlotWorkflowID(topic, s), 3*time.Minute)
 		if err != nil {
 			return nil, err
 		}
-		res.Latencies = append(res.Latencies, closed.Sub(s.Add(time.Minute)).Seconds())
+		lat := closed.Sub(s.Add(time.Minute)).Seconds()
+		if s.Equal(warm) {
+			res.WarmUp = lat
+			continue
+		}
+		res.Latencies = append(res.Latencies, lat)
 	}
 	if len(res.Latencies) == 0 {
-		return nil, fmt.Errorf("live run too short: no whole minute (use --live-duration of at least 3m)")
+		return nil, fmt.Errorf("live run too short: no whole minute after the warm-up (use --live-duration of at least 4m)")
 	}
 	sorted := slices.Clone(res.Latencies)
 	slices.Sort(sorted)

@@ -38,7 +38,9 @@ type options struct {
 	liveRate     int
 	liveDuration time.Duration
 	liveGrace    time.Duration
+	liveNoTail   bool
 	skipPeer     bool
+	skipBacklog  bool
 	jsonPath     string
 	keep         bool
 }
@@ -66,8 +68,10 @@ func main() {
 	f.IntVar(&o.minutes, "minutes", 10, "past minutes of log time the backlog is spread over (1: one slot holds everything)")
 	f.IntVar(&o.liveRate, "live-rate", 20_000, "events/s of the live latency run")
 	f.DurationVar(&o.liveDuration, "live-duration", 10*time.Minute, "length of the live latency run (0: skip it)")
-	f.DurationVar(&o.liveGrace, "live-grace", 2*time.Second, "the live schedule's grace after each minute")
+	f.DurationVar(&o.liveGrace, "live-grace", 0, "the live schedule's grace: after each minute's end, before its slot is planned")
+	f.BoolVar(&o.liveNoTail, "live-no-tail", false, "live schedule without tailing: each slot runs after its minute + grace")
 	f.BoolVar(&o.skipPeer, "skip-peer", false, "skip ClickHouse's Kafka engine")
+	f.BoolVar(&o.skipBacklog, "skip-backlog", false, "skip the backlog runs (bare read, rtbpipe, peer): only the live run")
 	f.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	f.BoolVar(&o.keep, "keep", false, "keep the bench database (rtb_bench_<time>) afterwards")
 	if err := cmd.ExecuteContext(ctx); err != nil {
@@ -112,30 +116,10 @@ func run(ctx context.Context, o options) error {
 	defer b.close()
 	rep := &Report{Machine: machine(), When: time.Now().UTC(), Events: o.events, Partition: o.partitions, Minutes: o.minutes}
 
-	topic, man, err := b.produceBacklog(ctx)
-	if err != nil {
-		return err
-	}
-	base, err := b.bareRead(ctx, topic)
-	if err != nil {
-		return err
-	}
-	rep.Results = append(rep.Results, base)
-	for _, archive := range []bool{false, true} {
-		r, err := b.pipeline(ctx, topic, man, archive)
-		if err != nil {
+	if !o.skipBacklog {
+		if rep.Results, err = b.backlog(ctx); err != nil {
 			return err
 		}
-		r.VsBaseline = r.EventsPerSec / base.EventsPerSec
-		rep.Results = append(rep.Results, r)
-	}
-	if !o.skipPeer {
-		r, err := b.kafkaEngine(ctx, topic, man)
-		if err != nil {
-			return err
-		}
-		r.VsBaseline = r.EventsPerSec / base.EventsPerSec
-		rep.Results = append(rep.Results, r)
 	}
 	if o.liveDuration > 0 {
 		if rep.Live, err = b.live(ctx); err != nil {
@@ -153,6 +137,37 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	return nil
+}
+
+// backlog runs the bare read, rtbpipe with the archive off and on, and the
+// peer, over one produced backlog.
+func (b *bench) backlog(ctx context.Context) ([]Result, error) {
+	topic, man, err := b.produceBacklog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	base, err := b.bareRead(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := []Result{base}
+	for _, archive := range []bool{false, true} {
+		r, err := b.pipeline(ctx, topic, man, archive)
+		if err != nil {
+			return nil, err
+		}
+		r.VsBaseline = r.EventsPerSec / base.EventsPerSec
+		out = append(out, r)
+	}
+	if !b.o.skipPeer {
+		r, err := b.kafkaEngine(ctx, topic, man)
+		if err != nil {
+			return nil, err
+		}
+		r.VsBaseline = r.EventsPerSec / base.EventsPerSec
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 func machine() string {

@@ -21,9 +21,16 @@ func (a *app) scheduleCmd() *cobra.Command {
 		Short: "Manage the every-minute schedule of a topic (create, describe, pause, unpause, delete)",
 	}
 	var grace, idleWait, recEvery, recLookback time.Duration
+	var tail bool
 	create := &cobra.Command{
 		Use:   "create",
-		Short: "Create (or update) the schedules: each minute's slot a few seconds after it ends, and reconciliation",
+		Short: "Create (or update) the schedules: each minute's slot, and reconciliation",
+		Long: "Create (or update) the schedules of the topic.\n\n" +
+			"The slot schedule fires as each minute starts: the minute's slot reads its records as they arrive\n" +
+			"and is planned --grace after the minute ends, so its windows are complete about a second later.\n" +
+			"With --tail=false it fires --grace after each minute and then reads the minute that ended.\n" +
+			"A tailing worker holds one activity per partition per running minute: give it\n" +
+			"RTB_WORKER_ACTIVITIES of at least 2 × partitions + 2.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if grace < 0 || grace >= 50*time.Second {
@@ -38,19 +45,12 @@ func (a *app) scheduleCmd() *cobra.Command {
 			}
 			defer tc.Close()
 			sc := tc.ScheduleClient()
-			err = a.upsertSchedule(cmd, sc, client.ScheduleOptions{
-				ID:   workflows.ScheduleID(a.cfg.Topic),
-				Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: time.Minute, Offset: grace}}},
-				Action: &client.ScheduleWorkflowAction{
-					ID:        workflows.ScheduledWorkflowID(a.cfg.Topic),
-					Workflow:  workflows.ScheduledSlotWorkflow,
-					Args:      []any{workflows.ScheduledInput{Topic: a.cfg.Topic, IdleWait: idleWait}},
-					TaskQueue: a.cfg.TaskQueue,
-				},
-				Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL,
-				CatchupWindow: time.Hour,
-				Note:          fmt.Sprintf("rtbpipe: every minute + %s, the slot that just ended of topic %s", grace, a.cfg.Topic),
-			}, fmt.Sprintf("every minute at +%s", grace))
+			what := fmt.Sprintf("every minute, tailing, planned %s after the minute", grace)
+			if !tail {
+				what = fmt.Sprintf("every minute at +%s", grace)
+			}
+			err = a.upsertSchedule(cmd, sc, workflows.SlotSchedule(workflows.ScheduledInput{Topic: a.cfg.Topic,
+				IdleWait: idleWait, Tail: tail, Grace: grace}, a.cfg.TaskQueue), what)
 			if err != nil || recEvery == 0 {
 				return err
 			}
@@ -69,7 +69,8 @@ func (a *app) scheduleCmd() *cobra.Command {
 			}, fmt.Sprintf("every %s over the last %s, with repair", recEvery, recLookback))
 		},
 	}
-	create.Flags().DurationVar(&grace, "grace", 5*time.Second, "delay after each minute before its slot runs")
+	create.Flags().DurationVar(&grace, "grace", 0, "delay after each minute's end before its slot is planned")
+	create.Flags().BoolVar(&tail, "tail", true, "read each minute's records while the minute runs")
 	create.Flags().DurationVar(&idleWait, "idle-wait", 0, "wait for partitions with no record past the slot's end (default 10s)")
 	create.Flags().DurationVar(&recEvery, "reconcile-every", 15*time.Minute, "how often to reconcile (0: no reconciliation schedule)")
 	create.Flags().DurationVar(&recLookback, "reconcile-lookback", 3*time.Hour, "how far back each scheduled reconciliation looks")

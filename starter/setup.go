@@ -51,7 +51,7 @@ func (a *app) setupCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().Int32Var(&partitions, "partitions", 4, "partitions of the topic, if setup creates it")
-	cmd.Flags().DurationVar(&grace, "grace", 5*time.Second, "delay after each minute before its slot runs")
+	cmd.Flags().DurationVar(&grace, "grace", 0, "delay after each minute's end before its slot is planned")
 	cmd.Flags().DurationVar(&idleWait, "idle-wait", 0, "wait for partitions with no record past the slot's end (default 10s)")
 	cmd.Flags().DurationVar(&recEvery, "reconcile-every", 15*time.Minute, "how often to reconcile (0: no reconciliation schedule)")
 	return cmd

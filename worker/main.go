@@ -35,11 +35,11 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	cfg := config.FromEnv()
 	fs := pflag.NewFlagSet("worker", pflag.ContinueOnError)
 	cfg.BindFlags(fs)
-	concurrency, err := strconv.Atoi(config.Env("RTB_WORKER_ACTIVITIES", "8"))
+	concurrency, err := strconv.Atoi(config.Env("RTB_WORKER_ACTIVITIES", "32"))
 	if err != nil {
 		return fmt.Errorf("RTB_WORKER_ACTIVITIES: %w", err)
 	}
-	fs.IntVar(&concurrency, "activities", concurrency, "activities run at once by this worker (env RTB_WORKER_ACTIVITIES)")
+	fs.IntVar(&concurrency, "activities", concurrency, "activities run at once by this worker; the tailing schedule needs at least 2 × partitions + 2 (env RTB_WORKER_ACTIVITIES)")
 	archive, err := strconv.ParseBool(config.Env("RTB_RAW_ARCHIVE", "true"))
 	if err != nil {
 		return fmt.Errorf("RTB_RAW_ARCHIVE: want true or false: %w", err)

@@ -33,6 +33,12 @@ type SlotInput struct {
 	// activities.SourceRaw (the raw archive, for offsets past retention; only
 	// slots already planned can be computed from it).
 	Source string
+	// Tail starts the slot before its minute is over: its batches read the
+	// records as they arrive, and the slot is planned Grace after its end,
+	// so that little is left to read then. Tailing ends by the same plans
+	// and the same outcome as a slot run after its minute.
+	Tail  bool
+	Grace time.Duration
 }
 
 // SlotResult tells what a slot run did.
@@ -50,6 +56,7 @@ type SlotResult struct {
 	PlanWait    time.Duration // time spent waiting for idle partitions
 	IdleParts   []int32       // partitions planned to their high watermark
 	Batches     []chstore.Batch
+	Tailed      int    `json:",omitempty"` // batches read while the slot ran
 	Note        string `json:",omitempty"`
 }
 
@@ -72,6 +79,9 @@ func (in *SlotInput) validate() error {
 	in.Slot = in.Slot.UTC()
 	if in.IdleWait <= 0 {
 		in.IdleWait = DefaultIdleWait
+	}
+	if in.Grace < 0 {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("grace %s is negative", in.Grace), activities.ErrTypeBadInput, nil)
 	}
 	if in.HeartbeatTimeout <= 0 {
 		in.HeartbeatTimeout = DefaultHeartbeatTimeout
@@ -96,9 +106,25 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	res := SlotResult{Topic: in.Topic, Slot: in.Slot}
 	info := workflow.GetInfo(ctx)
 
+	// Tailing: the batches start now and read records as they arrive; the
+	// plans are made once the minute (and the grace) is over.
+	planAt := in.Slot.Add(time.Minute + in.Grace)
+	tails := map[int32]workflow.Future{}
+	tctx, cancelTails := workflow.WithCancel(ctx)
+	if in.Tail && in.Source == activities.SourceKafka && workflow.Now(ctx).Before(planAt) {
+		if err := startTails(tctx, in, planAt, tails); err != nil {
+			return res, err
+		}
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("tailing %d partitions until %s", len(tails), planAt.Format(time.TimeOnly)))
+		if err := workflow.Sleep(ctx, planAt.Sub(workflow.Now(ctx))); err != nil {
+			return res, err
+		}
+	}
+
 	workflow.SetCurrentDetails(ctx, "planning")
 	plan, err := slotPlans(ctx, in, info.WorkflowExecution.ID)
 	if err != nil {
+		cancelTails()
 		return res, err // unwrapped, so that callers see the activity's error type
 	}
 	res.NewPlans, res.PlanWait = plan.New, plan.Waited
@@ -106,18 +132,13 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("processing %d batches", len(plan.Batches)))
 	futures := make([]workflow.Future, len(plan.Batches))
 	for i, b := range plan.Batches {
-		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			StartToCloseTimeout: 2 * time.Hour,
-			HeartbeatTimeout:    in.HeartbeatTimeout,
-			Summary:             fmt.Sprintf("%s/%d offsets [%d,%d)", b.Topic, b.Partition, b.Start, b.End),
-			RetryPolicy: &temporal.RetryPolicy{
-				InitialInterval:        time.Second,
-				BackoffCoefficient:     2,
-				MaximumInterval:        time.Minute,
-				MaximumAttempts:        10,
-				NonRetryableErrorTypes: []string{activities.ErrTypeOffsetsGone, activities.ErrTypeBadInput, activities.ErrTypeNotArchived},
-			},
-		})
+		if f, ok := tails[b.Partition]; ok {
+			futures[i] = f
+			res.Tailed++
+			continue
+		}
+		actx := workflow.WithActivityOptions(ctx, batchOptions(in, 2*time.Hour,
+			fmt.Sprintf("%s/%d offsets [%d,%d)", b.Topic, b.Partition, b.Start, b.End)))
 		futures[i] = workflow.ExecuteActivity(actx, a.ProcessBatch, activities.BatchInput{
 			Plan: b, Source: in.Source, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID})
 	}
@@ -157,6 +178,46 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	}
 	workflow.SetCurrentDetails(ctx, res.String())
 	return res, nil
+}
+
+// batchOptions are the options of the batch activities.
+func batchOptions(in SlotInput, timeout time.Duration, summary string) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: timeout,
+		HeartbeatTimeout:    in.HeartbeatTimeout,
+		Summary:             summary,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			MaximumAttempts:        10,
+			NonRetryableErrorTypes: []string{activities.ErrTypeOffsetsGone, activities.ErrTypeBadInput, activities.ErrTypeNotArchived},
+		},
+	}
+}
+
+// startTails starts one tailing batch per partition of the topic.
+func startTails(ctx workflow.Context, in SlotInput, planAt time.Time, tails map[int32]workflow.Future) error {
+	var parts []int32
+	pctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
+	})
+	if err := workflow.ExecuteActivity(pctx, a.TopicPartitions, in.Topic).Get(ctx, &parts); err != nil {
+		return err
+	}
+	info := workflow.GetInfo(ctx)
+	// A tail gives up when no plan came long after the slot's end (the
+	// planner failing makes the slot fail, and cancels the tails first).
+	until := planAt.Add(in.IdleWait + plannerWaitMax + 5*time.Minute)
+	for _, p := range parts {
+		actx := workflow.WithActivityOptions(ctx, batchOptions(in, until.Sub(workflow.Now(ctx))+2*time.Hour,
+			fmt.Sprintf("%s/%d tailing slot %s", in.Topic, p, in.Slot.Format("15:04Z"))))
+		tails[p] = workflow.ExecuteActivity(actx, a.ProcessBatch, activities.BatchInput{
+			Plan: chstore.Batch{Topic: in.Topic, Partition: p, Slot: in.Slot}, Source: in.Source, Tail: true, TailUntil: until,
+			WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID})
+	}
+	return nil
 }
 
 // PlannerInput asks the topic's planner for the plans of slots, in order.

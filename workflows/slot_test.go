@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -180,5 +181,89 @@ func TestPlannerPlansInOrder(t *testing.T) {
 func TestIDs(t *testing.T) {
 	if id := SlotWorkflowID("ad-events", slot.In(time.FixedZone("KST", 9*3600))); id != "slot-ad-events-2026-11-24T21:14Z" {
 		t.Fatal(id)
+	}
+}
+
+// A tailing slot starts its batches at once, one per partition, and plans
+// only once its minute and the grace are over; the tails end as the plans.
+func TestTailingSlotPlansAfterItsMinute(t *testing.T) {
+	env := newEnv(t)
+	env.SetStartTime(slot.Add(10 * time.Second))
+	grace := 3 * time.Second
+	planAt := slot.Add(time.Minute + grace)
+	env.OnActivity(a.TopicPartitions, mock.Anything, "t").Return([]int32{0, 1}, nil).Once()
+	tailed := map[int32]bool{}
+	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) {
+			if !in.Tail || !in.TailUntil.After(planAt) || in.Plan.End != 0 || !in.Plan.Slot.Equal(slot) {
+				return activities.BatchResult{}, fmt.Errorf("not a tail: %+v", in)
+			}
+			tailed[in.Plan.Partition] = true
+			// What a tail returns: the plan from the ledger, processed.
+			for _, b := range plans().Batches {
+				if b.Partition == in.Plan.Partition {
+					in.Plan = b
+				}
+			}
+			return done(in)
+		}).Times(2)
+	env.OnActivity(a.SlotPlans, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+			if env.Now().Before(planAt) {
+				return activities.PlanResult{}, fmt.Errorf("planned at %s, before %s", env.Now(), planAt)
+			}
+			return activities.PlanResult{}, nil
+		})
+	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(plans(), nil).Once()
+	env.ExecuteWorkflow(SlotWorkflow, SlotInput{Topic: "t", Slot: slot, Tail: true, Grace: grace})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res SlotResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Tailed != 2 || !tailed[0] || !tailed[1] || res.Offsets != 14 || res.Events != 12 {
+		t.Fatalf("tailed %v, result %+v", tailed, res)
+	}
+	env.AssertExpectations(t)
+}
+
+// A tailing slot that starts after its minute (a catch-up) runs as any
+// slot; a scheduled tailing run takes the minute that starts.
+func TestScheduledTailTakesTheMinuteThatStarts(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		env := newEnv(t)
+		at := slot // the schedule fires as the minute starts
+		env.SetTypedSearchAttributesOnStart(temporal.NewSearchAttributes(scheduledStartTime.ValueSet(at)))
+		if late {
+			env.SetStartTime(slot.Add(5 * time.Minute))
+		} else {
+			env.SetStartTime(slot.Add(200 * time.Millisecond))
+			env.OnActivity(a.TopicPartitions, mock.Anything, "t").Return([]int32{0, 1}, nil).Once()
+		}
+		notPlanned(env)
+		env.OnActivity(a.PlanSlot, mock.Anything, mock.MatchedBy(func(in activities.PlanInput) bool {
+			return in.Slot.Equal(slot)
+		})).Return(plans(), nil).Once()
+		env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
+			func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) {
+				if in.Tail == late {
+					return activities.BatchResult{}, fmt.Errorf("late %v, tail %v", late, in.Tail)
+				}
+				if in.Tail {
+					in.Plan = plans().Batches[in.Plan.Partition]
+				}
+				return done(in)
+			}).Times(2)
+		env.ExecuteWorkflow(ScheduledSlotWorkflow, ScheduledInput{Topic: "t", Tail: true})
+		if err := env.GetWorkflowError(); err != nil {
+			t.Fatalf("late %v: %v", late, err)
+		}
+		var res SlotResult
+		if err := env.GetWorkflowResult(&res); err != nil || !res.Slot.Equal(slot) || res.Events != 12 || (res.Tailed == 2) == late {
+			t.Fatalf("late %v: %+v %v", late, res, err)
+		}
+		env.AssertExpectations(t)
 	}
 }

@@ -114,6 +114,9 @@ const idleCheck = 3 * time.Second
 // (retention, or the topic was recreated).
 var ErrOffsetsGone = errors.New("offsets no longer in Kafka")
 
+// ErrStop, returned by a Consume callback, ends the read without an error.
+var ErrStop = errors.New("stop reading")
+
 // ReadRange calls fn for every record of topic/p with offset in [from, to),
 // in offset order. Offsets that Kafka does not deliver (transaction markers,
 // compacted records) are simply not seen; the caller counts them as the gap.
@@ -123,6 +126,45 @@ func ReadRange(ctx context.Context, consumer sarama.Consumer, topic string, p in
 	if from >= to {
 		return nil
 	}
+	return Consume(ctx, consumer, topic, p, from, idleCheck, func(m *sarama.ConsumerMessage) error {
+		if m.Offset >= to {
+			return ErrStop
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+		if m.Offset+1 >= to {
+			return ErrStop
+		}
+		return nil
+	}, func(highWater int64, seen int) error {
+		// If the range ends in offsets Kafka never delivers (transaction
+		// markers, compacted records), no message at or past `to` may ever
+		// arrive: a silent consumer whose high watermark is past `to` has
+		// nothing more to give.
+		if seen == 0 && highWater >= to {
+			return ErrStop
+		}
+		return nil
+	})
+}
+
+// Consume calls fn for every record of topic/p from offset from on, in
+// offset order and as records arrive, and tick every `every` with the
+// partition's high watermark and the number of records since the last tick,
+// until ctx ends or fn or tick returns an error (ErrStop: the read ends
+// without one).
+func Consume(ctx context.Context, consumer sarama.Consumer, topic string, p int32, from int64, every time.Duration,
+	fn func(*sarama.ConsumerMessage) error, tick func(highWater int64, seen int) error) error {
+	err := consume(ctx, consumer, topic, p, from, every, fn, tick)
+	if errors.Is(err, ErrStop) {
+		return nil
+	}
+	return err
+}
+
+func consume(ctx context.Context, consumer sarama.Consumer, topic string, p int32, from int64, every time.Duration,
+	fn func(*sarama.ConsumerMessage) error, tick func(highWater int64, seen int) error) error {
 	pc, err := consumer.ConsumePartition(topic, p, from)
 	if err != nil {
 		if errors.Is(err, sarama.ErrOffsetOutOfRange) {
@@ -131,53 +173,45 @@ func ReadRange(ctx context.Context, consumer sarama.Consumer, topic string, p in
 		return fmt.Errorf("read %s/%d from offset %d: %w", topic, p, from, err)
 	}
 	defer pc.AsyncClose()
-	// If the range ends in offsets Kafka never delivers (transaction markers,
-	// compacted records), no message at or past `to` may ever arrive: a
-	// silent consumer whose high watermark is past `to` has nothing more to give.
-	idle := time.NewTicker(idleCheck)
-	defer idle.Stop()
+	ticker := time.NewTicker(every)
+	defer ticker.Stop()
+	closed := fmt.Errorf("read %s/%d: consumer closed", topic, p)
 	seen := 0 // messages since the last tick
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-idle.C:
-			if seen == 0 && pc.HighWaterMarkOffset() >= to {
-				return nil
+		case <-ticker.C:
+			if err := tick(pc.HighWaterMarkOffset(), seen); err != nil {
+				return err
 			}
 			seen = 0
 		case m, ok := <-pc.Messages():
 			if !ok {
-				return fmt.Errorf("read %s/%d: consumer closed before offset %d", topic, p, to)
+				return closed
 			}
 			// Then take what is already buffered with plain receives: a
 			// select per message costs more than the rest of the read.
 			for n := len(pc.Messages()); ; n-- {
-				if m.Offset >= to {
-					return nil
-				}
 				if err := fn(m); err != nil {
 					return err
-				}
-				if m.Offset+1 >= to {
-					return nil
 				}
 				seen++
 				if n <= 0 {
 					break
 				}
 				if m, ok = <-pc.Messages(); !ok {
-					return fmt.Errorf("read %s/%d: consumer closed before offset %d", topic, p, to)
+					return closed
 				}
 			}
 		case cerr, ok := <-pc.Errors():
 			if !ok {
-				return fmt.Errorf("read %s/%d: consumer closed before offset %d", topic, p, to)
+				return closed
 			}
 			if errors.Is(cerr.Err, sarama.ErrOffsetOutOfRange) {
-				return fmt.Errorf("read %s/%d in [%d,%d): %w", topic, p, from, to, ErrOffsetsGone)
+				return fmt.Errorf("read %s/%d from offset %d: %w", topic, p, from, ErrOffsetsGone)
 			}
-			return fmt.Errorf("read %s/%d in [%d,%d): %w", topic, p, from, to, cerr)
+			return fmt.Errorf("read %s/%d from offset %d: %w", topic, p, from, cerr)
 		}
 	}
 }
