@@ -35,6 +35,7 @@ type BatchResult struct {
 	Batch   chstore.Batch
 	Windows []time.Time
 	Resumed int64 // offset a retry resumed from (0 when it started at the plan's start)
+	Tailed  bool  // read as the records arrived, while the slot ran
 }
 
 // progress is what a batch heartbeats: everything in [Start, Next) is

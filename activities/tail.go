@@ -170,7 +170,9 @@ func (a *Activities) processTail(ctx context.Context, in BatchInput) (BatchResul
 			in.Plan = plan
 			return a.processFromKafka(ctx, in)
 		}
-		return a.readAndFinish(ctx, in, r, plan, began, resumed)
+		res, err := a.readAndFinish(ctx, in, r, plan, began, resumed)
+		res.Tailed = err == nil
+		return res, err
 	}
 }
 

@@ -56,7 +56,7 @@ type SlotResult struct {
 	PlanWait    time.Duration // time spent waiting for idle partitions
 	IdleParts   []int32       // partitions planned to their high watermark
 	Batches     []chstore.Batch
-	Tailed      int    `json:",omitempty"` // batches read while the slot ran
+	Tailed      int    `json:",omitempty"` // batches read as their records arrived, while the slot ran
 	Note        string `json:",omitempty"`
 }
 
@@ -134,7 +134,6 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	for i, b := range plan.Batches {
 		if f, ok := tails[b.Partition]; ok {
 			futures[i] = f
-			res.Tailed++
 			continue
 		}
 		actx := workflow.WithActivityOptions(ctx, batchOptions(in, 2*time.Hour,
@@ -156,6 +155,9 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 		}
 		b := br.Batch
 		res.Batches = append(res.Batches, b)
+		if br.Tailed {
+			res.Tailed++
+		}
 		res.Offsets += b.Offsets()
 		res.Events += b.Events
 		res.LateEvents += b.LateEvents

@@ -205,7 +205,9 @@ func TestTailingSlotPlansAfterItsMinute(t *testing.T) {
 					in.Plan = b
 				}
 			}
-			return done(in)
+			res, err := done(in)
+			res.Tailed = true
+			return res, err
 		}).Times(2)
 	env.OnActivity(a.SlotPlans, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
@@ -254,7 +256,9 @@ func TestScheduledTailTakesTheMinuteThatStarts(t *testing.T) {
 				if in.Tail {
 					in.Plan = plans().Batches[in.Plan.Partition]
 				}
-				return done(in)
+				res, err := done(in)
+				res.Tailed = in.Tail
+				return res, err
 			}).Times(2)
 		env.ExecuteWorkflow(ScheduledSlotWorkflow, ScheduledInput{Topic: "t", Tail: true})
 		if err := env.GetWorkflowError(); err != nil {
