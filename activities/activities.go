@@ -3,9 +3,12 @@
 package activities
 
 import (
+	"fmt"
+
 	"github.com/IBM/sarama"
 
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
 )
 
 // Activities carries the connections the activities share. Register a
@@ -17,6 +20,34 @@ type Activities struct {
 	// Archive writes every valid event to the raw archive (rtb.ad_events_raw),
 	// so that slots can be recomputed after Kafka's retention.
 	Archive bool
+	// Brokers, when set, gives every batch read a Kafka connection of its
+	// own: batches that share one connection wait for each other's fetches
+	// (a broker answers a connection's requests in order, and a fetch at
+	// the end of a partition waits there for new records).
+	Brokers []string
+	// Reads, when not nil, bounds the batches that read a backlog at once
+	// (its capacity): each holds a connection, fetch buffers and pending
+	// rows, so that a backfill of many slots at once would otherwise only
+	// add memory and GC work. Tailing batches, which read at the rate
+	// records arrive, are not bounded by it.
+	Reads chan struct{}
+}
+
+// consumer returns a Kafka consumer for one read; closing it closes its
+// connection.
+func (a *Activities) consumer() (sarama.Consumer, error) {
+	if len(a.Brokers) == 0 {
+		c, err := sarama.NewConsumerFromClient(a.Kafka)
+		if err != nil {
+			return nil, fmt.Errorf("kafka consumer: %w", err)
+		}
+		return c, nil
+	}
+	c, err := sarama.NewConsumer(a.Brokers, kafka.NewConfig("rtbpipe-worker-batch"))
+	if err != nil {
+		return nil, fmt.Errorf("kafka consumer for %v: %w", a.Brokers, err)
+	}
+	return c, nil
 }
 
 // Error types that no retry can fix; the workflows see them as

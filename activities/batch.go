@@ -81,7 +81,34 @@ func (a *Activities) ProcessBatch(ctx context.Context, in BatchInput) (BatchResu
 func (a *Activities) processFromKafka(ctx context.Context, in BatchInput) (BatchResult, error) {
 	r := a.newRun(in.Plan, in.Plan.Start, false)
 	resumed := r.resume(ctx)
+	release, err := r.acquireRead(ctx)
+	if err != nil {
+		return BatchResult{}, err
+	}
+	defer release()
 	return a.readAndFinish(ctx, in, r, in.Plan, time.Now(), resumed)
+}
+
+// acquireRead waits for a place among the worker's backlog reads
+// (Activities.Reads), heartbeating meanwhile.
+func (r *run) acquireRead(ctx context.Context) (release func(), err error) {
+	if r.a.Reads == nil {
+		return func() {}, nil
+	}
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case r.a.Reads <- struct{}{}:
+			return func() { <-r.a.Reads }, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+			if err := r.beat(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
 }
 
 // readAndFinish reads the rest of the plan into r and writes the outcome.
@@ -106,9 +133,9 @@ func (a *Activities) readAndFinish(ctx context.Context, in BatchInput, r *run, p
 // the previous partition consumer is fully gone.
 func (r *run) consume(ctx context.Context, every time.Duration, fn func(*sarama.ConsumerMessage) error,
 	tick func(highWater int64, seen int) error) error {
-	consumer, err := sarama.NewConsumerFromClient(r.a.Kafka)
+	consumer, err := r.a.consumer()
 	if err != nil {
-		return fmt.Errorf("kafka consumer: %w", err)
+		return err
 	}
 	defer consumer.Close()
 	return kafka.Consume(ctx, consumer, r.id.Topic, r.id.Partition, r.st.Next, every, fn, tick)
@@ -236,9 +263,9 @@ func (r *run) beat(ctx context.Context) error {
 // readTo reads the records up to end, then writes what is pending.
 func (r *run) readTo(ctx context.Context, end int64) error {
 	if r.st.Next < end {
-		consumer, err := sarama.NewConsumerFromClient(r.a.Kafka)
+		consumer, err := r.a.consumer()
 		if err != nil {
-			return fmt.Errorf("kafka consumer: %w", err)
+			return err
 		}
 		defer consumer.Close()
 		err = kafka.ReadRange(ctx, consumer, r.id.Topic, r.id.Partition, r.st.Next, end, func(m *sarama.ConsumerMessage) error {

@@ -31,7 +31,7 @@ func (a *app) scheduleCmd() *cobra.Command {
 			"With --tail=false it fires --grace after each minute and then reads the minute that ended.\n" +
 			"A tailing worker holds one activity per partition per running minute: give it\n" +
 			"RTB_WORKER_ACTIVITIES of at least 2 × partitions + 2.",
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if grace < 0 || grace >= 50*time.Second {
 				return fmt.Errorf("--grace must be in [0s, 50s), got %s", grace)

@@ -40,6 +40,11 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		return fmt.Errorf("RTB_WORKER_ACTIVITIES: %w", err)
 	}
 	fs.IntVar(&concurrency, "activities", concurrency, "activities run at once by this worker; the tailing schedule needs at least 2 × partitions + 2 (env RTB_WORKER_ACTIVITIES)")
+	reads, err := strconv.Atoi(config.Env("RTB_WORKER_READS", "0"))
+	if err != nil {
+		return fmt.Errorf("RTB_WORKER_READS: %w", err)
+	}
+	fs.IntVar(&reads, "reads", reads, "batches that read a backlog at once, tailing batches not counted (0: 16, or 8 with the raw archive on) (env RTB_WORKER_READS)")
 	archive, err := strconv.ParseBool(config.Env("RTB_RAW_ARCHIVE", "true"))
 	if err != nil {
 		return fmt.Errorf("RTB_RAW_ARCHIVE: want true or false: %w", err)
@@ -53,6 +58,18 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	}
 	if concurrency < 1 {
 		return fmt.Errorf("--activities must be at least 1, got %d", concurrency)
+	}
+	if reads == 0 {
+		// A read with the archive on also holds its pending archive rows:
+		// fewer at once keep the worker under its memory limit, where the GC
+		// would otherwise take the CPU the reads need.
+		reads = 16
+		if archive {
+			reads = 8
+		}
+	}
+	if reads < 1 {
+		return fmt.Errorf("--reads must be at least 1, got %d", reads)
 	}
 
 	if os.Getenv("GOMEMLIMIT") == "" {
@@ -94,10 +111,11 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	w.RegisterWorkflow(workflows.BackfillWorkflow)
 	w.RegisterWorkflow(workflows.ReconcileWorkflow)
 	w.RegisterWorkflow(workflows.ScheduledReconcileWorkflow)
-	w.RegisterActivity(&activities.Activities{Kafka: kc, Store: store, Archive: archive})
+	w.RegisterActivity(&activities.Activities{Kafka: kc, Store: store, Archive: archive, Brokers: cfg.KafkaBrokers,
+		Reads: make(chan struct{}, reads)})
 
 	logger.Info("worker started", "task_queue", cfg.TaskQueue, "temporal", cfg.TemporalAddress,
-		"kafka", cfg.KafkaBrokers, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency, "raw_archive", archive)
+		"kafka", cfg.KafkaBrokers, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency, "reads", reads, "raw_archive", archive)
 	if err := w.Run(worker.InterruptCh()); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
