@@ -34,7 +34,7 @@ go build -o "$BIN/starter" ./starter
 go build -o "$BIN/generator" ./generator
 
 step "schema, topic $TOPIC ($PARTITIONS partitions), schedule"
-"$BIN/starter" setup --partitions "$PARTITIONS" --grace 5s
+"$BIN/starter" setup --partitions "$PARTITIONS"
 if [[ "${KEEP_SCHEDULE:-0}" != 1 ]]; then
 	trap '"$BIN/starter" schedule delete >/dev/null 2>&1 || true' EXIT
 fi
