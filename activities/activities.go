@@ -33,21 +33,20 @@ type Activities struct {
 	Reads chan struct{}
 }
 
-// consumer returns a Kafka consumer for one read; closing it closes its
-// connection.
-func (a *Activities) consumer() (sarama.Consumer, error) {
+// withConsumer runs fn with a Kafka consumer for one read, closed (with its
+// connection) afterwards.
+func (a *Activities) withConsumer(fn func(sarama.Consumer) error) error {
+	var c sarama.Consumer
+	var err error
 	if len(a.Brokers) == 0 {
-		c, err := sarama.NewConsumerFromClient(a.Kafka)
-		if err != nil {
-			return nil, fmt.Errorf("kafka consumer: %w", err)
+		if c, err = sarama.NewConsumerFromClient(a.Kafka); err != nil {
+			return fmt.Errorf("kafka consumer: %w", err)
 		}
-		return c, nil
+	} else if c, err = sarama.NewConsumer(a.Brokers, kafka.NewConfig("rtbpipe-worker-batch")); err != nil {
+		return fmt.Errorf("kafka consumer for %v: %w", a.Brokers, err)
 	}
-	c, err := sarama.NewConsumer(a.Brokers, kafka.NewConfig("rtbpipe-worker-batch"))
-	if err != nil {
-		return nil, fmt.Errorf("kafka consumer for %v: %w", a.Brokers, err)
-	}
-	return c, nil
+	defer c.Close()
+	return fn(c)
 }
 
 // Error types that no retry can fix; the workflows see them as

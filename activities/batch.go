@@ -133,12 +133,9 @@ func (a *Activities) readAndFinish(ctx context.Context, in BatchInput, r *run, p
 // the previous partition consumer is fully gone.
 func (r *run) consume(ctx context.Context, every time.Duration, fn func(*sarama.ConsumerMessage) error,
 	tick func(highWater int64, seen int) error) error {
-	consumer, err := r.a.consumer()
-	if err != nil {
-		return err
-	}
-	defer consumer.Close()
-	return kafka.Consume(ctx, consumer, r.id.Topic, r.id.Partition, r.st.Next, every, fn, tick)
+	return r.a.withConsumer(func(consumer sarama.Consumer) error {
+		return kafka.Consume(ctx, consumer, r.id.Topic, r.id.Partition, r.st.Next, every, fn, tick)
+	})
 }
 
 // run is one batch being read from Kafka: its counts, its aggregate and
@@ -263,13 +260,10 @@ func (r *run) beat(ctx context.Context) error {
 // readTo reads the records up to end, then writes what is pending.
 func (r *run) readTo(ctx context.Context, end int64) error {
 	if r.st.Next < end {
-		consumer, err := r.a.consumer()
-		if err != nil {
-			return err
-		}
-		defer consumer.Close()
-		err = kafka.ReadRange(ctx, consumer, r.id.Topic, r.id.Partition, r.st.Next, end, func(m *sarama.ConsumerMessage) error {
-			return r.add(ctx, m)
+		err := r.a.withConsumer(func(consumer sarama.Consumer) error {
+			return kafka.ReadRange(ctx, consumer, r.id.Topic, r.id.Partition, r.st.Next, end, func(m *sarama.ConsumerMessage) error {
+				return r.add(ctx, m)
+			})
 		})
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -47,7 +48,7 @@ func (a *Activities) tailState(ctx context.Context, p chstore.Batch) (tailState,
 }
 
 // errTailRestart stops a tailing read whose guessed start proved wrong.
-var errTailRestart = fmt.Errorf("tail: the start offset was a guess, and wrong")
+var errTailRestart = errors.New("tail: the start offset was a guess, and wrong")
 
 // processTail processes the batch of a slot that is still running: it reads
 // the partition's records as they arrive, so that when the slot ends only
@@ -149,13 +150,10 @@ func (a *Activities) processTail(ctx context.Context, in BatchInput) (BatchResul
 			r = a.newRun(p, off, true)
 		}
 		err := r.tail(ctx, slotEnd, &ls, check, wait)
-		if err == errTailRestart {
+		if errors.Is(err, errTailRestart) {
 			log.Info("tail: the guessed start was wrong, starting again", "topic", p.Topic, "partition", p.Partition,
 				"guess", r.st.Start)
-			r = nil
-			if err := check(true); err != nil {
-				return BatchResult{}, err
-			}
+			r = nil // check refreshed ls before it refuted the guess
 			continue
 		}
 		if err != nil {
