@@ -174,7 +174,9 @@ addr_mismatch() {
 wait_ready() {
 	local name="$1" deadline=$((SECONDS + TIMEOUT))
 	while ! healthy "$name"; do
-		if ! our_pid "$name" >/dev/null; then
+		# Only "alive" here: until the spawned shell has exec'd the server,
+		# its command line is still this script's (our_pid would say no).
+		if ! kill -0 "$(tr -dc '0-9' <"$(pidfile "$name")" 2>/dev/null)" 2>/dev/null; then
 			clear_state "$name"
 			log_tail "$name"
 			die "$name exited during startup (log: $LOGS/$name.log)"
