@@ -3,12 +3,9 @@
 package activities
 
 import (
-	"fmt"
-
 	"github.com/IBM/sarama"
 
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
-	"github.com/rtbpipe/rtbpipe/internal/kafka"
 )
 
 // Activities carries the connections the activities share. Register a
@@ -20,10 +17,10 @@ type Activities struct {
 	// Archive writes every valid event to the raw archive (rtb.ad_events_raw),
 	// so that slots can be recomputed after Kafka's retention.
 	Archive bool
-	// Brokers, when set, gives every batch read a Kafka connection of its
-	// own: batches that share one connection wait for each other's fetches
-	// (a broker answers a connection's requests in order, and a fetch at
-	// the end of a partition waits there for new records).
+	// Brokers are where batch reads connect: each read has a connection of
+	// its own, since reads that share one wait for each other's fetches (a
+	// broker answers a connection's requests in order, and a fetch at the
+	// end of a partition waits there for new records).
 	Brokers []string
 	// Reads, when not nil, bounds the batches that read a backlog at once
 	// (its capacity): each holds a connection, fetch buffers and pending
@@ -31,22 +28,6 @@ type Activities struct {
 	// add memory and GC work. Tailing batches, which read at the rate
 	// records arrive, are not bounded by it.
 	Reads chan struct{}
-}
-
-// withConsumer runs fn with a Kafka consumer for one read, closed (with its
-// connection) afterwards.
-func (a *Activities) withConsumer(fn func(sarama.Consumer) error) error {
-	var c sarama.Consumer
-	var err error
-	if len(a.Brokers) == 0 {
-		if c, err = sarama.NewConsumerFromClient(a.Kafka); err != nil {
-			return fmt.Errorf("kafka consumer: %w", err)
-		}
-	} else if c, err = sarama.NewConsumer(a.Brokers, kafka.NewConfig("rtbpipe-worker-batch")); err != nil {
-		return fmt.Errorf("kafka consumer for %v: %w", a.Brokers, err)
-	}
-	defer c.Close()
-	return fn(c)
 }
 
 // Error types that no retry can fix; the workflows see them as

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -128,14 +127,9 @@ func (a *Activities) readAndFinish(ctx context.Context, in BatchInput, r *run, p
 	return res, err
 }
 
-// consume reads records from r's next offset on (see kafka.Consume), with a
-// consumer of its own: sarama lets a partition be consumed again only once
-// the previous partition consumer is fully gone.
-func (r *run) consume(ctx context.Context, every time.Duration, fn func(*sarama.ConsumerMessage) error,
-	tick func(highWater int64, seen int) error) error {
-	return r.a.withConsumer(func(consumer sarama.Consumer) error {
-		return kafka.Consume(ctx, consumer, r.id.Topic, r.id.Partition, r.st.Next, every, fn, tick)
-	})
+// consume reads records from r's next offset on (see kafka.Consume).
+func (r *run) consume(ctx context.Context, every time.Duration, fn func(*kafka.Record) error, tick func(seen int) error) error {
+	return kafka.Consume(ctx, r.a.Brokers, r.id.Topic, r.id.Partition, r.st.Next, every, fn, tick)
 }
 
 // run is one batch being read from Kafka: its counts, its aggregate and
@@ -161,7 +155,7 @@ func (a *Activities) newRun(p chstore.Batch, start int64, hold bool) *run {
 	slot := p.Slot.UTC()
 	return &run{a: a, id: chstore.BatchID{Topic: p.Topic, Partition: p.Partition, Slot: slot},
 		slot: slot, slotEnd: slot.Add(time.Minute), st: progress{Start: start, Next: start},
-		table: agg.Table{}, hold: hold, lastBeat: time.Now()}
+		table: agg.Table{}, parser: event.Parser{SkipIDs: !a.Archive}, hold: hold, lastBeat: time.Now()}
 }
 
 // resume continues from a previous attempt's heartbeat, when it read the
@@ -180,7 +174,7 @@ func (r *run) resume(ctx context.Context) int64 {
 }
 
 // add counts one record.
-func (r *run) add(ctx context.Context, m *sarama.ConsumerMessage) error {
+func (r *run) add(ctx context.Context, m *kafka.Record) error {
 	st := &r.st
 	if m.Offset > st.Next {
 		st.Skipped += uint64(m.Offset - st.Next)
@@ -260,10 +254,8 @@ func (r *run) beat(ctx context.Context) error {
 // readTo reads the records up to end, then writes what is pending.
 func (r *run) readTo(ctx context.Context, end int64) error {
 	if r.st.Next < end {
-		err := r.a.withConsumer(func(consumer sarama.Consumer) error {
-			return kafka.ReadRange(ctx, consumer, r.id.Topic, r.id.Partition, r.st.Next, end, func(m *sarama.ConsumerMessage) error {
-				return r.add(ctx, m)
-			})
+		err := kafka.ReadRange(ctx, r.a.Brokers, r.id.Topic, r.id.Partition, r.st.Next, end, func(m *kafka.Record) error {
+			return r.add(ctx, m)
 		})
 		if err != nil {
 			return err

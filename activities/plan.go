@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -137,16 +138,20 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 	// catch-up) does not wait at all.
 	deadline := slot.Add(time.Minute).Add(in.IdleWait)
 	for {
-		waiting := 0
+		var ask []int32
 		for _, p := range parts {
-			if ends[p].found {
-				continue
+			if !ends[p].found {
+				ask = append(ask, p)
 			}
-			off, found, err := kafka.OffsetForTime(a.Kafka, in.Topic, p, slot.Add(time.Minute))
-			if err != nil {
-				return nil, 0, err
-			}
-			ends[p] = end{off, found}
+		}
+		offs, err := kafka.ListOffsets(a.Kafka, in.Topic, ask, slot.Add(time.Minute).UnixMilli())
+		if err != nil {
+			return nil, 0, err
+		}
+		waiting := 0
+		for _, p := range ask {
+			found := offs[p] >= 0
+			ends[p] = end{offs[p], found}
 			if _, planned := next[p]; !found && !planned {
 				waiting++ // not ready: no record past the slot's end yet
 			}
@@ -162,16 +167,20 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 		}
 	}
 	waited := time.Since(began)
+	// Bounds are read after the offsets above, so every end found is below
+	// the high watermark read here.
+	starts, err := kafka.ListOffsets(a.Kafka, in.Topic, parts, sarama.OffsetOldest)
+	if err != nil {
+		return nil, 0, err
+	}
+	highs, err := kafka.ListOffsets(a.Kafka, in.Topic, parts, sarama.OffsetNewest)
+	if err != nil {
+		return nil, 0, err
+	}
 	now := time.Now().UTC()
 	var out []chstore.Batch
 	for _, p := range parts {
-		// Bounds are read after the offsets above, so every end found is
-		// below the high watermark read here.
-		bounds, err := kafka.PartitionBounds(a.Kafka, in.Topic, p)
-		if err != nil {
-			return nil, 0, err
-		}
-		pin := plan.Input{Topic: in.Topic, Partition: p, Slot: slot, LogStart: bounds.Start, HighWater: bounds.End,
+		pin := plan.Input{Topic: in.Topic, Partition: p, Slot: slot, LogStart: starts[p], HighWater: highs[p],
 			EndOffset: ends[p].off, EndFound: ends[p].found, Now: now}
 		if b, ok := prev[p]; ok {
 			pin.Prev = &b

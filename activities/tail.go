@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/activity"
 
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
@@ -181,7 +180,7 @@ func (r *run) tail(ctx context.Context, slotEnd time.Time, ls *tailState, check 
 	for {
 		atEnd := false
 		err := r.consume(ctx, tailPollEnded,
-			func(m *sarama.ConsumerMessage) error {
+			func(m *kafka.Record) error {
 				if ls.plan != nil {
 					return kafka.ErrStop
 				}
@@ -194,7 +193,7 @@ func (r *run) tail(ctx context.Context, slotEnd time.Time, ls *tailState, check 
 				}
 				return r.add(ctx, m)
 			},
-			func(int64, int) error {
+			func(int) error {
 				if err := check(false); err != nil {
 					return err
 				}

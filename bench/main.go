@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -35,6 +36,8 @@ type options struct {
 	events       int
 	partitions   int32
 	minutes      int
+	rounds       int
+	parallelism  int
 	liveRate     int
 	liveDuration time.Duration
 	liveGrace    time.Duration
@@ -56,8 +59,8 @@ func main() {
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.events < 1 || o.partitions < 1 || o.minutes < 1 || o.liveRate < 0 || o.liveDuration < 0 || o.liveGrace < 0 || o.liveGrace >= 50*time.Second {
-				return fmt.Errorf("--events, --partitions and --minutes must be positive, --live-rate and --live-duration not negative, --live-grace in [0s, 50s)")
+			if o.events < 1 || o.partitions < 1 || o.minutes < 1 || o.rounds < 1 || o.parallelism < 0 || o.liveRate < 0 || o.liveDuration < 0 || o.liveGrace < 0 || o.liveGrace >= 50*time.Second {
+				return fmt.Errorf("--events, --partitions, --minutes and --rounds must be positive, --live-rate and --live-duration not negative, --live-grace in [0s, 50s)")
 			}
 			return run(cmd.Context(), o)
 		},
@@ -66,6 +69,9 @@ func main() {
 	f.IntVar(&o.events, "events", 5_000_000, "events to produce for the backlog runs")
 	f.Int32Var(&o.partitions, "partitions", 4, "partitions of the bench topics")
 	f.IntVar(&o.minutes, "minutes", 10, "past minutes of log time the backlog is spread over (1: one slot holds everything)")
+	f.IntVar(&o.rounds, "rounds", 3, "rounds of the backlog runs (bare read, archive off, archive on, one after the other): "+
+		"medians are reported, each run's ratio against the bare read of its own round")
+	f.IntVar(&o.parallelism, "parallelism", 0, "slots the backfill runs at once (0: the backfill's default)")
 	f.IntVar(&o.liveRate, "live-rate", 20_000, "events/s of the live latency run")
 	f.DurationVar(&o.liveDuration, "live-duration", 10*time.Minute, "length of the live latency run (0: skip it)")
 	f.DurationVar(&o.liveGrace, "live-grace", 0, "the live schedule's grace: after each minute's end, before its slot is planned")
@@ -87,10 +93,19 @@ type Result struct {
 	Seconds      float64 `json:"seconds"`
 	EventsPerSec float64 `json:"events_per_sec"`
 	VsBaseline   float64 `json:"vs_baseline,omitempty"`
+	// Over the rounds: VsBaseline, EventsPerSec and Seconds are medians,
+	// CPU the median, RSS the peak, Exact all of them.
+	Rounds       []Round `json:"rounds,omitempty"`
 	CPUSecPerMEv float64 `json:"cpu_sec_per_million_events,omitempty"`
 	PeakRSSMiB   float64 `json:"peak_rss_mib,omitempty"`
 	Exact        *bool   `json:"exact,omitempty"`
 	Note         string  `json:"note,omitempty"`
+}
+
+// Round is one run of a line, in one round.
+type Round struct {
+	EventsPerSec float64 `json:"events_per_sec"`
+	VsBaseline   float64 `json:"vs_baseline"`
 }
 
 // Report is everything bench prints.
@@ -100,6 +115,7 @@ type Report struct {
 	Events    int         `json:"events"`
 	Partition int32       `json:"partitions"`
 	Minutes   int         `json:"minutes"`
+	Rounds    int         `json:"rounds"`
 	Results   []Result    `json:"results"`
 	Live      *LiveResult `json:"live,omitempty"`
 }
@@ -114,7 +130,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer b.close()
-	rep := &Report{Machine: machine(), When: time.Now().UTC(), Events: o.events, Partition: o.partitions, Minutes: o.minutes}
+	rep := &Report{Machine: machine(), When: time.Now().UTC(), Events: o.events, Partition: o.partitions, Minutes: o.minutes, Rounds: o.rounds}
 
 	if !o.skipBacklog {
 		if rep.Results, err = b.backlog(ctx); err != nil {
@@ -139,35 +155,80 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-// backlog runs the bare read, rtbpipe with the archive off and on, and the
-// peer, over one produced backlog.
+// backlog produces one backlog, then runs the bare read and rtbpipe with
+// the archive off and on, round after round (each rtbpipe run on a fresh
+// database, compared with the bare read of its own round: the machine's
+// speed drifts), then the peer once.
 func (b *bench) backlog(ctx context.Context) ([]Result, error) {
 	topic, man, err := b.produceBacklog(ctx)
 	if err != nil {
 		return nil, err
 	}
-	base, err := b.bareRead(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	out := []Result{base}
-	for _, archive := range []bool{false, true} {
-		r, err := b.pipeline(ctx, topic, man, archive)
+	var runs [3][]Result // bare read, archive off, archive on
+	for round := 1; round <= b.o.rounds; round++ {
+		b.log.Info("round", "n", round, "of", b.o.rounds)
+		base, err := b.bareRead(ctx, topic)
 		if err != nil {
 			return nil, err
 		}
-		r.VsBaseline = r.EventsPerSec / base.EventsPerSec
-		out = append(out, r)
+		runs[0] = append(runs[0], base)
+		for i, archive := range []bool{false, true} {
+			if err := b.resetDatabase(ctx); err != nil {
+				return nil, err
+			}
+			r, err := b.pipeline(ctx, topic, man, archive)
+			if err != nil {
+				return nil, err
+			}
+			r.VsBaseline = r.EventsPerSec / base.EventsPerSec
+			runs[i+1] = append(runs[i+1], r)
+		}
 	}
+	out := []Result{summarize(runs[0]), summarize(runs[1]), summarize(runs[2])}
 	if !b.o.skipPeer {
 		r, err := b.kafkaEngine(ctx, topic, man)
 		if err != nil {
 			return nil, err
 		}
-		r.VsBaseline = r.EventsPerSec / base.EventsPerSec
+		r.VsBaseline = r.EventsPerSec / out[0].EventsPerSec
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// summarize makes one line of a run's rounds: medians, the peak RSS, and
+// exact only when every round was.
+func summarize(rs []Result) Result {
+	out := rs[0]
+	col := func(f func(Result) float64) []float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		return v
+	}
+	out.EventsPerSec = median(col(func(r Result) float64 { return r.EventsPerSec }))
+	out.Seconds = median(col(func(r Result) float64 { return r.Seconds }))
+	out.VsBaseline = median(col(func(r Result) float64 { return r.VsBaseline }))
+	out.CPUSecPerMEv = median(col(func(r Result) float64 { return r.CPUSecPerMEv }))
+	out.PeakRSSMiB = slices.Max(col(func(r Result) float64 { return r.PeakRSSMiB }))
+	for _, r := range rs {
+		out.Rounds = append(out.Rounds, Round{EventsPerSec: r.EventsPerSec, VsBaseline: r.VsBaseline})
+		if r.Exact != nil && !*r.Exact {
+			out.Exact = r.Exact
+		}
+	}
+	return out
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
 }
 
 func machine() string {

@@ -213,7 +213,7 @@ func TestRetryAfterWriteCountsOnce(t *testing.T) {
 	d := standard(2, 2, base, 1, 1500)
 	e.produce(t, topic, d.recs)
 
-	real := &activities.Activities{Kafka: e.kafka, Store: e.store}
+	real := &activities.Activities{Kafka: e.kafka, Store: e.store, Brokers: e.cfg.KafkaBrokers}
 	failed := map[int32]bool{}
 	w := worker.New(e.temporal, e.cfg.TaskQueue+"-inproc", worker.Options{})
 	w.RegisterWorkflow(workflows.SlotWorkflow)

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
-
 	"github.com/rtbpipe/rtbpipe/internal/agg"
 	"github.com/rtbpipe/rtbpipe/internal/config"
 	"github.com/rtbpipe/rtbpipe/internal/event"
@@ -35,11 +33,6 @@ func readTopic(t *testing.T, brokers []string, topic string) topicContents {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	cons, err := sarama.NewConsumerFromClient(cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
 	parts, err := kafka.Partitions(cl, topic)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +47,7 @@ func readTopic(t *testing.T, brokers []string, topic string) topicContents {
 		var n int64
 		var last time.Time
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err = kafka.ReadRange(ctx, cons, topic, part, b.Start, b.End, func(m *sarama.ConsumerMessage) error {
+		err = kafka.ReadRange(ctx, brokers, topic, part, b.Start, b.End, func(m *kafka.Record) error {
 			n++
 			if m.Timestamp.Before(last) {
 				t.Errorf("partition %d offset %d: timestamp %v before the previous %v", part, m.Offset, m.Timestamp, last)

@@ -94,12 +94,7 @@ func BackfillWorkflow(ctx workflow.Context, in BackfillInput) (BackfillProgress,
 		now = now[:slotsPerRun]
 	}
 	workflow.SetCurrentDetails(ctx, p.String())
-	if in.Source == activities.SourceKafka {
-		if err := planInOrder(ctx, in.Topic, now, in.IdleWait); err != nil {
-			return *p, err
-		}
-	}
-	runSlots(ctx, in.Topic, now, in.Parallelism, in.Source, "backfill", in.IdleWait, func(r slotRun) {
+	err := planAndRunSlots(ctx, in.Topic, now, in.Parallelism, in.Source, "backfill", in.IdleWait, func(r slotRun) {
 		switch {
 		case r.Err != nil:
 			p.Failed++
@@ -113,6 +108,9 @@ func BackfillWorkflow(ctx workflow.Context, in BackfillInput) (BackfillProgress,
 		}
 		workflow.SetCurrentDetails(ctx, p.String())
 	})
+	if err != nil {
+		return *p, err
+	}
 	in.Remaining = in.Remaining[len(now):]
 	if len(in.Remaining) > 0 {
 		return *p, workflow.NewContinueAsNewError(ctx, BackfillWorkflow, in)

@@ -75,14 +75,14 @@ func ReconcileWorkflow(ctx workflow.Context, in ReconcileInput) (ReconcileResult
 		slices.SortFunc(slots, func(x, y time.Time) int { return x.Compare(y) })
 		if len(slots) > 0 {
 			workflow.SetCurrentDetails(ctx, fmt.Sprintf("repairing %d slots", len(slots)))
-			if err := planInOrder(ctx, in.Topic, slots, 0); err != nil {
-				return res, err
-			}
-			runSlots(ctx, in.Topic, slots, 4, activities.SourceKafka, "reconcile repair", 0, func(r slotRun) {
+			err := planAndRunSlots(ctx, in.Topic, slots, 4, activities.SourceKafka, "reconcile repair", 0, func(r slotRun) {
 				if r.Err == nil {
 					res.RepairedSlots = append(res.RepairedSlots, r.Slot)
 				}
 			})
+			if err != nil {
+				return res, err
+			}
 			slices.SortFunc(res.RepairedSlots, func(x, y time.Time) int { return x.Compare(y) })
 			workflow.SetCurrentDetails(ctx, "checking again")
 			if rep, err = check(); err != nil {

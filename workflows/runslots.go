@@ -7,6 +7,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/rtbpipe/rtbpipe/activities"
 )
 
 // slotRun is the outcome of one child slot run.
@@ -32,14 +34,56 @@ func planInOrder(ctx workflow.Context, topic string, slots []time.Time, idleWait
 	return err
 }
 
+// planAndRunSlots plans the slots in order (from Kafka only: a slot
+// recomputed from the raw archive keeps the plans it has) and runs them as
+// runSlots does. Slots are planned in chunks of `parallelism`: the first
+// chunk starts once planned, and each later chunk is planned while the
+// slots before it run; a slot starts only once it is planned. An error
+// planning the first chunk is returned; the slots that a later planning
+// error leaves unplanned end with that error.
+func planAndRunSlots(ctx workflow.Context, topic string, slots []time.Time, parallelism int, source, why string,
+	idleWait time.Duration, done func(slotRun)) error {
+	parallelism = max(parallelism, 1)
+	var planned func(i int) error
+	if source == activities.SourceKafka {
+		first := min(len(slots), parallelism)
+		if err := planInOrder(ctx, topic, slots[:first], idleWait); err != nil {
+			return err
+		}
+		var chunks []workflow.Future
+		var settles []workflow.Settable
+		for from := first; from < len(slots); from += parallelism {
+			f, s := workflow.NewFuture(ctx)
+			chunks, settles = append(chunks, f), append(settles, s)
+		}
+		workflow.Go(ctx, func(gctx workflow.Context) {
+			var err error
+			for k, s := range settles {
+				if err == nil {
+					from := first + k*parallelism
+					err = planInOrder(gctx, topic, slots[from:min(from+parallelism, len(slots))], idleWait)
+				}
+				s.Set(nil, err)
+			}
+		})
+		planned = func(i int) error {
+			if i < first {
+				return nil
+			}
+			return chunks[(i-first)/parallelism].Get(ctx, nil)
+		}
+	}
+	runSlots(ctx, topic, slots, parallelism, source, why, idleWait, planned, done)
+	return nil
+}
+
 // runSlots runs the slots as child SlotWorkflows, at most parallelism at a
 // time, in slot order, and calls done for each as it ends. Child IDs are the
-// slots' own IDs, so a slot is never run twice at once by anyone.
+// slots' own IDs, so a slot is never run twice at once by anyone. When
+// planned is not nil, slot i starts only once planned(i) returns, and not
+// at all when it returns an error.
 func runSlots(ctx workflow.Context, topic string, slots []time.Time, parallelism int, source, why string,
-	idleWait time.Duration, done func(slotRun)) {
-	if parallelism < 1 {
-		parallelism = 1
-	}
+	idleWait time.Duration, planned func(i int) error, done func(slotRun)) {
 	sel := workflow.NewSelector(ctx)
 	running := 0
 	start := func(slot time.Time) {
@@ -60,9 +104,15 @@ func runSlots(ctx workflow.Context, topic string, slots []time.Time, parallelism
 			done(r)
 		})
 	}
-	for _, s := range slots {
+	for i, s := range slots {
 		if running >= parallelism {
 			sel.Select(ctx)
+		}
+		if planned != nil {
+			if err := planned(i); err != nil {
+				done(slotRun{Slot: s, Err: fmt.Errorf("planning: %w", err)})
+				continue
+			}
 		}
 		start(s)
 	}

@@ -80,6 +80,11 @@ func IsInvalid(err error) (string, bool) {
 // Parser parses events. It reuses its buffers: not safe for concurrent use;
 // the zero value is ready.
 type Parser struct {
+	// SkipIDs leaves EventID, UserID and CampaignID empty (they are still
+	// validated): aggregation does not need them, and copying them out of
+	// the record is the parser's one allocation per event.
+	SkipIDs bool
+
 	intern map[string]string
 	recent [256]string // interned strings, by internHash
 	buf    []byte      // unescaped strings (and keys) of the record being parsed
@@ -320,6 +325,9 @@ func (ps *Parser) Parse(b []byte) (Event, error) {
 		RevenueMicros: rev, BidMicros: bid}
 	if len(device) > 0 {
 		ev.Device = ps.interned(device)
+	}
+	if ps.SkipIDs {
+		return ev, nil
 	}
 	// One allocation for the three high-cardinality strings.
 	var sb strings.Builder

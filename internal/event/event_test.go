@@ -135,7 +135,37 @@ func FuzzParse(f *testing.F) {
 }
 
 func BenchmarkParse(b *testing.B) {
-	var p Parser
+	b.Run("ids", func(b *testing.B) { benchmarkParse(b, Parser{}) })
+	b.Run("skip-ids", func(b *testing.B) { benchmarkParse(b, Parser{SkipIDs: true}) })
+}
+
+// SkipIDs parses the same event without its three IDs, and still
+// validates them.
+func TestParseSkipIDs(t *testing.T) {
+	var full Parser
+	skip := Parser{SkipIDs: true}
+	want, err := full.Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := skip.Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.EventID != "" || got.UserID != "" || got.CampaignID != "" {
+		t.Fatalf("IDs kept: %+v", got)
+	}
+	want.EventID, want.UserID, want.CampaignID = "", "", ""
+	if got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	bad := strings.Replace(good, `"event_id":"`, `"event_id":"",  "x":"`, 1)
+	if _, err := skip.Parse([]byte(bad)); err == nil {
+		t.Fatalf("an empty event_id passed with SkipIDs: %s", bad)
+	}
+}
+
+func benchmarkParse(b *testing.B, p Parser) {
 	rec := []byte(good)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(rec)))

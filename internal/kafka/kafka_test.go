@@ -1,0 +1,58 @@
+package kafka
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func TestListOffsets(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	prod := client(t, c.ListenAddrs(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	base := time.Date(2026, 11, 24, 21, 0, 0, 0, time.UTC)
+	for p := range int32(2) { // partition 2 stays empty
+		for i := range 10 {
+			r := &kgo.Record{Partition: p, Value: []byte("x"), Timestamp: base.Add(time.Duration(i) * time.Second)}
+			if err := prod.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cl, err := NewClient(c.ListenAddrs(), NewConfig("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	parts := []int32{0, 1, 2}
+	for _, c := range []struct {
+		name string
+		when int64
+		want map[int32]int64
+	}{
+		{"log start", sarama.OffsetOldest, map[int32]int64{0: 0, 1: 0, 2: 0}},
+		{"high watermark", sarama.OffsetNewest, map[int32]int64{0: 10, 1: 10, 2: 0}},
+		{"by time", base.Add(4 * time.Second).UnixMilli(), map[int32]int64{0: 4, 1: 4, 2: -1}},
+		{"after the last record", base.Add(time.Hour).UnixMilli(), map[int32]int64{0: -1, 1: -1, 2: -1}},
+	} {
+		got, err := ListOffsets(cl, topic, parts, c.when)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		for _, p := range parts {
+			if got[p] != c.want[p] {
+				t.Errorf("%s: partition %d at offset %d, want %d", c.name, p, got[p], c.want[p])
+			}
+		}
+	}
+	if _, err := ListOffsets(cl, "no-such-topic", []int32{0}, sarama.OffsetNewest); err == nil {
+		t.Error("an unknown topic gave no error")
+	}
+}
