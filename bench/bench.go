@@ -235,7 +235,7 @@ func (b *bench) pipeline(ctx context.Context, topic string, m *manifest.Manifest
 	if err != nil {
 		return Result{}, err
 	}
-	exact, err := b.exact(ctx, topic, m)
+	exact, err := b.exact(ctx, topic, m, false)
 	if err != nil {
 		return Result{}, err
 	}
@@ -244,15 +244,16 @@ func (b *bench) pipeline(ctx context.Context, topic string, m *manifest.Manifest
 		Note: fmt.Sprintf("%d slots, worker process only", p.Total)}, nil
 }
 
-// exact compares ClickHouse with the manifest.
-func (b *bench) exact(ctx context.Context, topic string, m *manifest.Manifest) (bool, error) {
+// exact compares ClickHouse with the manifest, and logs the first
+// differences unless quiet (a caller still waiting for the last slot).
+func (b *bench) exact(ctx context.Context, topic string, m *manifest.Manifest, quiet bool) (bool, error) {
 	got, err := b.store.SumPartials(ctx, "topic = ?", topic)
 	if err != nil {
 		return false, err
 	}
 	d := agg.Diff(m.Table(), got)
 	for i, x := range d {
-		if i == 5 {
+		if i == 5 || quiet {
 			break
 		}
 		b.log.Error("differs", "key", x.String())

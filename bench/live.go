@@ -89,8 +89,9 @@ func (b *bench) live(ctx context.Context) (*LiveResult, error) {
 	// Every record of the run processed, then exact.
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		res.Exact, err = b.exact(ctx, topic, m)
-		if err != nil || res.Exact || time.Now().After(deadline) {
+		last := time.Now().After(deadline)
+		res.Exact, err = b.exact(ctx, topic, m, !last)
+		if err != nil || res.Exact || last {
 			return res, err
 		}
 		time.Sleep(5 * time.Second)
