@@ -111,7 +111,20 @@ func OffsetForTime(cl sarama.Client, topic string, p int32, t time.Time) (int64,
 // Unix milliseconds (the first offset stamped at or after it; -1 when there
 // is none yet). It asks each partition leader once for all its partitions:
 // a planner that asked per partition waited behind busy fetches 3x as often.
+// Like sarama's own GetOffset, it asks once more after refreshing the
+// topic's metadata, so that a moved leader is found.
 func ListOffsets(cl sarama.Client, topic string, parts []int32, when int64) (map[int32]int64, error) {
+	out, err := listOffsets(cl, topic, parts, when)
+	if err == nil {
+		return out, nil
+	}
+	if rerr := cl.RefreshMetadata(topic); rerr != nil {
+		return nil, errors.Join(err, fmt.Errorf("metadata of topic %s: %w", topic, rerr))
+	}
+	return listOffsets(cl, topic, parts, when)
+}
+
+func listOffsets(cl sarama.Client, topic string, parts []int32, when int64) (map[int32]int64, error) {
 	type ask struct {
 		req   *sarama.OffsetRequest
 		parts []int32
