@@ -79,6 +79,7 @@ func (a *Activities) ProcessBatch(ctx context.Context, in BatchInput) (BatchResu
 
 func (a *Activities) processFromKafka(ctx context.Context, in BatchInput) (BatchResult, error) {
 	r := a.newRun(in.Plan, in.Plan.Start, false)
+	defer r.abort()
 	resumed := r.resume(ctx)
 	release, err := r.acquireRead(ctx)
 	if err != nil {
@@ -141,7 +142,8 @@ type run struct {
 	st            progress
 	table         agg.Table
 	dead          []chstore.DeadLetter
-	raw           chstore.RawBuffer
+	raw           chstore.RawBuffer // events not yet sent to the archive
+	ins           chstore.RawInsert // the archive insert they go to
 	parser        event.Parser
 	// hold keeps dead letters and raw events in memory and out of
 	// heartbeats: a tailing batch whose start offset is a guess must not
@@ -194,7 +196,7 @@ func (r *run) add(ctx context.Context, m *kafka.Record) error {
 		if r.a.Archive {
 			r.raw.Add(r.id, m.Offset, m.Timestamp, &ev)
 			if r.raw.Len() >= rawFlush && !r.hold {
-				if err := r.flush(ctx); err != nil {
+				if err := r.a.Store.SendRaw(ctx, &r.ins, &r.raw); err != nil {
 					return err
 				}
 			}
@@ -222,17 +224,25 @@ func (r *run) add(ctx context.Context, m *kafka.Record) error {
 // full says that a held run should stop reading until its start is confirmed.
 func (r *run) full() bool { return len(r.dead) >= deadLetterFlush || r.raw.Len() >= rawFlush }
 
-// flush writes the dead letters and raw events read so far, unless held.
+// flush stores the dead letters and raw events read so far, unless held.
 func (r *run) flush(ctx context.Context) error {
 	if r.hold {
 		return nil
+	}
+	// The insert first: a run then never holds two connections at once.
+	if err := r.a.Store.CommitRaw(ctx, &r.ins, &r.raw); err != nil {
+		return err
 	}
 	if err := r.a.Store.WriteDeadLetters(ctx, r.dead); err != nil {
 		return err
 	}
 	r.dead = r.dead[:0]
-	return r.a.Store.WriteRaw(ctx, &r.raw)
+	return nil
 }
+
+// abort ends the run's archive insert, if one is open (an error ended the
+// run before its flush).
+func (r *run) abort() { r.ins.Abort() }
 
 // beat flushes, then heartbeats the progress (or only that it is alive,
 // while held, or when the aggregate is too big to carry).

@@ -122,6 +122,11 @@ func (a *Activities) processTail(ctx context.Context, in BatchInput) (BatchResul
 		}
 	}
 
+	defer func() {
+		if r != nil {
+			r.abort()
+		}
+	}()
 	if err := check(true); err != nil {
 		return BatchResult{}, err
 	}
@@ -164,6 +169,7 @@ func (a *Activities) processTail(ctx context.Context, in BatchInput) (BatchResul
 			// when it was planned): read the plan again from its start.
 			log.Info("tail: read past the plan's end, reading the plan again", "topic", p.Topic, "partition", p.Partition,
 				"end", plan.End, "next", r.st.Next)
+			r.abort()
 			in.Plan = plan
 			return a.processFromKafka(ctx, in)
 		}

@@ -36,7 +36,10 @@ type bench struct {
 	dir       string
 	workerBin string
 	genBin    string
-	store     *chstore.Store
+	conn      *chstore.Store // the connection, for every database
+	store     *chstore.Store // conn in the current run's database
+	dbBase    string         // the databases are dbBase_<n>
+	dbs       []string       // made so far, dropped at the end
 	kc        sarama.Client
 	tc        client.Client
 	first     time.Time // first minute of the backlog
@@ -51,10 +54,11 @@ func newBench(ctx context.Context, cfg config.Config, log *slog.Logger, o option
 	if b.workerBin, b.genBin, err = buildBinaries(b.dir); err != nil {
 		return nil, err
 	}
-	if b.store, err = connect.ClickHouse(ctx, cfg); err != nil {
+	if b.conn, err = connect.ClickHouse(ctx, cfg); err != nil {
 		return nil, err
 	}
-	if err := b.resetDatabase(ctx); err != nil {
+	b.dbBase = cfg.ClickHouseDatabase
+	if err := b.newDatabase(ctx); err != nil {
 		return nil, err
 	}
 	if b.kc, err = connect.Kafka(cfg, "rtbpipe-bench"); err != nil {
@@ -66,20 +70,29 @@ func newBench(ctx context.Context, cfg config.Config, log *slog.Logger, o option
 	return b, nil
 }
 
-// resetDatabase makes the bench database anew: no ledger, no windows.
-func (b *bench) resetDatabase(ctx context.Context) error {
-	if err := b.store.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+b.cfg.ClickHouseDatabase); err != nil {
-		return fmt.Errorf("drop bench database: %w", err)
-	}
+// newDatabase moves the bench to a database of its own (no ledger, no
+// windows), for the next run. The earlier ones are dropped only at the end:
+// dropping a database deletes thousands of part files, and on a filesystem
+// without a journal (as on the machines we measured) ext4 then makes every
+// file created in the next minutes search past those inodes, which slows
+// every ClickHouse insert of the runs that follow.
+func (b *bench) newDatabase(ctx context.Context) error {
+	b.cfg.ClickHouseDatabase = fmt.Sprintf("%s_%d", b.dbBase, len(b.dbs)+1)
+	b.dbs = append(b.dbs, b.cfg.ClickHouseDatabase)
+	b.store = b.conn.In(b.cfg.ClickHouseDatabase)
 	_, err := b.store.Migrate(ctx)
 	return err
 }
 
 func (b *bench) close() {
-	if !b.o.keep && b.store != nil {
-		_ = b.store.Conn().Exec(context.Background(), "DROP DATABASE IF EXISTS "+b.cfg.ClickHouseDatabase)
+	if !b.o.keep && b.conn != nil {
+		for _, db := range b.dbs {
+			if err := b.conn.Conn().Exec(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
+				b.log.Warn("drop bench database", "db", db, "err", err)
+			}
+		}
 	}
-	for _, c := range []io.Closer{b.kc, b.store} {
+	for _, c := range []io.Closer{b.kc, b.conn} {
 		if c != nil {
 			c.Close()
 		}

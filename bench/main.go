@@ -79,7 +79,7 @@ func main() {
 	f.BoolVar(&o.skipPeer, "skip-peer", false, "skip ClickHouse's Kafka engine")
 	f.BoolVar(&o.skipBacklog, "skip-backlog", false, "skip the backlog runs (bare read, rtbpipe, peer): only the live run")
 	f.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
-	f.BoolVar(&o.keep, "keep", false, "keep the bench database (rtb_bench_<time>) afterwards")
+	f.BoolVar(&o.keep, "keep", false, "keep the bench databases (rtb_bench_<time>_<n>) afterwards")
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
@@ -138,6 +138,11 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	if o.liveDuration > 0 {
+		if !o.skipBacklog {
+			if err := b.newDatabase(ctx); err != nil {
+				return err
+			}
+		}
 		if rep.Live, err = b.live(ctx); err != nil {
 			return err
 		}
@@ -173,7 +178,7 @@ func (b *bench) backlog(ctx context.Context) ([]Result, error) {
 		}
 		runs[0] = append(runs[0], base)
 		for i, archive := range []bool{false, true} {
-			if err := b.resetDatabase(ctx); err != nil {
+			if err := b.newDatabase(ctx); err != nil {
 				return nil, err
 			}
 			r, err := b.pipeline(ctx, topic, man, archive)
@@ -186,6 +191,9 @@ func (b *bench) backlog(ctx context.Context) ([]Result, error) {
 	}
 	out := []Result{summarize(runs[0]), summarize(runs[1]), summarize(runs[2])}
 	if !b.o.skipPeer {
+		if err := b.newDatabase(ctx); err != nil {
+			return nil, err
+		}
 		r, err := b.kafkaEngine(ctx, topic, man)
 		if err != nil {
 			return nil, err

@@ -29,7 +29,7 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 		Auth:             clickhouse.Auth{Database: "default", Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword},
 		DialTimeout:      5 * time.Second,
 		ReadTimeout:      time.Minute,
-		MaxOpenConns:     16,
+		MaxOpenConns:     64, // each of a worker's reads may hold one for its archive insert
 		MaxIdleConns:     8,
 		ConnMaxLifetime:  time.Hour,
 		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
@@ -45,6 +45,10 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 	}
 	return &Store{conn: conn, db: cfg.ClickHouseDatabase}, nil
 }
+
+// In is the same connection bound to another database (for tools that
+// use several; closing the original closes both).
+func (s *Store) In(db string) *Store { return &Store{conn: s.conn, db: db} }
 
 // Close closes the connection pool.
 func (s *Store) Close() error { return s.conn.Close() }

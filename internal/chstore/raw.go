@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/rtbpipe/rtbpipe/internal/agg"
 	"github.com/rtbpipe/rtbpipe/internal/event"
 )
@@ -52,34 +54,74 @@ func (r *RawBuffer) reset() {
 		bidMicros: r.bidMicros[:0], offset: r.offset[:0], partition: r.partition[:0], version: r.version[:0]}
 }
 
-// WriteRaw inserts the buffered events into the raw archive and empties the
-// buffer.
-func (s *Store) WriteRaw(ctx context.Context, r *RawBuffer) error {
+// RawInsert is one INSERT into the raw archive that stays open across
+// blocks. ClickHouse gathers the blocks of an insert into parts of up to
+// min_insert_block_size_rows, so a batch writes a few large parts, not one
+// small part (some 40 files) per block, and the merges that follow have
+// far less to do. Nothing sent is stored until Commit returns; an insert
+// that fails half-way may still have stored some of its rows, which a retry
+// writes again (the table replaces rows by their Kafka offset).
+type RawInsert struct {
+	batch driver.Batch
+}
+
+// SendRaw sends the buffered events as one block of the insert (opening it
+// if needed) and empties the buffer.
+func (s *Store) SendRaw(ctx context.Context, ins *RawInsert, r *RawBuffer) error {
 	if r.Len() == 0 {
 		return nil
+	}
+	if ins.batch == nil {
+		b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("ad_events_raw")+
+			" (timestamp, event_type, user_id, country, ad_format, campaign_id, bid_price, revenue, event_id, device,"+
+			" revenue_micros, bid_micros, topic, kafka_partition, kafka_offset, slot, log_time, version)")
+		if err != nil {
+			return fmt.Errorf("write raw archive: %w", err)
+		}
+		ins.batch = b
 	}
 	v := Version()
 	for range r.offset {
 		r.version = append(r.version, v)
 	}
-	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("ad_events_raw")+
-		" (timestamp, event_type, user_id, country, ad_format, campaign_id, bid_price, revenue, event_id, device,"+
-		" revenue_micros, bid_micros, topic, kafka_partition, kafka_offset, slot, log_time, version)")
-	if err != nil {
-		return fmt.Errorf("write raw archive: %w", err)
-	}
-	defer batch.Abort()
 	for i, col := range []any{r.ts, r.evType, r.user, r.country, r.format, r.camp, r.bid, r.rev, r.eventID, r.device,
 		r.revMicros, r.bidMicros, r.topic, r.partition, r.offset, r.slot, r.logTime, r.version} {
-		if err := batch.Column(i).Append(col); err != nil {
+		if err := ins.batch.Column(i).Append(col); err != nil {
+			ins.Abort()
 			return fmt.Errorf("write raw archive, column %d: %w", i, err)
 		}
 	}
-	if err := batch.Send(); err != nil {
+	if err := ins.batch.Flush(); err != nil {
+		ins.Abort()
 		return fmt.Errorf("write raw archive: %w", err)
 	}
 	r.reset()
 	return nil
+}
+
+// CommitRaw sends the buffered events and ends the insert: when it returns
+// nil, everything sent through ins is stored.
+func (s *Store) CommitRaw(ctx context.Context, ins *RawInsert, r *RawBuffer) error {
+	if err := s.SendRaw(ctx, ins, r); err != nil {
+		return err
+	}
+	if ins.batch == nil {
+		return nil
+	}
+	err := ins.batch.Send()
+	ins.batch = nil
+	if err != nil {
+		return fmt.Errorf("write raw archive: %w", err)
+	}
+	return nil
+}
+
+// Abort ends an open insert without storing what it has not stored yet.
+func (ins *RawInsert) Abort() {
+	if ins.batch != nil {
+		_ = ins.batch.Abort()
+		ins.batch = nil
+	}
 }
 
 // RawOffsets is what a batch's offsets hold in the archive.
