@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/IBM/sarama"
 	enumspb "go.temporal.io/api/enums/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
@@ -221,6 +223,9 @@ func (b *bench) pipeline(ctx context.Context, topic string, m *manifest.Manifest
 		return Result{}, err
 	}
 	defer w.Stop()
+	if err := b.waitPolling(ctx, w); err != nil {
+		return Result{}, err
+	}
 	cpu0, err := w.CPUSeconds()
 	if err != nil {
 		return Result{}, err
@@ -255,6 +260,43 @@ func (b *bench) pipeline(ctx context.Context, topic string, m *manifest.Manifest
 	return Result{Name: name, Events: m.Produced, Seconds: secs, EventsPerSec: float64(m.Produced) / secs,
 		CPUSecPerMEv: (cpu1 - cpu0) / (float64(m.Produced) / 1e6), PeakRSSMiB: rss, Exact: &exact,
 		Note: fmt.Sprintf("%d slots, worker process only", p.Total)}, nil
+}
+
+// waitPolling waits until the worker polls its task queue for workflow and
+// activity tasks: a backfill is measured from there, as a user's backfill
+// starts on a running worker.
+func (b *bench) waitPolling(ctx context.Context, w *workerproc.Proc) error {
+	me := fmt.Sprintf("%d@", w.Pid())
+	polls := func(t enumspb.TaskQueueType) (bool, error) {
+		resp, err := b.tc.DescribeTaskQueue(ctx, b.cfg.TaskQueue, t)
+		if err != nil {
+			return false, fmt.Errorf("describe task queue %s: %w", b.cfg.TaskQueue, err)
+		}
+		return slices.ContainsFunc(resp.GetPollers(), func(p *taskqueuepb.PollerInfo) bool {
+			return strings.HasPrefix(p.GetIdentity(), me)
+		}), nil
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		wf, err := polls(enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		if err != nil {
+			return err
+		}
+		act, err := polls(enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+		if err != nil {
+			return err
+		}
+		if wf && act {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the worker (pid %d) does not poll task queue %s after 30 s", w.Pid(), b.cfg.TaskQueue)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // exact compares ClickHouse with the manifest, and logs the first

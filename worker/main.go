@@ -77,6 +77,13 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		// memory stays flat however large a slot is. GOMEMLIMIT overrides it.
 		debug.SetMemoryLimit(192 << 20)
 	}
+	if os.Getenv("GOGC") == "" {
+		// Under that limit, collect when the heap has grown 4x, not 2x: a
+		// read allocates fast but keeps little, and the default spent a
+		// quarter of the worker's CPU in the GC (0.92 CPU s per M events
+		// with the archive off, 0.67 with this). GOGC overrides it.
+		debug.SetGCPercent(400)
+	}
 	if addr := config.Env("RTB_PPROF_ADDR", ""); addr != "" {
 		go func() {
 			logger.Info("pprof listening", "addr", addr)

@@ -45,6 +45,9 @@ func (p *Proc) Stop() {
 	}
 }
 
+// Pid is the worker's process ID (its Temporal identity begins "<pid>@").
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Kill ends the worker at once (SIGKILL), as a crash would.
 func (p *Proc) Kill() {
 	_ = p.cmd.Process.Kill()
