@@ -57,10 +57,12 @@ func (r *RawBuffer) reset() {
 // RawInsert is one INSERT into the raw archive that stays open across
 // blocks. ClickHouse gathers the blocks of an insert into parts of up to
 // min_insert_block_size_rows, so a batch writes a few large parts, not one
-// small part (some 40 files) per block, and the merges that follow have
-// far less to do. Nothing sent is stored until Commit returns; an insert
-// that fails half-way may still have stored some of its rows, which a retry
-// writes again (the table replaces rows by their Kafka offset).
+// small part (some 40 files) per block, and the merges that follow have far
+// less to do. What was sent is known to be stored only once CommitRaw
+// returns nil. An insert that ends otherwise may still have stored some or
+// all of it (ClickHouse 18.16 completes an insert whose client goes away),
+// which is harmless: those rows are what the record at each offset gives,
+// and the retry writes them again (the table keeps one row per offset).
 type RawInsert struct {
 	batch driver.Batch
 }
@@ -116,7 +118,8 @@ func (s *Store) CommitRaw(ctx context.Context, ins *RawInsert, r *RawBuffer) err
 	return nil
 }
 
-// Abort ends an open insert without storing what it has not stored yet.
+// Abort ends an open insert without committing it: what it sent may or may
+// not be stored.
 func (ins *RawInsert) Abort() {
 	if ins.batch != nil {
 		_ = ins.batch.Abort()
