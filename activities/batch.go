@@ -80,7 +80,7 @@ func (a *Activities) ProcessBatch(ctx context.Context, in BatchInput) (BatchResu
 func (a *Activities) processFromKafka(ctx context.Context, in BatchInput) (BatchResult, error) {
 	r := a.newRun(in.Plan, in.Plan.Start, false)
 	defer r.abort()
-	resumed := r.resume(ctx)
+	resumed := r.resume(ctx, in.Plan.End)
 	release, err := r.acquireRead(ctx)
 	if err != nil {
 		return BatchResult{}, err
@@ -161,18 +161,27 @@ func (a *Activities) newRun(p chstore.Batch, start int64, hold bool) *run {
 }
 
 // resume continues from a previous attempt's heartbeat, when it read the
-// same plan from the same start; it returns the offset resumed from, or 0.
-func (r *run) resume(ctx context.Context) int64 {
+// same plan from the same start and not past end (0: the end is not known
+// yet); it returns the offset resumed from, or 0.
+func (r *run) resume(ctx context.Context, end int64) int64 {
 	if !activity.HasHeartbeatDetails(ctx) {
 		return 0
 	}
 	var saved progress
-	if err := activity.GetHeartbeatDetails(ctx, &saved); err != nil || saved.Start != r.st.Start || saved.Next <= r.st.Start {
+	if err := activity.GetHeartbeatDetails(ctx, &saved); err != nil || !resumable(saved, r.st.Start, end) {
 		return 0
 	}
 	r.st, r.table = saved, agg.FromRows(saved.Rows)
 	activity.GetLogger(ctx).Info("resuming batch", "topic", r.id.Topic, "partition", r.id.Partition, "offset", saved.Next)
 	return saved.Next
+}
+
+// resumable says whether saved progress can be continued by a run from
+// start to end (0: not known yet). A tailing attempt that read past its
+// plan's end heartbeats such progress before it reads the plan again, and a
+// retry must not take it: it counts records of the next slot.
+func resumable(saved progress, start, end int64) bool {
+	return saved.Start == start && saved.Next > start && (end == 0 || saved.Next <= end)
 }
 
 // add counts one record.
@@ -229,7 +238,7 @@ func (r *run) flush(ctx context.Context) error {
 	if r.hold {
 		return nil
 	}
-	// The insert first: a run then never holds two connections at once.
+	// The insert first, so that this never holds two connections at once.
 	if err := r.a.Store.CommitRaw(ctx, &r.ins, &r.raw); err != nil {
 		return err
 	}

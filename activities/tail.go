@@ -84,6 +84,13 @@ func (a *Activities) processTail(ctx context.Context, in BatchInput) (BatchResul
 			return nil
 		}
 		lastCheck = time.Now()
+		if r != nil && r.ins.Open() {
+			// Store what the run sent before asking the ledger: a run
+			// never holds two connections at once.
+			if err := r.flush(ctx); err != nil {
+				return err
+			}
+		}
 		if lastCheck.After(in.TailUntil) {
 			return fmt.Errorf("%s/%d slot %s: no plan in the ledger by %s", p.Topic, p.Partition,
 				slot.Format(time.RFC3339), in.TailUntil.Format(time.RFC3339))
@@ -139,7 +146,7 @@ func (a *Activities) processTail(ctx context.Context, in BatchInput) (BatchResul
 			return a.processFromKafka(ctx, in)
 		case ls.hasPrev:
 			r = a.newRun(p, ls.prevEnd, false)
-			resumed = r.resume(ctx)
+			resumed = r.resume(ctx, 0)
 		default:
 			off, found, err := kafka.OffsetForTime(a.Kafka, p.Topic, p.Partition, slot)
 			if err != nil {
@@ -157,6 +164,7 @@ func (a *Activities) processTail(ctx context.Context, in BatchInput) (BatchResul
 		if errors.Is(err, errTailRestart) {
 			log.Info("tail: the guessed start was wrong, starting again", "topic", p.Topic, "partition", p.Partition,
 				"guess", r.st.Start)
+			r.abort()
 			r = nil // check refreshed ls before it refuted the guess
 			continue
 		}

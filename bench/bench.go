@@ -78,12 +78,48 @@ func newBench(ctx context.Context, cfg config.Config, log *slog.Logger, o option
 // without a journal (as on the machines we measured) ext4 then makes every
 // file created in the next minutes search past those inodes, which slows
 // every ClickHouse insert of the runs that follow.
+//
+// The previous run's tables stop merging first: their merges would
+// otherwise go on in the background of the next runs (the bare read too),
+// and be counted in them.
 func (b *bench) newDatabase(ctx context.Context) error {
+	if len(b.dbs) > 0 {
+		if err := b.stopMerges(ctx, b.dbs[len(b.dbs)-1]); err != nil {
+			return err
+		}
+	}
 	b.cfg.ClickHouseDatabase = fmt.Sprintf("%s_%d", b.dbBase, len(b.dbs)+1)
 	b.dbs = append(b.dbs, b.cfg.ClickHouseDatabase)
 	b.store = b.conn.In(b.cfg.ClickHouseDatabase)
 	_, err := b.store.Migrate(ctx)
 	return err
+}
+
+// stopMerges stops (and cancels) the merges of db's MergeTree tables.
+func (b *bench) stopMerges(ctx context.Context, db string) error {
+	rows, err := b.conn.Conn().Query(ctx, "SELECT name FROM system.tables WHERE database = ? AND engine LIKE '%MergeTree'", db)
+	if err != nil {
+		return fmt.Errorf("list the tables of %s: %w", db, err)
+	}
+	var tables []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			rows.Close()
+			return fmt.Errorf("list the tables of %s: %w", db, err)
+		}
+		tables = append(tables, t)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list the tables of %s: %w", db, err)
+	}
+	for _, t := range tables {
+		if err := b.conn.Conn().Exec(ctx, "SYSTEM STOP MERGES "+db+"."+t); err != nil {
+			return fmt.Errorf("stop the merges of %s.%s: %w", db, t, err)
+		}
+	}
+	return nil
 }
 
 func (b *bench) close() {

@@ -30,7 +30,7 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 		DialTimeout:      5 * time.Second,
 		ReadTimeout:      time.Minute,
 		MaxOpenConns:     64, // each of a worker's reads may hold one for its archive insert
-		MaxIdleConns:     8,
+		MaxIdleConns:     32, // archive inserts end every 2 s: keep their connections
 		ConnMaxLifetime:  time.Hour,
 		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
 	})

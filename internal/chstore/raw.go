@@ -68,7 +68,9 @@ type RawInsert struct {
 }
 
 // SendRaw sends the buffered events as one block of the insert (opening it
-// if needed) and empties the buffer.
+// if needed) and empties the buffer. Unlike the commit, sending a block does
+// not watch ctx: a server that stops reading holds it until the
+// connection's timeouts end it.
 func (s *Store) SendRaw(ctx context.Context, ins *RawInsert, r *RawBuffer) error {
 	if r.Len() == 0 {
 		return nil
@@ -117,6 +119,9 @@ func (s *Store) CommitRaw(ctx context.Context, ins *RawInsert, r *RawBuffer) err
 	}
 	return nil
 }
+
+// Open says whether an insert is open (sent blocks not yet committed).
+func (ins *RawInsert) Open() bool { return ins.batch != nil }
 
 // Abort ends an open insert without committing it: what it sent may or may
 // not be stored.
