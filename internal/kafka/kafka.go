@@ -82,28 +82,28 @@ type Bounds struct{ Start, End int64 }
 
 // PartitionBounds returns the log start offset and high watermark.
 func PartitionBounds(cl sarama.Client, topic string, p int32) (Bounds, error) {
-	start, err := cl.GetOffset(topic, p, sarama.OffsetOldest)
+	start, err := ListOffsets(cl, topic, []int32{p}, sarama.OffsetOldest)
 	if err != nil {
-		return Bounds{}, fmt.Errorf("log start of %s/%d: %w", topic, p, err)
+		return Bounds{}, fmt.Errorf("log start: %w", err)
 	}
-	end, err := cl.GetOffset(topic, p, sarama.OffsetNewest)
+	end, err := ListOffsets(cl, topic, []int32{p}, sarama.OffsetNewest)
 	if err != nil {
-		return Bounds{}, fmt.Errorf("high watermark of %s/%d: %w", topic, p, err)
+		return Bounds{}, fmt.Errorf("high watermark: %w", err)
 	}
-	return Bounds{Start: start, End: end}, nil
+	return Bounds{Start: start[p], End: end[p]}, nil
 }
 
 // OffsetForTime returns the first offset whose record timestamp is >= t, and
 // false when the partition holds no such record yet.
 func OffsetForTime(cl sarama.Client, topic string, p int32, t time.Time) (int64, bool, error) {
-	off, err := cl.GetOffset(topic, p, t.UnixMilli())
+	offs, err := ListOffsets(cl, topic, []int32{p}, t.UnixMilli())
 	if err != nil {
-		return 0, false, fmt.Errorf("offset of %s/%d at %s: %w", topic, p, t.Format(time.RFC3339), err)
+		return 0, false, fmt.Errorf("at %s: %w", t.Format(time.RFC3339), err)
 	}
-	if off < 0 {
+	if offs[p] < 0 {
 		return 0, false, nil
 	}
-	return off, true, nil
+	return offs[p], true, nil
 }
 
 // ListOffsets returns each partition's offset for when: sarama.OffsetOldest
