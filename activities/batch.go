@@ -14,11 +14,13 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/event"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
+	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
 
 // BatchInput asks for one batch to be processed.
 type BatchInput struct {
-	Plan       chstore.Batch
+	Plan       ledger.Batch
 	Source     string // SourceKafka (default) or SourceRaw
 	WorkflowID string
 	RunID      string
@@ -31,7 +33,7 @@ type BatchInput struct {
 
 // BatchResult is the batch's ledger row once done, and the windows it touched.
 type BatchResult struct {
-	Batch   chstore.Batch
+	Batch   ledger.Batch
 	Windows []time.Time
 	Resumed int64 // offset a retry resumed from (0 when it started at the plan's start)
 	Tailed  bool  // read as the records arrived, while the slot ran
@@ -112,7 +114,7 @@ func (r *run) acquireRead(ctx context.Context) (release func(), err error) {
 }
 
 // readAndFinish reads the rest of the plan into r and writes the outcome.
-func (a *Activities) readAndFinish(ctx context.Context, in BatchInput, r *run, plan chstore.Batch,
+func (a *Activities) readAndFinish(ctx context.Context, in BatchInput, r *run, plan ledger.Batch,
 	began time.Time, resumed int64) (BatchResult, error) {
 	if err := r.readTo(ctx, plan.End); err != nil {
 		if errors.Is(err, kafka.ErrOffsetsGone) {
@@ -137,12 +139,12 @@ func (r *run) consume(ctx context.Context, every time.Duration, fn func(*kafka.R
 // the dead letters and raw events not yet written.
 type run struct {
 	a             *Activities
-	id            chstore.BatchID
+	id            ledger.BatchID
 	slot, slotEnd time.Time
 	st            progress
 	table         agg.Table
-	dead          []chstore.DeadLetter
-	raw           chstore.RawBuffer // events not yet sent to the archive
+	dead          []sink.DeadLetter
+	raw           sink.RawBuffer    // events not yet sent to the archive
 	ins           chstore.RawInsert // the archive insert they go to
 	parser        event.Parser
 	// hold keeps dead letters and raw events in memory and out of
@@ -153,9 +155,9 @@ type run struct {
 	n        int
 }
 
-func (a *Activities) newRun(p chstore.Batch, start int64, hold bool) *run {
+func (a *Activities) newRun(p ledger.Batch, start int64, hold bool) *run {
 	slot := p.Slot.UTC()
-	return &run{a: a, id: chstore.BatchID{Topic: p.Topic, Partition: p.Partition, Slot: slot},
+	return &run{a: a, id: ledger.BatchID{Topic: p.Topic, Partition: p.Partition, Slot: slot},
 		slot: slot, slotEnd: slot.Add(time.Minute), st: progress{Start: start, Next: start},
 		table: agg.Table{}, parser: event.Parser{SkipIDs: !a.Archive}, hold: hold, lastBeat: time.Now()}
 }
@@ -194,7 +196,7 @@ func (r *run) add(ctx context.Context, m *kafka.Record) error {
 	ev, err := r.parser.Parse(m.Value)
 	if err != nil {
 		reason, _ := event.IsInvalid(err)
-		r.dead = append(r.dead, chstore.DeadLetter{Topic: r.id.Topic, Partition: r.id.Partition, Offset: m.Offset, Slot: r.slot,
+		r.dead = append(r.dead, sink.DeadLetter{Topic: r.id.Topic, Partition: r.id.Partition, Offset: m.Offset, Slot: r.slot,
 			LogTime: m.Timestamp, Reason: reason, Payload: bytes.Clone(m.Value)})
 		st.Dead++
 		if len(r.dead) >= deadLetterFlush && !r.hold {
@@ -288,7 +290,7 @@ func (r *run) readTo(ctx context.Context, end int64) error {
 }
 
 // outcome is the plan with the run's counts.
-func (r *run) outcome(plan chstore.Batch) chstore.Batch {
+func (r *run) outcome(plan ledger.Batch) ledger.Batch {
 	done := plan
 	done.Events, done.LateEvents, done.EarlyEvents = r.st.Events, r.st.Late, r.st.Early
 	done.DeadLetters, done.Skipped = r.st.Dead, r.st.Skipped
@@ -299,20 +301,20 @@ func (r *run) outcome(plan chstore.Batch) chstore.Batch {
 
 // finish writes a batch's partials, then its outcome to the ledger: the
 // ledger says done only once everything else is stored.
-func (a *Activities) finish(ctx context.Context, in BatchInput, done chstore.Batch, table agg.Table, began time.Time) (BatchResult, error) {
-	id := chstore.BatchID{Topic: done.Topic, Partition: done.Partition, Slot: done.Slot}
+func (a *Activities) finish(ctx context.Context, in BatchInput, done ledger.Batch, table agg.Table, began time.Time) (BatchResult, error) {
+	id := ledger.BatchID{Topic: done.Topic, Partition: done.Partition, Slot: done.Slot}
 	if err := a.Store.WritePartials(ctx, id, table, chstore.Version()); err != nil {
 		return BatchResult{}, err
 	}
 	info := activity.GetInfo(ctx)
-	done.State = chstore.StateDone
+	done.State = ledger.StateDone
 	windows := table.Windows()
 	done.Windows = uint32(len(windows))
 	done.FinishedAt = time.Now().UTC()
 	done.DurationMs = uint64(time.Since(began).Milliseconds())
 	done.WorkflowID, done.RunID, done.Attempt = in.WorkflowID, in.RunID, uint32(info.Attempt)
 	done.Version = chstore.Version()
-	if err := a.Store.WriteBatches(ctx, []chstore.Batch{done}); err != nil {
+	if err := a.Store.WriteBatches(ctx, []ledger.Batch{done}); err != nil {
 		return BatchResult{}, err
 	}
 	res := BatchResult{Batch: done}
@@ -331,13 +333,13 @@ func (a *Activities) processFromRaw(ctx context.Context, in BatchInput) (BatchRe
 	if err != nil {
 		return BatchResult{}, err
 	}
-	if b, ok := prev[p.Partition]; p.End > p.Start && (!ok || b.State != chstore.StateDone || !b.Archived) {
+	if b, ok := prev[p.Partition]; p.End > p.Start && (!ok || b.State != ledger.StateDone || !b.Archived) {
 		return BatchResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"%s/%d slot %s: offsets [%d,%d) were never archived (the batch ran with the raw archive off, or never ran): "+
 				"it can only be computed from Kafka", p.Topic, p.Partition, p.Slot.Format(time.RFC3339), p.Start, p.End),
 			ErrTypeNotArchived, nil)
 	}
-	id := chstore.BatchID{Topic: p.Topic, Partition: p.Partition, Slot: p.Slot}
+	id := ledger.BatchID{Topic: p.Topic, Partition: p.Partition, Slot: p.Slot}
 	table, ro, err := a.Store.AggregateRaw(ctx, id, p.Start, p.End)
 	if err != nil {
 		return BatchResult{}, err

@@ -9,8 +9,8 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
-	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
 )
 
 // RangeInput names a range of windows (or slots) of a topic.
@@ -120,7 +120,7 @@ func (a *Activities) CheckRange(ctx context.Context, in CheckInput) (CheckReport
 	}
 	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
 	have := map[int32]map[time.Time]bool{}
-	last := map[int32]chstore.Batch{}
+	last := map[int32]ledger.Batch{}
 	for p, b := range prev {
 		last[p] = b
 	}
@@ -142,9 +142,9 @@ func (a *Activities) CheckRange(ctx context.Context, in CheckInput) (CheckReport
 		}
 		last[b.Partition] = b
 		switch {
-		case b.State != chstore.StateDone && now.Sub(b.PlannedAt) > 2*time.Minute+in.Grace:
+		case b.State != ledger.StateDone && now.Sub(b.PlannedAt) > 2*time.Minute+in.Grace:
 			add(Finding{b.Slot, b.Partition, FindNotDone, fmt.Sprintf("planned at %s, never finished", b.PlannedAt.Format(time.RFC3339)), true})
-		case b.State == chstore.StateDone && int64(b.Events+b.DeadLetters+b.Skipped) != b.Offsets():
+		case b.State == ledger.StateDone && int64(b.Events+b.DeadLetters+b.Skipped) != b.Offsets():
 			add(Finding{b.Slot, b.Partition, FindUnbalanced, fmt.Sprintf("%d events + %d dead letters + %d skipped != %d offsets",
 				b.Events, b.DeadLetters, b.Skipped, b.Offsets()), true})
 		}
@@ -179,7 +179,7 @@ func (a *Activities) CheckRange(ctx context.Context, in CheckInput) (CheckReport
 	}
 	rows.Close()
 	for _, b := range bs {
-		if b.State == chstore.StateDone && sums[b.Partition][b.Slot] != b.Events {
+		if b.State == ledger.StateDone && sums[b.Partition][b.Slot] != b.Events {
 			add(Finding{b.Slot, b.Partition, FindPartials, fmt.Sprintf("partials hold %d events, the ledger %d",
 				sums[b.Partition][b.Slot], b.Events), true})
 		}

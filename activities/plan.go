@@ -12,6 +12,7 @@ import (
 
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
 	"github.com/rtbpipe/rtbpipe/internal/plan"
 )
 
@@ -29,7 +30,7 @@ type PlanInput struct {
 
 // PlanResult is one plan per partition, in partition order.
 type PlanResult struct {
-	Batches  []chstore.Batch
+	Batches  []ledger.Batch
 	New      int           // plans written by this call (the others existed)
 	Waited   time.Duration // time spent waiting for idle partitions
 	Complete bool          // every partition has a plan
@@ -93,7 +94,7 @@ func (a *Activities) SlotPlans(ctx context.Context, in PlanInput) (PlanResult, e
 
 // existingPlans reads the slot's plans and, unless in.ExistingOnly, lists
 // the partitions that have none.
-func (a *Activities) existingPlans(ctx context.Context, in PlanInput, slot time.Time) (PlanResult, map[int32]chstore.Batch, []int32, error) {
+func (a *Activities) existingPlans(ctx context.Context, in PlanInput, slot time.Time) (PlanResult, map[int32]ledger.Batch, []int32, error) {
 	existing, err := a.Store.SlotBatches(ctx, in.Topic, slot)
 	if err != nil {
 		return PlanResult{}, nil, nil, err
@@ -114,15 +115,15 @@ func (a *Activities) existingPlans(ctx context.Context, in PlanInput, slot time.
 	return sortedPlans(PlanResult{Complete: len(missing) == 0}, existing), existing, missing, nil
 }
 
-func sortedPlans(res PlanResult, plans map[int32]chstore.Batch) PlanResult {
+func sortedPlans(res PlanResult, plans map[int32]ledger.Batch) PlanResult {
 	for _, b := range plans {
 		res.Batches = append(res.Batches, b)
 	}
-	slices.SortFunc(res.Batches, func(x, y chstore.Batch) int { return int(x.Partition - y.Partition) })
+	slices.SortFunc(res.Batches, func(x, y ledger.Batch) int { return int(x.Partition - y.Partition) })
 	return res
 }
 
-func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time.Time, parts []int32) ([]chstore.Batch, time.Duration, error) {
+func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time.Time, parts []int32) ([]ledger.Batch, time.Duration, error) {
 	prev, next, err := a.Store.Neighbours(ctx, in.Topic, slot)
 	if err != nil {
 		return nil, 0, err
@@ -178,7 +179,7 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 		return nil, 0, err
 	}
 	now := time.Now().UTC()
-	var out []chstore.Batch
+	var out []ledger.Batch
 	for _, p := range parts {
 		pin := plan.Input{Topic: in.Topic, Partition: p, Slot: slot, LogStart: starts[p], HighWater: highs[p],
 			EndOffset: ends[p].off, EndFound: ends[p].found, Now: now}

@@ -8,8 +8,8 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
-	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
 )
 
 // How often a tailing batch asks the ledger about its plans: while its slot
@@ -23,12 +23,12 @@ const (
 // tailState is what the ledger says of a partition's slot and the one
 // before it.
 type tailState struct {
-	plan    *chstore.Batch // the slot's own plan, once made
-	prevEnd int64          // where the previous slot's plan ends
+	plan    *ledger.Batch // the slot's own plan, once made
+	prevEnd int64         // where the previous slot's plan ends
 	hasPrev bool
 }
 
-func (a *Activities) tailState(ctx context.Context, p chstore.Batch) (tailState, error) {
+func (a *Activities) tailState(ctx context.Context, p ledger.Batch) (tailState, error) {
 	slot := p.Slot.UTC()
 	bs, err := a.Store.QueryBatches(ctx, "topic = ? AND kafka_partition = ? AND slot IN (?, ?)", "",
 		p.Topic, p.Partition, slot.Add(-time.Minute), slot)

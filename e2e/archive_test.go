@@ -8,6 +8,8 @@ import (
 
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/event"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
+	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
 
 // The raw archive's insert stays open across blocks and is one part once
@@ -19,10 +21,10 @@ func TestRawInsertRetryCountsOnce(t *testing.T) {
 	e := getEnv(t)
 	ctx := context.Background()
 	slot := pastBase(30)
-	id := chstore.BatchID{Topic: fmt.Sprintf("raw-insert-%d", time.Now().UnixNano()), Partition: 0, Slot: slot}
+	id := ledger.BatchID{Topic: fmt.Sprintf("raw-insert-%d", time.Now().UnixNano()), Partition: 0, Slot: slot}
 	send := func(ins *chstore.RawInsert, from, blocks, rows int64) {
 		t.Helper()
-		var buf chstore.RawBuffer
+		var buf sink.RawBuffer
 		for b := range blocks {
 			for i := range rows {
 				off := from + b*rows + i
@@ -46,7 +48,7 @@ func TestRawInsertRetryCountsOnce(t *testing.T) {
 
 	var retry chstore.RawInsert
 	send(&retry, 0, 7, 500) // the retry: [0, 3500)
-	if err := e.store.CommitRaw(ctx, &retry, &chstore.RawBuffer{}); err != nil {
+	if err := e.store.CommitRaw(ctx, &retry, &sink.RawBuffer{}); err != nil {
 		t.Fatalf("commit raw insert: %v", err)
 	}
 	var parts uint64

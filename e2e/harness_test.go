@@ -24,6 +24,7 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/config"
 	"github.com/rtbpipe/rtbpipe/internal/connect"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
 	"github.com/rtbpipe/rtbpipe/internal/workerproc"
 	"github.com/rtbpipe/rtbpipe/workflows"
 )
@@ -242,7 +243,7 @@ func (e *env) windows(t *testing.T, topic string) agg.Table {
 }
 
 // ledger reads a topic's batches.
-func (e *env) ledger(t *testing.T, topic string) []chstore.Batch {
+func (e *env) ledger(t *testing.T, topic string) []ledger.Batch {
 	t.Helper()
 	bs, err := e.store.QueryBatches(context.Background(), "topic = ?", "ORDER BY slot, kafka_partition", topic)
 	if err != nil {
@@ -269,7 +270,7 @@ func (e *env) checkLedger(t *testing.T, topic string, hw map[int32]int64) {
 	t.Helper()
 	next := map[int32]int64{}
 	for _, b := range e.ledger(t, topic) {
-		if b.State != chstore.StateDone {
+		if b.State != ledger.StateDone {
 			t.Errorf("batch %d@%s is %s", b.Partition, b.Slot, b.State)
 		}
 		if b.Start != next[b.Partition] {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
 )
 
 func (a *app) statusCmd() *cobra.Command {
@@ -55,7 +56,7 @@ func (a *app) statusCmd() *cobra.Command {
 	return cmd
 }
 
-func stateOf(b chstore.Batch) string {
+func stateOf(b ledger.Batch) string {
 	if b.Idle {
 		return b.State + " (idle)"
 	}
@@ -73,17 +74,17 @@ type slotSummary struct {
 }
 
 // summarise folds the ledger's batches into one line per slot, newest first.
-func summarise(bs []chstore.Batch) []slotSummary {
+func summarise(bs []ledger.Batch) []slotSummary {
 	by := map[time.Time]*slotSummary{}
 	for _, b := range bs {
 		s := by[b.Slot]
 		if s == nil {
-			s = &slotSummary{slot: b.Slot, state: chstore.StateDone}
+			s = &slotSummary{slot: b.Slot, state: ledger.StateDone}
 			by[b.Slot] = s
 		}
 		s.parts++
 		s.offsets += b.Offsets()
-		if b.State != chstore.StateDone {
+		if b.State != ledger.StateDone {
 			s.state = b.State
 		}
 		s.events += b.Events
@@ -92,7 +93,7 @@ func summarise(bs []chstore.Batch) []slotSummary {
 		s.dead += b.DeadLetters
 		s.skipped += b.Skipped
 		s.maxMs = max(s.maxMs, b.DurationMs)
-		if f := b.FinishedAt.Format("15:04:05"); b.State == chstore.StateDone && f > s.finished {
+		if f := b.FinishedAt.Format("15:04:05"); b.State == ledger.StateDone && f > s.finished {
 			s.finished = f
 		}
 	}

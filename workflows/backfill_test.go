@@ -12,19 +12,19 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/rtbpipe/rtbpipe/activities"
-	"github.com/rtbpipe/rtbpipe/internal/chstore"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
 )
 
-// ledger is a fake of the plans a backfill's activities see: it checks that
+// fakeLedger is a fake of the plans a backfill's activities see: it checks that
 // no slot runs before it is planned and records the planning order.
-type ledger struct {
+type fakeLedger struct {
 	mu       sync.Mutex
 	planned  []time.Time
 	early    []time.Time // slots asked for their plans before they had any
 	failFrom time.Time   // PlanSlot fails for this slot and later ones, if set
 }
 
-func (l *ledger) plan(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+func (l *fakeLedger) plan(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.failFrom.IsZero() && !in.Slot.Before(l.failFrom) {
@@ -34,7 +34,7 @@ func (l *ledger) plan(_ context.Context, in activities.PlanInput) (activities.Pl
 	return plansOf(in.Slot), nil
 }
 
-func (l *ledger) plans(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+func (l *fakeLedger) plans(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, s := range l.planned {
@@ -47,11 +47,11 @@ func (l *ledger) plans(_ context.Context, in activities.PlanInput) (activities.P
 }
 
 func plansOf(s time.Time) activities.PlanResult {
-	return activities.PlanResult{Complete: true, Batches: []chstore.Batch{
-		{Topic: "t", Partition: 0, Slot: s, Start: 0, End: 10, State: chstore.StatePlanned}}}
+	return activities.PlanResult{Complete: true, Batches: []ledger.Batch{
+		{Topic: "t", Partition: 0, Slot: s, Start: 0, End: 10, State: ledger.StatePlanned}}}
 }
 
-func runBackfill(t *testing.T, l *ledger, slots []time.Time, parallelism int) (BackfillProgress, error) {
+func runBackfill(t *testing.T, l *fakeLedger, slots []time.Time, parallelism int) (BackfillProgress, error) {
 	t.Helper()
 	env := newEnv(t)
 	env.RegisterWorkflow(BackfillWorkflow)
@@ -83,7 +83,7 @@ func minutes(n int) []time.Time {
 // The first slots start once they are planned, the others are planned
 // while they run; all are planned in order, and none runs unplanned.
 func TestBackfillPlansInOrderWhileSlotsRun(t *testing.T) {
-	l := &ledger{}
+	l := &fakeLedger{}
 	slots := minutes(7)
 	p, err := runBackfill(t, l, slots, 2)
 	if err != nil {
@@ -109,7 +109,7 @@ func TestBackfillPlansInOrderWhileSlotsRun(t *testing.T) {
 // rest unrun and failed, with the error, while the first slots are done.
 func TestBackfillPlanningErrorFailsTheRest(t *testing.T) {
 	slots := minutes(5)
-	l := &ledger{failFrom: slots[3]}
+	l := &fakeLedger{failFrom: slots[3]}
 	_, err := runBackfill(t, l, slots, 2)
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != "BackfillIncomplete" {

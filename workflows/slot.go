@@ -10,7 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/rtbpipe/rtbpipe/activities"
-	"github.com/rtbpipe/rtbpipe/internal/chstore"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
 )
 
 // Defaults of a slot run.
@@ -55,7 +55,7 @@ type SlotResult struct {
 	NewPlans    int           // plans this run wrote (0 on a rerun)
 	PlanWait    time.Duration // time spent waiting for idle partitions
 	IdleParts   []int32       // partitions planned to their high watermark
-	Batches     []chstore.Batch
+	Batches     []ledger.Batch
 	Tailed      int    `json:",omitempty"` // batches read as their records arrived, while the slot ran
 	Note        string `json:",omitempty"`
 }
@@ -216,7 +216,7 @@ func startTails(ctx workflow.Context, in SlotInput, planAt time.Time, tails map[
 		actx := workflow.WithActivityOptions(ctx, batchOptions(in, until.Sub(workflow.Now(ctx))+2*time.Hour,
 			fmt.Sprintf("%s/%d tailing slot %s", in.Topic, p, in.Slot.Format("15:04Z"))))
 		tails[p] = workflow.ExecuteActivity(actx, a.ProcessBatch, activities.BatchInput{
-			Plan: chstore.Batch{Topic: in.Topic, Partition: p, Slot: in.Slot}, Source: in.Source, Tail: true, TailUntil: until,
+			Plan: ledger.Batch{Topic: in.Topic, Partition: p, Slot: in.Slot}, Source: in.Source, Tail: true, TailUntil: until,
 			WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID})
 	}
 	return nil

@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/rtbpipe/rtbpipe/activities"
-	"github.com/rtbpipe/rtbpipe/internal/chstore"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
 )
 
 var slot = time.Date(2026, 11, 24, 21, 14, 0, 0, time.UTC)
@@ -28,15 +28,15 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 }
 
 func plans() activities.PlanResult {
-	return activities.PlanResult{New: 2, Batches: []chstore.Batch{
-		{Topic: "t", Partition: 0, Slot: slot, Start: 0, End: 10, State: chstore.StatePlanned},
-		{Topic: "t", Partition: 1, Slot: slot, Start: 5, End: 9, State: chstore.StatePlanned, Idle: true},
+	return activities.PlanResult{New: 2, Batches: []ledger.Batch{
+		{Topic: "t", Partition: 0, Slot: slot, Start: 0, End: 10, State: ledger.StatePlanned},
+		{Topic: "t", Partition: 1, Slot: slot, Start: 5, End: 9, State: ledger.StatePlanned, Idle: true},
 	}}
 }
 
 func done(in activities.BatchInput) (activities.BatchResult, error) {
 	b := in.Plan
-	b.State = chstore.StateDone
+	b.State = ledger.StateDone
 	b.Events = uint64(b.End-b.Start) - 1
 	b.DeadLetters = 1
 	b.LateEvents = 2

@@ -4,44 +4,10 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
+	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
-
-// Batch states in the ledger.
-const (
-	StatePlanned = "planned"
-	StateDone    = "done"
-)
-
-// Batch is one ledger row: the plan of one partition for one slot and, once
-// processed, its outcome.
-type Batch struct {
-	Topic        string    `json:"topic"`
-	Partition    int32     `json:"partition"`
-	Slot         time.Time `json:"slot"`
-	Start        int64     `json:"start"`
-	End          int64     `json:"end"`
-	Idle         bool      `json:"idle,omitempty"` // planned to the high watermark: no record past the slot's end yet
-	State        string    `json:"state"`
-	Events       uint64    `json:"events"`
-	LateEvents   uint64    `json:"late_events"`
-	EarlyEvents  uint64    `json:"early_events"`
-	DeadLetters  uint64    `json:"dead_letters"`
-	Skipped      uint64    `json:"skipped_offsets"`    // offsets Kafka did not deliver (transaction markers, compaction)
-	Archived     bool      `json:"archived,omitempty"` // its valid events are in the raw archive
-	Windows      uint32    `json:"windows"`
-	MinEventTime time.Time `json:"min_event_time"`
-	MaxEventTime time.Time `json:"max_event_time"`
-	PlannedAt    time.Time `json:"planned_at"`
-	FinishedAt   time.Time `json:"finished_at"`
-	DurationMs   uint64    `json:"duration_ms"`
-	WorkflowID   string    `json:"workflow_id"`
-	RunID        string    `json:"run_id"`
-	Attempt      uint32    `json:"attempt"`
-	Version      uint64    `json:"version"`
-}
-
-// Offsets is the number of offsets in the plan.
-func (b *Batch) Offsets() int64 { return b.End - b.Start }
 
 const batchColumns = `topic, kafka_partition, slot, start_offset, end_offset, idle, state, events, late_events,
  early_events, dead_letters, skipped_offsets, archived, windows, min_event_time, max_event_time, planned_at, finished_at,
@@ -49,8 +15,8 @@ const batchColumns = `topic, kafka_partition, slot, start_offset, end_offset, id
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanBatch(r scanner) (Batch, error) {
-	var b Batch
+func scanBatch(r scanner) (ledger.Batch, error) {
+	var b ledger.Batch
 	var idle, archived uint8
 	err := r.Scan(&b.Topic, &b.Partition, &b.Slot, &b.Start, &b.End, &idle, &b.State, &b.Events, &b.LateEvents,
 		&b.EarlyEvents, &b.DeadLetters, &b.Skipped, &archived, &b.Windows, &b.MinEventTime, &b.MaxEventTime, &b.PlannedAt,
@@ -64,14 +30,14 @@ func scanBatch(r scanner) (Batch, error) {
 
 // QueryBatches returns the ledger rows (latest version) matching where, a
 // condition on the columns above with ? placeholders for args.
-func (s *Store) QueryBatches(ctx context.Context, where, orderLimit string, args ...any) ([]Batch, error) {
+func (s *Store) QueryBatches(ctx context.Context, where, orderLimit string, args ...any) ([]ledger.Batch, error) {
 	q := "SELECT " + batchColumns + " FROM " + s.Table("batches") + " FINAL WHERE " + where + " " + orderLimit
 	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read ledger: %w", err)
 	}
 	defer rows.Close()
-	var out []Batch
+	var out []ledger.Batch
 	for rows.Next() {
 		b, err := scanBatch(rows)
 		if err != nil {
@@ -86,12 +52,12 @@ func (s *Store) QueryBatches(ctx context.Context, where, orderLimit string, args
 }
 
 // SlotBatches returns the plans of one slot, by partition.
-func (s *Store) SlotBatches(ctx context.Context, topic string, slot time.Time) (map[int32]Batch, error) {
+func (s *Store) SlotBatches(ctx context.Context, topic string, slot time.Time) (map[int32]ledger.Batch, error) {
 	bs, err := s.QueryBatches(ctx, "topic = ? AND slot = ?", "", topic, slot.UTC())
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[int32]Batch, len(bs))
+	out := make(map[int32]ledger.Batch, len(bs))
 	for _, b := range bs {
 		out[b.Partition] = b
 	}
@@ -100,11 +66,11 @@ func (s *Store) SlotBatches(ctx context.Context, topic string, slot time.Time) (
 
 // Neighbours returns, per partition, the latest plan before slot and the
 // earliest plan after it.
-func (s *Store) Neighbours(ctx context.Context, topic string, slot time.Time) (prev, next map[int32]Batch, err error) {
-	prev, next = map[int32]Batch{}, map[int32]Batch{}
+func (s *Store) Neighbours(ctx context.Context, topic string, slot time.Time) (prev, next map[int32]ledger.Batch, err error) {
+	prev, next = map[int32]ledger.Batch{}, map[int32]ledger.Batch{}
 	for _, q := range []struct {
 		cond, agg string
-		into      map[int32]Batch
+		into      map[int32]ledger.Batch
 	}{{"slot < ?", "max", prev}, {"slot > ?", "min", next}} {
 		where := fmt.Sprintf("topic = ? AND (kafka_partition, slot) IN (SELECT kafka_partition, %s(slot) FROM %s FINAL WHERE topic = ? AND %s GROUP BY kafka_partition)",
 			q.agg, s.Table("batches"), q.cond)
@@ -120,7 +86,7 @@ func (s *Store) Neighbours(ctx context.Context, topic string, slot time.Time) (p
 }
 
 // WriteBatches inserts ledger rows (a newer version replaces an older one).
-func (s *Store) WriteBatches(ctx context.Context, bs []Batch) error {
+func (s *Store) WriteBatches(ctx context.Context, bs []ledger.Batch) error {
 	if len(bs) == 0 {
 		return nil
 	}
@@ -131,8 +97,8 @@ func (s *Store) WriteBatches(ctx context.Context, bs []Batch) error {
 	defer batch.Abort()
 	for _, b := range bs {
 		if err := batch.Append(b.Topic, b.Partition, b.Slot.UTC(), b.Start, b.End, flag(b.Idle), b.State, b.Events, b.LateEvents,
-			b.EarlyEvents, b.DeadLetters, b.Skipped, flag(b.Archived), b.Windows, clampTime(b.MinEventTime), clampTime(b.MaxEventTime),
-			clampTime(b.PlannedAt), clampTime(b.FinishedAt), b.DurationMs, b.WorkflowID, b.RunID, b.Attempt, b.Version); err != nil {
+			b.EarlyEvents, b.DeadLetters, b.Skipped, flag(b.Archived), b.Windows, sink.ClampTime(b.MinEventTime), sink.ClampTime(b.MaxEventTime),
+			sink.ClampTime(b.PlannedAt), sink.ClampTime(b.FinishedAt), b.DurationMs, b.WorkflowID, b.RunID, b.Attempt, b.Version); err != nil {
 			return fmt.Errorf("write ledger: %w", err)
 		}
 	}
@@ -140,14 +106,6 @@ func (s *Store) WriteBatches(ctx context.Context, bs []Batch) error {
 		return fmt.Errorf("write ledger: %w", err)
 	}
 	return nil
-}
-
-// clampTime maps the zero time (unknown) to the Unix epoch, DateTime's zero.
-func clampTime(t time.Time) time.Time {
-	if t.Before(time.Unix(0, 0)) {
-		return time.Unix(0, 0).UTC()
-	}
-	return t.UTC()
 }
 
 func flag(b bool) uint8 {

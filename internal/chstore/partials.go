@@ -6,19 +6,14 @@ import (
 	"time"
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
+	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
-
-// BatchID names one batch: a partition's offsets for one slot.
-type BatchID struct {
-	Topic     string
-	Partition int32
-	Slot      time.Time
-}
 
 // WritePartials stores a batch's aggregate at version. Keys that an earlier
 // run of the same batch wrote and this one no longer produces are written
 // as zero rows, so a rerun with fewer keys leaves nothing behind.
-func (s *Store) WritePartials(ctx context.Context, id BatchID, t agg.Table, version uint64) error {
+func (s *Store) WritePartials(ctx context.Context, id ledger.BatchID, t agg.Table, version uint64) error {
 	old, err := s.PartialKeys(ctx, id)
 	if err != nil {
 		return err
@@ -56,7 +51,7 @@ func (s *Store) WritePartials(ctx context.Context, id BatchID, t agg.Table, vers
 }
 
 // PartialKeys returns the keys with events that the batch has in ClickHouse.
-func (s *Store) PartialKeys(ctx context.Context, id BatchID) ([]agg.Key, error) {
+func (s *Store) PartialKeys(ctx context.Context, id ledger.BatchID) ([]agg.Key, error) {
 	t, err := s.SumPartials(ctx, "topic = ? AND kafka_partition = ? AND slot = ?", id.Topic, id.Partition, id.Slot.UTC())
 	if err != nil {
 		return nil, err
@@ -102,20 +97,9 @@ func (s *Store) QueryTable(ctx context.Context, q string, args ...any) (agg.Tabl
 	return t, nil
 }
 
-// DeadLetter is a record that could not be parsed or failed validation.
-type DeadLetter struct {
-	Topic     string
-	Partition int32
-	Offset    int64
-	Slot      time.Time
-	LogTime   time.Time
-	Reason    string
-	Payload   []byte
-}
-
 // WriteDeadLetters stores dead letters; keyed by (topic, partition, offset),
 // so writing one again replaces it.
-func (s *Store) WriteDeadLetters(ctx context.Context, dls []DeadLetter) error {
+func (s *Store) WriteDeadLetters(ctx context.Context, dls []sink.DeadLetter) error {
 	if len(dls) == 0 {
 		return nil
 	}
@@ -127,7 +111,7 @@ func (s *Store) WriteDeadLetters(ctx context.Context, dls []DeadLetter) error {
 	defer batch.Abort()
 	v := Version()
 	for _, d := range dls {
-		if err := batch.Append(d.Topic, d.Partition, d.Offset, d.Slot.UTC(), clampTime(d.LogTime), d.Reason, string(d.Payload), v); err != nil {
+		if err := batch.Append(d.Topic, d.Partition, d.Offset, d.Slot.UTC(), sink.ClampTime(d.LogTime), d.Reason, string(d.Payload), v); err != nil {
 			return fmt.Errorf("write dead letters: %w", err)
 		}
 	}

@@ -8,51 +8,9 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
-	"github.com/rtbpipe/rtbpipe/internal/event"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
+	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
-
-// RawBuffer collects events for the raw archive column by column, so that
-// a flush is one columnar insert with no per-row reflection.
-type RawBuffer struct {
-	ts, logTime, slot                   []time.Time
-	evType, user, country, format, camp []string
-	eventID, device, topic              []string
-	bid, rev                            []float64
-	revMicros, bidMicros, offset        []int64
-	partition                           []int32
-	version                             []uint64
-}
-
-// Len is the number of buffered events.
-func (r *RawBuffer) Len() int { return len(r.offset) }
-
-// Add buffers one event with its Kafka coordinates.
-func (r *RawBuffer) Add(id BatchID, offset int64, logTime time.Time, ev *event.Event) {
-	r.ts = append(r.ts, ev.Time)
-	r.evType = append(r.evType, ev.EventType)
-	r.user = append(r.user, ev.UserID)
-	r.country = append(r.country, ev.Country)
-	r.format = append(r.format, ev.AdFormat)
-	r.camp = append(r.camp, ev.CampaignID)
-	r.bid = append(r.bid, float64(ev.BidMicros)/1e6)
-	r.rev = append(r.rev, float64(ev.RevenueMicros)/1e6)
-	r.eventID = append(r.eventID, ev.EventID)
-	r.device = append(r.device, ev.Device)
-	r.revMicros = append(r.revMicros, ev.RevenueMicros)
-	r.bidMicros = append(r.bidMicros, ev.BidMicros)
-	r.topic = append(r.topic, id.Topic)
-	r.partition = append(r.partition, id.Partition)
-	r.offset = append(r.offset, offset)
-	r.slot = append(r.slot, id.Slot)
-	r.logTime = append(r.logTime, clampTime(logTime))
-}
-
-func (r *RawBuffer) reset() {
-	*r = RawBuffer{ts: r.ts[:0], logTime: r.logTime[:0], slot: r.slot[:0], evType: r.evType[:0],
-		user: r.user[:0], country: r.country[:0], format: r.format[:0], camp: r.camp[:0], eventID: r.eventID[:0],
-		device: r.device[:0], topic: r.topic[:0], bid: r.bid[:0], rev: r.rev[:0], revMicros: r.revMicros[:0],
-		bidMicros: r.bidMicros[:0], offset: r.offset[:0], partition: r.partition[:0], version: r.version[:0]}
-}
 
 // RawInsert is one INSERT into the raw archive that stays open across
 // blocks. ClickHouse gathers the blocks of an insert into parts of up to
@@ -71,25 +29,18 @@ type RawInsert struct {
 // if needed) and empties the buffer. Unlike the commit, sending a block does
 // not watch ctx: a server that stops reading holds it until the
 // connection's timeouts end it.
-func (s *Store) SendRaw(ctx context.Context, ins *RawInsert, r *RawBuffer) error {
+func (s *Store) SendRaw(ctx context.Context, ins *RawInsert, r *sink.RawBuffer) error {
 	if r.Len() == 0 {
 		return nil
 	}
 	if ins.batch == nil {
-		b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("ad_events_raw")+
-			" (timestamp, event_type, user_id, country, ad_format, campaign_id, bid_price, revenue, event_id, device,"+
-			" revenue_micros, bid_micros, topic, kafka_partition, kafka_offset, slot, log_time, version)")
+		b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("ad_events_raw")+" ("+sink.RawColumns+")")
 		if err != nil {
 			return fmt.Errorf("write raw archive: %w", err)
 		}
 		ins.batch = b
 	}
-	v := Version()
-	for range r.offset {
-		r.version = append(r.version, v)
-	}
-	for i, col := range []any{r.ts, r.evType, r.user, r.country, r.format, r.camp, r.bid, r.rev, r.eventID, r.device,
-		r.revMicros, r.bidMicros, r.topic, r.partition, r.offset, r.slot, r.logTime, r.version} {
+	for i, col := range r.Columns(Version()) {
 		if err := ins.batch.Column(i).Append(col); err != nil {
 			ins.Abort()
 			return fmt.Errorf("write raw archive, column %d: %w", i, err)
@@ -99,13 +50,13 @@ func (s *Store) SendRaw(ctx context.Context, ins *RawInsert, r *RawBuffer) error
 		ins.Abort()
 		return fmt.Errorf("write raw archive: %w", err)
 	}
-	r.reset()
+	r.Reset()
 	return nil
 }
 
 // CommitRaw sends the buffered events and ends the insert: when it returns
 // nil, everything sent through ins is stored.
-func (s *Store) CommitRaw(ctx context.Context, ins *RawInsert, r *RawBuffer) error {
+func (s *Store) CommitRaw(ctx context.Context, ins *RawInsert, r *sink.RawBuffer) error {
 	if err := s.SendRaw(ctx, ins, r); err != nil {
 		return err
 	}
@@ -143,7 +94,7 @@ type RawOffsets struct {
 // AggregateRaw recomputes a batch's windows from the raw archive for the
 // offsets [start, end) (ClickHouse does the grouping), and counts its dead
 // letters.
-func (s *Store) AggregateRaw(ctx context.Context, id BatchID, start, end int64) (agg.Table, RawOffsets, error) {
+func (s *Store) AggregateRaw(ctx context.Context, id ledger.BatchID, start, end int64) (agg.Table, RawOffsets, error) {
 	var ro RawOffsets
 	slot := id.Slot.UTC()
 	rows, err := s.conn.Query(ctx, "SELECT toStartOfMinute(timestamp) AS w, event_type, country, ad_format, count(), sum(revenue_micros),"+

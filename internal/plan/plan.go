@@ -7,21 +7,21 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/rtbpipe/rtbpipe/internal/chstore"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
 )
 
 // Input is what deciding one partition's plan for one slot needs.
 type Input struct {
 	Topic     string
 	Partition int32
-	Slot      time.Time      // minute of log time, UTC
-	Prev      *chstore.Batch // latest plan before Slot, if any
-	Next      *chstore.Batch // earliest plan after Slot, if any
-	LogStart  int64          // first offset Kafka still holds
-	HighWater int64          // next offset to be written
-	EndOffset int64          // first offset whose timestamp >= slot end ...
-	EndFound  bool           // ... if Kafka holds such a record
-	Now       time.Time      // for PlannedAt
+	Slot      time.Time     // minute of log time, UTC
+	Prev      *ledger.Batch // latest plan before Slot, if any
+	Next      *ledger.Batch // earliest plan after Slot, if any
+	LogStart  int64         // first offset Kafka still holds
+	HighWater int64         // next offset to be written
+	EndOffset int64         // first offset whose timestamp >= slot end ...
+	EndFound  bool          // ... if Kafka holds such a record
+	Now       time.Time     // for PlannedAt
 }
 
 // Partition returns the plan [Start, End) of in.Partition for in.Slot.
@@ -38,8 +38,8 @@ type Input struct {
 //     later slot's batch already holds those offsets.
 //   - A slot planned after missed slots takes their offsets too: the gap is
 //     never lost, it is counted in this slot.
-func Partition(in Input) (chstore.Batch, error) {
-	b := chstore.Batch{Topic: in.Topic, Partition: in.Partition, Slot: in.Slot, State: chstore.StatePlanned, PlannedAt: in.Now}
+func Partition(in Input) (ledger.Batch, error) {
+	b := ledger.Batch{Topic: in.Topic, Partition: in.Partition, Slot: in.Slot, State: ledger.StatePlanned, PlannedAt: in.Now}
 	if in.Next != nil {
 		b.Start = in.Next.Start
 		if in.Prev != nil {

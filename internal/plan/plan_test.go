@@ -5,13 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rtbpipe/rtbpipe/internal/chstore"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
 )
 
 var slot = time.Date(2026, 11, 24, 21, 14, 0, 0, time.UTC)
 
-func batch(start, end int64, minutes int) *chstore.Batch {
-	return &chstore.Batch{Slot: slot.Add(time.Duration(minutes) * time.Minute), Start: start, End: end}
+func batch(start, end int64, minutes int) *ledger.Batch {
+	return &ledger.Batch{Slot: slot.Add(time.Duration(minutes) * time.Minute), Start: start, End: end}
 }
 
 func TestPartition(t *testing.T) {
@@ -38,7 +38,7 @@ func TestPartition(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if b.Start != c.start || b.End != c.end || b.Idle != c.idle || b.State != chstore.StatePlanned || !b.Slot.Equal(slot) {
+			if b.Start != c.start || b.End != c.end || b.Idle != c.idle || b.State != ledger.StatePlanned || !b.Slot.Equal(slot) {
 				t.Fatalf("got [%d,%d) idle=%v state=%s, want [%d,%d) idle=%v", b.Start, b.End, b.Idle, b.State, c.start, c.end, c.idle)
 			}
 		})
@@ -55,7 +55,7 @@ func TestPartitionTopicRecreated(t *testing.T) {
 // Planning a run of consecutive slots, in any mix of found and idle ends,
 // yields contiguous, non-overlapping plans that cover every offset once.
 func TestPartitionChainCoversLog(t *testing.T) {
-	var prev *chstore.Batch
+	var prev *ledger.Batch
 	hw := int64(0)
 	covered := int64(0)
 	for i := 0; i < 50; i++ {

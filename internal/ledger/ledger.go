@@ -1,0 +1,64 @@
+// Package ledger holds the ledger row of rtbpipe: one batch, the plan of one
+// partition for one slot and, once processed, its outcome (DESIGN.md: plans
+// partition the log; every offset is accounted for). It is plain data: the
+// ClickHouse table that stores it is internal/chstore's (ledger.go), and the
+// workflows and the planning rule use it without a database driver.
+package ledger
+
+import "time"
+
+// Batch states in the ledger.
+const (
+	StatePlanned = "planned"
+	StateDone    = "done"
+)
+
+// BatchID names one batch: a partition's offsets for one slot.
+type BatchID struct {
+	Topic     string
+	Partition int32
+	Slot      time.Time
+}
+
+// Batch is one ledger row: the plan of one partition for one slot and, once
+// processed, its outcome.
+type Batch struct {
+	Topic        string    `json:"topic"`
+	Partition    int32     `json:"partition"`
+	Slot         time.Time `json:"slot"`
+	Start        int64     `json:"start"`
+	End          int64     `json:"end"`
+	Idle         bool      `json:"idle,omitempty"` // planned to the high watermark: no record past the slot's end yet
+	State        string    `json:"state"`
+	Events       uint64    `json:"events"`
+	LateEvents   uint64    `json:"late_events"`
+	EarlyEvents  uint64    `json:"early_events"`
+	DeadLetters  uint64    `json:"dead_letters"`
+	Skipped      uint64    `json:"skipped_offsets"`    // offsets Kafka did not deliver (transaction markers, compaction)
+	Archived     bool      `json:"archived,omitempty"` // its valid events are in the raw archive
+	Windows      uint32    `json:"windows"`
+	MinEventTime time.Time `json:"min_event_time"`
+	MaxEventTime time.Time `json:"max_event_time"`
+	PlannedAt    time.Time `json:"planned_at"`
+	FinishedAt   time.Time `json:"finished_at"`
+	DurationMs   uint64    `json:"duration_ms"`
+	WorkflowID   string    `json:"workflow_id"`
+	RunID        string    `json:"run_id"`
+	Attempt      uint32    `json:"attempt"`
+	Version      uint64    `json:"version"`
+}
+
+// ID is the batch's identity.
+func (b *Batch) ID() BatchID {
+	return BatchID{Topic: b.Topic, Partition: b.Partition, Slot: b.Slot.UTC()}
+}
+
+// Offsets is the number of offsets in the plan.
+func (b *Batch) Offsets() int64 { return b.End - b.Start }
+
+// Done says whether the batch's outcome is recorded.
+func (b *Batch) Done() bool { return b.State == StateDone }
+
+// Balanced says whether every offset of a done batch is accounted for:
+// events + dead letters + skipped = offsets.
+func (b *Batch) Balanced() bool { return int64(b.Events+b.DeadLetters+b.Skipped) == b.Offsets() }

@@ -1,0 +1,95 @@
+// Package sink holds the rows a batch writes besides its partials: dead
+// letters (records that could not be parsed or failed validation) and the
+// raw archive's events, buffered column by column. Where they go is
+// internal/chstore's; the batch protocol (internal/batch) sees it through an
+// interface.
+package sink
+
+import (
+	"time"
+
+	"github.com/rtbpipe/rtbpipe/internal/event"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
+)
+
+// DeadLetter is a record that could not be parsed or failed validation.
+type DeadLetter struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Slot      time.Time
+	LogTime   time.Time
+	Reason    string
+	Payload   []byte
+}
+
+// RawBuffer collects events for the raw archive column by column, so that
+// a flush is one columnar insert with no per-row reflection.
+type RawBuffer struct {
+	ts, logTime, slot                   []time.Time
+	evType, user, country, format, camp []string
+	eventID, device, topic              []string
+	bid, rev                            []float64
+	revMicros, bidMicros, offset        []int64
+	partition                           []int32
+	version                             []uint64
+}
+
+// RawColumns are the archive's columns, in the order of Columns.
+const RawColumns = "timestamp, event_type, user_id, country, ad_format, campaign_id, bid_price, revenue, event_id, device," +
+	" revenue_micros, bid_micros, topic, kafka_partition, kafka_offset, slot, log_time, version"
+
+// Len is the number of buffered events.
+func (r *RawBuffer) Len() int { return len(r.offset) }
+
+// Offsets are the buffered events' offsets, in the order added.
+func (r *RawBuffer) Offsets() []int64 { return r.offset }
+
+// Add buffers one event with its Kafka coordinates.
+func (r *RawBuffer) Add(id ledger.BatchID, offset int64, logTime time.Time, ev *event.Event) {
+	r.ts = append(r.ts, ev.Time)
+	r.evType = append(r.evType, ev.EventType)
+	r.user = append(r.user, ev.UserID)
+	r.country = append(r.country, ev.Country)
+	r.format = append(r.format, ev.AdFormat)
+	r.camp = append(r.camp, ev.CampaignID)
+	r.bid = append(r.bid, float64(ev.BidMicros)/1e6)
+	r.rev = append(r.rev, float64(ev.RevenueMicros)/1e6)
+	r.eventID = append(r.eventID, ev.EventID)
+	r.device = append(r.device, ev.Device)
+	r.revMicros = append(r.revMicros, ev.RevenueMicros)
+	r.bidMicros = append(r.bidMicros, ev.BidMicros)
+	r.topic = append(r.topic, id.Topic)
+	r.partition = append(r.partition, id.Partition)
+	r.offset = append(r.offset, offset)
+	r.slot = append(r.slot, id.Slot)
+	r.logTime = append(r.logTime, ClampTime(logTime))
+}
+
+// Columns returns the buffered columns in the order of RawColumns, every
+// row stamped with version.
+func (r *RawBuffer) Columns(version uint64) []any {
+	r.version = r.version[:0]
+	for range r.offset {
+		r.version = append(r.version, version)
+	}
+	return []any{r.ts, r.evType, r.user, r.country, r.format, r.camp, r.bid, r.rev, r.eventID, r.device,
+		r.revMicros, r.bidMicros, r.topic, r.partition, r.offset, r.slot, r.logTime, r.version}
+}
+
+// Reset empties the buffer, keeping its memory.
+func (r *RawBuffer) Reset() {
+	*r = RawBuffer{ts: r.ts[:0], logTime: r.logTime[:0], slot: r.slot[:0], evType: r.evType[:0],
+		user: r.user[:0], country: r.country[:0], format: r.format[:0], camp: r.camp[:0], eventID: r.eventID[:0],
+		device: r.device[:0], topic: r.topic[:0], bid: r.bid[:0], rev: r.rev[:0], revMicros: r.revMicros[:0],
+		bidMicros: r.bidMicros[:0], offset: r.offset[:0], partition: r.partition[:0], version: r.version[:0]}
+}
+
+// ClampTime maps the zero time (unknown) to the Unix epoch, the zero of
+// ClickHouse's DateTime.
+func ClampTime(t time.Time) time.Time {
+	if t.Before(time.Unix(0, 0)) {
+		return time.Unix(0, 0).UTC()
+	}
+	return t.UTC()
+}
