@@ -5,7 +5,7 @@ package activities
 import (
 	"github.com/IBM/sarama"
 
-	"github.com/rtbpipe/rtbpipe/internal/chstore"
+	"github.com/rtbpipe/rtbpipe/internal/batch"
 )
 
 // Activities carries the connections the activities share. Register a
@@ -13,21 +13,12 @@ import (
 // *Activities.
 type Activities struct {
 	Kafka sarama.Client
-	Store *chstore.Store
-	// Archive writes every valid event to the raw archive (rtb.ad_events_raw),
-	// so that slots can be recomputed after Kafka's retention.
-	Archive bool
-	// Brokers are where batch reads connect: each read has a connection of
-	// its own, since reads that share one wait for each other's fetches (a
-	// broker answers a connection's requests in order, and a fetch at the
-	// end of a partition waits there for new records).
-	Brokers []string
-	// Reads, when not nil, bounds the batches that read a backlog at once
-	// (its capacity): each holds a connection, fetch buffers and pending
-	// rows, so that a backfill of many slots at once would otherwise only
-	// add memory and GC work. Tailing batches, which read at the rate
-	// records arrive, are not bounded by it.
-	Reads chan struct{}
+	// Plans is the ledger as the planner reads and writes it.
+	Plans PlanLedger
+	// Batches processes batches (internal/batch).
+	Batches *batch.Processor
+	// Ops is the store as backfill and reconciliation read and write it.
+	Ops OperateStore
 }
 
 // Error types that no retry can fix; the workflows see them as
@@ -39,8 +30,14 @@ const (
 	ErrTypeNotArchived  = "NotArchived"
 )
 
+// Source is where a slot's batches are read: SourceKafka or SourceRaw.
+type Source = batch.Source
+
 // Sources a batch can be computed from.
 const (
-	SourceKafka = "kafka"
-	SourceRaw   = "raw"
+	SourceKafka = batch.SourceKafka
+	SourceRaw   = batch.SourceRaw
 )
+
+// ParseSource reads a source's name (kafka or raw; empty is kafka).
+func ParseSource(s string) (Source, error) { return batch.ParseSource(s) }

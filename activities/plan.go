@@ -10,11 +10,20 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 	"github.com/rtbpipe/rtbpipe/internal/plan"
 )
+
+// PlanLedger is the ledger as the planner reads and writes it.
+type PlanLedger interface {
+	// SlotBatches returns the plans of one slot, by partition.
+	SlotBatches(ctx context.Context, topic string, slot time.Time) (map[int32]ledger.Batch, error)
+	// Neighbours returns, per partition, the latest plan before slot and
+	// the earliest plan after it.
+	Neighbours(ctx context.Context, topic string, slot time.Time) (prev, next map[int32]ledger.Batch, err error)
+	WriteBatches(ctx context.Context, bs []ledger.Batch) error
+}
 
 // PlanInput asks for the plans of one slot.
 type PlanInput struct {
@@ -71,7 +80,7 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 	if err != nil {
 		return PlanResult{}, err
 	}
-	if err := a.Store.WriteBatches(ctx, newPlans); err != nil {
+	if err := a.Plans.WriteBatches(ctx, newPlans); err != nil {
 		return PlanResult{}, err
 	}
 	for _, b := range newPlans {
@@ -95,7 +104,7 @@ func (a *Activities) SlotPlans(ctx context.Context, in PlanInput) (PlanResult, e
 // existingPlans reads the slot's plans and, unless in.ExistingOnly, lists
 // the partitions that have none.
 func (a *Activities) existingPlans(ctx context.Context, in PlanInput, slot time.Time) (PlanResult, map[int32]ledger.Batch, []int32, error) {
-	existing, err := a.Store.SlotBatches(ctx, in.Topic, slot)
+	existing, err := a.Plans.SlotBatches(ctx, in.Topic, slot)
 	if err != nil {
 		return PlanResult{}, nil, nil, err
 	}
@@ -124,7 +133,7 @@ func sortedPlans(res PlanResult, plans map[int32]ledger.Batch) PlanResult {
 }
 
 func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time.Time, parts []int32) ([]ledger.Batch, time.Duration, error) {
-	prev, next, err := a.Store.Neighbours(ctx, in.Topic, slot)
+	prev, next, err := a.Plans.Neighbours(ctx, in.Topic, slot)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -193,7 +202,7 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 		if err != nil {
 			return nil, 0, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeTopicChanged, err)
 		}
-		b.WorkflowID, b.Version = in.WorkflowID, chstore.Version()
+		b.WorkflowID, b.Version = in.WorkflowID, ledger.Version()
 		out = append(out, b)
 	}
 	return out, waited, nil

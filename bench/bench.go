@@ -84,7 +84,7 @@ func newBench(ctx context.Context, cfg config.Config, log *slog.Logger, o option
 // and be counted in them.
 func (b *bench) newDatabase(ctx context.Context) error {
 	if len(b.dbs) > 0 {
-		if err := b.stopMerges(ctx, b.dbs[len(b.dbs)-1]); err != nil {
+		if err := b.store.StopMerges(ctx); err != nil { // the previous run's database
 			return err
 		}
 	}
@@ -95,37 +95,10 @@ func (b *bench) newDatabase(ctx context.Context) error {
 	return err
 }
 
-// stopMerges stops (and cancels) the merges of db's MergeTree tables.
-func (b *bench) stopMerges(ctx context.Context, db string) error {
-	rows, err := b.conn.Conn().Query(ctx, "SELECT name FROM system.tables WHERE database = ? AND engine LIKE '%MergeTree'", db)
-	if err != nil {
-		return fmt.Errorf("list the tables of %s: %w", db, err)
-	}
-	var tables []string
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			rows.Close()
-			return fmt.Errorf("list the tables of %s: %w", db, err)
-		}
-		tables = append(tables, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list the tables of %s: %w", db, err)
-	}
-	for _, t := range tables {
-		if err := b.conn.Conn().Exec(ctx, "SYSTEM STOP MERGES "+db+"."+t); err != nil {
-			return fmt.Errorf("stop the merges of %s.%s: %w", db, t, err)
-		}
-	}
-	return nil
-}
-
 func (b *bench) close() {
 	if !b.o.keep && b.conn != nil {
 		for _, db := range b.dbs {
-			if err := b.conn.Conn().Exec(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
+			if err := b.conn.In(db).DropDatabase(context.Background()); err != nil {
 				b.log.Warn("drop bench database", "db", db, "err", err)
 			}
 		}
@@ -338,7 +311,7 @@ func (b *bench) waitPolling(ctx context.Context, w *workerproc.Proc) error {
 // exact compares ClickHouse with the manifest, and logs the first
 // differences unless quiet (a caller still waiting for the last slot).
 func (b *bench) exact(ctx context.Context, topic string, m *manifest.Manifest, quiet bool) (bool, error) {
-	got, err := b.store.SumPartials(ctx, "topic = ?", topic)
+	got, err := b.store.TopicWindows(ctx, topic)
 	if err != nil {
 		return false, err
 	}

@@ -52,7 +52,7 @@ func TestRawInsertRetryCountsOnce(t *testing.T) {
 		t.Fatalf("commit raw insert: %v", err)
 	}
 	var parts uint64
-	if err := e.store.Conn().QueryRow(ctx, "SELECT uniqExact(_part) FROM "+e.store.Table("ad_events_raw")+
+	if err := e.db.QueryRow(ctx, "SELECT uniqExact(_part) FROM "+e.table("ad_events_raw")+
 		" WHERE topic = ? AND kafka_offset >= 1500", id.Topic).Scan(&parts); err != nil {
 		t.Fatalf("count raw parts: %v", err)
 	}

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/IBM/sarama"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -33,6 +36,7 @@ import (
 type env struct {
 	cfg       config.Config
 	store     *chstore.Store
+	db        driver.Conn // the tests' own connection, for what they inspect or break in the tables
 	kafka     sarama.Client
 	temporal  client.Client
 	workerBin string
@@ -65,8 +69,13 @@ func setup() (*env, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := store.Conn().Exec(ctx, "DROP DATABASE IF EXISTS "+cfg.ClickHouseDatabase); err != nil {
+	if err := store.DropDatabase(ctx); err != nil {
 		return nil, nil, fmt.Errorf("drop test database: %w", err)
+	}
+	db, err := clickhouse.Open(&clickhouse.Options{Addr: []string{cfg.ClickHouseAddr}, Protocol: clickhouse.Native,
+		Auth: clickhouse.Auth{Database: "default", Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword}})
+	if err != nil {
+		return nil, nil, err
 	}
 	if _, err := store.Migrate(ctx); err != nil {
 		return nil, nil, err
@@ -92,13 +101,17 @@ func setup() (*env, func(), error) {
 	if err := build.Run(); err != nil {
 		return nil, nil, fmt.Errorf("build worker: %w", err)
 	}
-	return &env{cfg: cfg, store: store, kafka: kc, temporal: tc, workerBin: bin}, func() {
+	return &env{cfg: cfg, store: store, db: db, kafka: kc, temporal: tc, workerBin: bin}, func() {
 		tc.Close()
+		db.Close()
 		kc.Close()
 		store.Close()
 		os.RemoveAll(dir)
 	}, nil
 }
+
+// table names a table of the test database.
+func (e *env) table(name string) string { return e.cfg.ClickHouseDatabase + "." + name }
 
 func getEnv(t *testing.T) *env {
 	t.Helper()
@@ -109,15 +122,15 @@ func getEnv(t *testing.T) *env {
 }
 
 // startWorker runs the real worker binary on the test task queue.
-func (e *env) startWorker(t *testing.T) *workerproc.Proc {
+func (e *env) startWorker(t *testing.T, env ...string) *workerproc.Proc {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "worker.log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := workerproc.Start(e.workerBin, []string{"RTB_TASK_QUEUE=" + e.cfg.TaskQueue,
-		"RTB_CLICKHOUSE_DATABASE=" + e.cfg.ClickHouseDatabase}, f)
+	w, err := workerproc.Start(e.workerBin, append([]string{"RTB_TASK_QUEUE=" + e.cfg.TaskQueue,
+		"RTB_CLICKHOUSE_DATABASE=" + e.cfg.ClickHouseDatabase}, env...), f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +248,7 @@ func (e *env) waitSlot(t *testing.T, run client.WorkflowRun) workflows.SlotResul
 // windows reads the exact windows of a topic from ClickHouse.
 func (e *env) windows(t *testing.T, topic string) agg.Table {
 	t.Helper()
-	got, err := e.store.SumPartials(context.Background(), "topic = ?", topic)
+	got, err := e.store.TopicWindows(context.Background(), topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +258,7 @@ func (e *env) windows(t *testing.T, topic string) agg.Table {
 // ledger reads a topic's batches.
 func (e *env) ledger(t *testing.T, topic string) []ledger.Batch {
 	t.Helper()
-	bs, err := e.store.QueryBatches(context.Background(), "topic = ?", "ORDER BY slot, kafka_partition", topic)
+	bs, err := e.store.TopicBatches(context.Background(), topic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,14 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/rtbpipe/rtbpipe/activities"
 	"github.com/rtbpipe/rtbpipe/internal/agg"
+	"github.com/rtbpipe/rtbpipe/internal/batch"
 	"github.com/rtbpipe/rtbpipe/internal/event"
 	"github.com/rtbpipe/rtbpipe/workflows"
 )
@@ -137,7 +140,7 @@ func TestExactWindowsAndRerun(t *testing.T) {
 
 	// Dead letters keep their partition, offset, payload and reason.
 	ctx := context.Background()
-	rows, err := e.store.Conn().Query(ctx, "SELECT kafka_partition, kafka_offset, reason, payload FROM "+e.store.Table("dead_letters")+" FINAL WHERE topic = ?", topic)
+	rows, err := e.db.Query(ctx, "SELECT kafka_partition, kafka_offset, reason, payload FROM "+e.table("dead_letters")+" FINAL WHERE topic = ?", topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,8 +172,8 @@ func TestExactWindowsAndRerun(t *testing.T) {
 	// Running a slot again changes nothing: same offsets, same rows.
 	before := e.ledger(t, topic)
 	var partialRows uint64
-	countQ := "SELECT count() FROM " + e.store.Table("window_partials") + " FINAL WHERE topic = ?"
-	if err := e.store.Conn().QueryRow(ctx, countQ, topic).Scan(&partialRows); err != nil {
+	countQ := "SELECT count() FROM " + e.table("window_partials") + " FINAL WHERE topic = ?"
+	if err := e.db.QueryRow(ctx, countQ, topic).Scan(&partialRows); err != nil {
 		t.Fatal(err)
 	}
 	again := e.runSlot(t, topic, base.Add(time.Minute))
@@ -186,7 +189,7 @@ func TestExactWindowsAndRerun(t *testing.T) {
 		}
 	}
 	var partialRowsAfter uint64
-	if err := e.store.Conn().QueryRow(ctx, countQ, topic).Scan(&partialRowsAfter); err != nil {
+	if err := e.db.QueryRow(ctx, countQ, topic).Scan(&partialRowsAfter); err != nil {
 		t.Fatal(err)
 	}
 	if partialRows != partialRowsAfter {
@@ -194,8 +197,8 @@ func TestExactWindowsAndRerun(t *testing.T) {
 	}
 	// The prototype's view shows exactly one row per window and key.
 	var dup uint64
-	if err := e.store.Conn().QueryRow(ctx, "SELECT count() FROM (SELECT window_start, event_type, country, ad_format, count() c FROM "+
-		e.store.Table("ad_events_aggregated")+" GROUP BY window_start, event_type, country, ad_format HAVING c > 1)").Scan(&dup); err != nil {
+	if err := e.db.QueryRow(ctx, "SELECT count() FROM (SELECT window_start, event_type, country, ad_format, count() c FROM "+
+		e.table("ad_events_aggregated")+" GROUP BY window_start, event_type, country, ad_format HAVING c > 1)").Scan(&dup); err != nil {
 		t.Fatal(err)
 	}
 	if dup != 0 {
@@ -213,7 +216,9 @@ func TestRetryAfterWriteCountsOnce(t *testing.T) {
 	d := standard(2, 2, base, 1, 1500)
 	e.produce(t, topic, d.recs)
 
-	real := &activities.Activities{Kafka: e.kafka, Store: e.store, Brokers: e.cfg.KafkaBrokers}
+	real := &activities.Activities{Kafka: e.kafka, Plans: e.store, Batches: &batch.Processor{
+		Ledger: e.store, Sink: e.store, Archive: e.store, Kafka: e.kafka, Brokers: e.cfg.KafkaBrokers}}
+	var mu sync.Mutex // activities run on the worker's goroutines
 	failed := map[int32]bool{}
 	w := worker.New(e.temporal, e.cfg.TaskQueue+"-inproc", worker.Options{})
 	w.RegisterWorkflow(workflows.SlotWorkflow)
@@ -223,7 +228,9 @@ func TestRetryAfterWriteCountsOnce(t *testing.T) {
 	w.RegisterActivityWithOptions(func(ctx context.Context, in activities.BatchInput) (activities.BatchResult, error) {
 		res, err := real.ProcessBatch(ctx, in)
 		if err == nil && activity.GetInfo(ctx).Attempt == 1 && res.Batch.Events > 0 {
+			mu.Lock()
 			failed[in.Plan.Partition] = true
+			mu.Unlock()
 			return res, errors.New("injected failure after partials, dead letters and ledger were written")
 		}
 		return res, err
@@ -238,6 +245,8 @@ func TestRetryAfterWriteCountsOnce(t *testing.T) {
 
 	e.runSlot(t, topic, base)
 	e.runSlot(t, topic, base.Add(time.Minute))
+	mu.Lock()
+	defer mu.Unlock()
 	if len(failed) == 0 {
 		t.Fatal("no batch failed: the test did not test anything")
 	}
@@ -253,27 +262,29 @@ func TestWorkerKilledMidSlot(t *testing.T) {
 	d := standard(3, 2, base, 1, 200_000)
 	e.produce(t, topic, d.recs)
 
-	w := e.startWorker(t)
+	// Heartbeats every 100 ms: a batch stores what it read before each, so
+	// the kill below comes after the slot has written rows and recorded
+	// progress, and the retry resumes from it.
+	w := e.startWorker(t, "RTB_WORKER_HEARTBEAT=100ms")
 	run := e.startSlot(t, topic, base)
 	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	for wrote := false; !wrote; time.Sleep(20 * time.Millisecond) {
 		desc, err := e.temporal.DescribeWorkflowExecution(context.Background(), run.GetID(), run.GetRunID())
 		if err != nil {
 			t.Fatal(err)
 		}
-		running := false
 		for _, pa := range desc.PendingActivities {
-			running = running || pa.GetActivityType().GetName() == "ProcessBatch"
+			var p struct{ Start, Next int64 }
+			if pa.GetActivityType().GetName() == "ProcessBatch" && pa.GetHeartbeatDetails() != nil &&
+				converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &p) == nil && p.Start >= 0 && p.Next > p.Start {
+				wrote = true
+				t.Logf("killing the worker after a batch stored offsets [%d,%d)", p.Start, p.Next)
+			}
 		}
-		if running {
-			break
+		if !wrote && time.Now().After(deadline) {
+			t.Fatal("no batch heartbeated stored progress within 2 minutes: the kill would not test a resume")
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no batch activity started within 2 minutes")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond) // let it write something
 	w.Kill()
 	e.startWorker(t)
 	res := e.waitSlot(t, run)

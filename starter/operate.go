@@ -84,8 +84,9 @@ func (a *app) backfillCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if source != activities.SourceKafka && source != activities.SourceRaw {
-				return fmt.Errorf("--source %q: want kafka or raw", source)
+			src, err := activities.ParseSource(source)
+			if err != nil {
+				return fmt.Errorf("--source: %w", err)
 			}
 			if parallelism < 1 || parallelism > 64 {
 				return fmt.Errorf("--parallelism must be in [1, 64], got %d", parallelism)
@@ -98,7 +99,7 @@ func (a *app) backfillCmd() *cobra.Command {
 			id := workflows.BackfillID(a.cfg.Topic, f, t)
 			run, err := a.startOperation(cmd, tc, id, fmt.Sprintf("backfill %s [%s, %s) from %s", a.cfg.Topic,
 				f.Format(time.RFC3339), t.Format(time.RFC3339), source), wait, workflows.BackfillWorkflow,
-				workflows.BackfillInput{Topic: a.cfg.Topic, From: f, To: t, Source: source, Parallelism: parallelism})
+				workflows.BackfillInput{Topic: a.cfg.Topic, From: f, To: t, Source: src, Parallelism: parallelism})
 			if err != nil || !wait {
 				return err
 			}
@@ -115,7 +116,7 @@ func (a *app) backfillCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&from, "from", "", "first window (RFC 3339; rounded down to the minute)")
 	cmd.Flags().StringVar(&to, "to", "", "end of the range, exclusive (RFC 3339; rounded up to the minute)")
-	cmd.Flags().StringVar(&source, "source", activities.SourceKafka, "kafka, or raw: the raw archive, for offsets past Kafka's retention")
+	cmd.Flags().StringVar(&source, "source", string(activities.SourceKafka), "kafka, or raw: the raw archive, for offsets past Kafka's retention")
 	cmd.Flags().IntVar(&parallelism, "parallelism", 4, "slots recomputed at once")
 	cmd.Flags().BoolVar(&wait, "wait", false, "follow the progress and wait for the end; exit status 1 if it failed")
 	return cmd

@@ -58,7 +58,7 @@ func (a *app) scheduleCmd() *cobra.Command {
 				ID:   workflows.ReconcileScheduleID(a.cfg.Topic),
 				Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: recEvery, Offset: 30 * time.Second}}},
 				Action: &client.ScheduleWorkflowAction{
-					ID:        "scheduled-" + workflows.ReconcileScheduleID(a.cfg.Topic),
+					ID:        workflows.ScheduledReconcileWorkflowID(a.cfg.Topic),
 					Workflow:  workflows.ScheduledReconcileWorkflow,
 					Args:      []any{workflows.ScheduledReconcileInput{Topic: a.cfg.Topic, Lookback: recLookback}},
 					TaskQueue: a.cfg.TaskQueue,

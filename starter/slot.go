@@ -1,15 +1,11 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/spf13/cobra"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 
 	"github.com/rtbpipe/rtbpipe/internal/connect"
 	"github.com/rtbpipe/rtbpipe/workflows"
@@ -58,28 +54,11 @@ func (a *app) runSlotCmd() *cobra.Command {
 			}
 			defer tc.Close()
 			id := workflows.SlotWorkflowID(a.cfg.Topic, slot)
-			conflict := enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL
-			if wait {
-				conflict = enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING
-			}
-			run, err := tc.ExecuteWorkflow(cmd.Context(), client.StartWorkflowOptions{
-				ID:                       id,
-				TaskQueue:                a.cfg.TaskQueue,
-				WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-				WorkflowIDConflictPolicy: conflict,
-				// Without this the SDK quietly returns the run already going.
-				WorkflowExecutionErrorWhenAlreadyStarted: !wait,
-				StaticSummary:                            fmt.Sprintf("%s slot %s (run-slot)", a.cfg.Topic, slot.Format("2006-01-02T15:04Z")),
-			}, workflows.SlotWorkflow, workflows.SlotInput{Topic: a.cfg.Topic, Slot: slot, IdleWait: idleWait})
-			var started *serviceerror.WorkflowExecutionAlreadyStarted
-			if errors.As(err, &started) {
-				return fmt.Errorf("slot %s is already running; follow it with --wait, or in %s", slot.Format(time.RFC3339), a.workflowURL(id))
-			}
+			run, err := a.startOperation(cmd, tc, id, fmt.Sprintf("%s slot %s (run-slot)", a.cfg.Topic, slot.Format("2006-01-02T15:04Z")),
+				wait, workflows.SlotWorkflow, workflows.SlotInput{Topic: a.cfg.Topic, Slot: slot, IdleWait: idleWait})
 			if err != nil {
-				return fmt.Errorf("start %s: %w", id, err)
+				return err
 			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "workflow %s run %s\n  %s\n", run.GetID(), run.GetRunID(), a.workflowURL(run.GetID()))
 			if !wait {
 				return nil
 			}
@@ -87,7 +66,7 @@ func (a *app) runSlotCmd() *cobra.Command {
 			if err := run.Get(cmd.Context(), &res); err != nil {
 				return fmt.Errorf("slot %s failed: %w", slot.Format(time.RFC3339), err)
 			}
-			printSlotResult(out, res)
+			printSlotResult(cmd.OutOrStdout(), res)
 			return nil
 		},
 	}

@@ -24,8 +24,7 @@ func (a *app) statusCmd() *cobra.Command {
 				return fmt.Errorf("--limit must be at least 1")
 			}
 			return a.withStore(cmd, func(store *chstore.Store) error {
-				bs, err := store.QueryBatches(cmd.Context(), "topic = ? AND slot >= (SELECT max(slot) FROM "+store.Table("batches")+
-					" WHERE topic = ?) - ?", "ORDER BY slot DESC, kafka_partition", a.cfg.Topic, a.cfg.Topic, uint32((limit-1)*60))
+				bs, err := store.RecentSlots(cmd.Context(), a.cfg.Topic, limit)
 				if err != nil {
 					return err
 				}

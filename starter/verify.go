@@ -49,29 +49,9 @@ func (a *app) verifyCmd() *cobra.Command {
 	return cmd
 }
 
-// ledgerTotals sums a topic's done batches.
-type ledgerTotals struct {
-	Batches, Unbalanced            uint64
-	Offsets, Events, Dead, Skipped uint64
-	Pending                        uint64 // batches planned but not done
-}
-
-func readLedgerTotals(ctx context.Context, store *chstore.Store, topic string) (ledgerTotals, error) {
-	var t ledgerTotals
-	q := "SELECT countIf(state = 'done'), countIf(state = 'done' AND events + dead_letters + skipped_offsets != end_offset - start_offset), " +
-		"sumIf(end_offset - start_offset, state = 'done'), sumIf(events, state = 'done'), sumIf(dead_letters, state = 'done'), " +
-		"sumIf(skipped_offsets, state = 'done'), countIf(state != 'done') FROM " + store.Table("batches") + " FINAL WHERE topic = ?"
-	var offsets int64
-	if err := store.Conn().QueryRow(ctx, q, topic).Scan(&t.Batches, &t.Unbalanced, &offsets, &t.Events, &t.Dead, &t.Skipped, &t.Pending); err != nil {
-		return t, fmt.Errorf("read ledger totals: %w", err)
-	}
-	t.Offsets = uint64(offsets)
-	return t, nil
-}
-
 // verify prints the comparison and returns the number of differences.
 func verify(ctx context.Context, out io.Writer, store *chstore.Store, m *manifest.Manifest, show int) (int, error) {
-	got, err := store.SumPartials(ctx, "topic = ?", m.Topic)
+	got, err := store.TopicWindows(ctx, m.Topic)
 	if err != nil {
 		return 0, err
 	}
@@ -94,11 +74,11 @@ func verify(ctx context.Context, out io.Writer, store *chstore.Store, m *manifes
 	for _, v := range got {
 		gotEv += v.Count
 	}
-	dead, err := store.CountDeadLetters(ctx, "topic = ?", m.Topic)
+	dead, err := store.TopicDeadLetters(ctx, m.Topic)
 	if err != nil {
 		return 0, err
 	}
-	lt, err := readLedgerTotals(ctx, store, m.Topic)
+	lt, err := store.LedgerTotals(ctx, m.Topic)
 	if err != nil {
 		return 0, err
 	}

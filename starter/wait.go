@@ -45,14 +45,11 @@ func (a *app) waitCmd() *cobra.Command {
 			for {
 				behind := 0
 				for _, p := range parts {
-					var done int64
-					var pending uint64
-					q := "SELECT maxIf(end_offset, state = 'done'), countIf(state != 'done' AND start_offset < ? AND end_offset > start_offset) FROM " +
-						store.Table("batches") + " FINAL WHERE topic = ? AND kafka_partition = ?"
-					if err := store.Conn().QueryRow(ctx, q, target[p], a.cfg.Topic, p).Scan(&done, &pending); err != nil {
-						return fmt.Errorf("read ledger: %w", err)
+					pp, err := store.PartitionProgress(ctx, a.cfg.Topic, p, target[p])
+					if err != nil {
+						return err
 					}
-					if done < target[p] || pending > 0 {
+					if !pp.Caught() {
 						behind++
 					}
 				}

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/rtbpipe/rtbpipe/activities"
+	"github.com/rtbpipe/rtbpipe/internal/batch"
 	"github.com/rtbpipe/rtbpipe/internal/config"
 	"github.com/rtbpipe/rtbpipe/internal/connect"
 	"github.com/rtbpipe/rtbpipe/workflows"
@@ -50,6 +51,11 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		return fmt.Errorf("RTB_RAW_ARCHIVE: want true or false: %w", err)
 	}
 	fs.BoolVar(&archive, "raw-archive", archive, "write every valid event to the raw archive rtb.ad_events_raw (env RTB_RAW_ARCHIVE)")
+	beat, err := time.ParseDuration(config.Env("RTB_WORKER_HEARTBEAT", "2s"))
+	if err != nil {
+		return fmt.Errorf("RTB_WORKER_HEARTBEAT: want a duration like 2s: %w", err)
+	}
+	fs.DurationVar(&beat, "heartbeat", beat, "how often a batch stores what it read and heartbeats its progress, from which a retry resumes (env RTB_WORKER_HEARTBEAT)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,6 +64,9 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	}
 	if concurrency < 1 {
 		return fmt.Errorf("--activities must be at least 1, got %d", concurrency)
+	}
+	if beat <= 0 {
+		return fmt.Errorf("--heartbeat must be positive, got %s", beat)
 	}
 	if reads == 0 {
 		// A read with the archive on also holds its pending archive rows:
@@ -118,8 +127,9 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	w.RegisterWorkflow(workflows.BackfillWorkflow)
 	w.RegisterWorkflow(workflows.ReconcileWorkflow)
 	w.RegisterWorkflow(workflows.ScheduledReconcileWorkflow)
-	w.RegisterActivity(&activities.Activities{Kafka: kc, Store: store, Archive: archive, Brokers: cfg.KafkaBrokers,
-		Reads: make(chan struct{}, reads)})
+	w.RegisterActivity(&activities.Activities{Kafka: kc, Plans: store, Ops: store, Batches: &batch.Processor{
+		Ledger: store, Sink: store, Archive: store, Kafka: kc, Brokers: cfg.KafkaBrokers, Raw: archive,
+		Reads: make(chan struct{}, reads), BeatEvery: beat}})
 
 	logger.Info("worker started", "task_queue", cfg.TaskQueue, "temporal", cfg.TemporalAddress,
 		"kafka", cfg.KafkaBrokers, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency, "reads", reads, "raw_archive", archive)

@@ -21,8 +21,8 @@ const slotsPerRun = 240
 type BackfillInput struct {
 	Topic       string
 	From, To    time.Time
-	Source      string // activities.SourceKafka (default) or SourceRaw
-	Parallelism int    // slots at once; default 4
+	Source      activities.Source // activities.SourceKafka (default) or SourceRaw
+	Parallelism int               // slots at once; default 4
 	IdleWait    time.Duration
 
 	// Carried across continue-as-new; empty on the first run.
@@ -34,7 +34,7 @@ type BackfillInput struct {
 type BackfillProgress struct {
 	Topic       string
 	From, To    time.Time
-	Source      string
+	Source      activities.Source
 	Found       bool // the slots to run are known
 	Total       int
 	Done        int
@@ -49,12 +49,6 @@ type BackfillProgress struct {
 func (p BackfillProgress) String() string {
 	return fmt.Sprintf("backfill %s [%s, %s) from %s: %d/%d slots done (%d joined, %d failed), %d events",
 		p.Topic, p.From.Format("2006-01-02T15:04Z"), p.To.Format("2006-01-02T15:04Z"), p.Source, p.Done, p.Total, p.Joined, p.Failed, p.Events)
-}
-
-// BackfillID names the backfill of a range: a second backfill of the same
-// range cannot start while one runs.
-func BackfillID(topic string, from, to time.Time) string {
-	return fmt.Sprintf("backfill-%s-%s-%s", topic, from.UTC().Format("2006-01-02T15:04Z"), to.UTC().Format("2006-01-02T15:04Z"))
 }
 
 // BackfillWorkflow reruns every slot that holds events of windows in

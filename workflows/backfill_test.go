@@ -92,6 +92,8 @@ func TestBackfillPlansInOrderWhileSlotsRun(t *testing.T) {
 	if p.Done != 7 || p.Failed != 0 {
 		t.Fatalf("progress %+v", p)
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if len(l.planned) != 7 {
 		t.Fatalf("planned %v", l.planned)
 	}
@@ -122,6 +124,8 @@ func TestBackfillPlanningErrorFailsTheRest(t *testing.T) {
 	if p.Done != 2 || p.Failed != 3 || !strings.Contains(strings.Join(p.FailedSlots, " "), "planning") {
 		t.Fatalf("progress %+v", p)
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if len(l.early) != 0 {
 		t.Fatalf("slots asked for plans before they were planned: %v", l.early)
 	}

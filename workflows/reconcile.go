@@ -122,11 +122,3 @@ func ScheduledReconcileWorkflow(ctx workflow.Context, in ScheduledReconcileInput
 	to := at.UTC().Truncate(time.Minute)
 	return ReconcileWorkflow(ctx, ReconcileInput{Topic: in.Topic, From: to.Add(-in.Lookback), To: to, Repair: true})
 }
-
-// ReconcileID names an on-demand reconciliation of a range.
-func ReconcileID(topic string, from, to time.Time) string {
-	return fmt.Sprintf("reconcile-%s-%s-%s", topic, from.UTC().Format("2006-01-02T15:04Z"), to.UTC().Format("2006-01-02T15:04Z"))
-}
-
-// ReconcileScheduleID names a topic's reconciliation schedule.
-func ReconcileScheduleID(topic string) string { return "reconcile-" + topic }

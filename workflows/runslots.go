@@ -19,21 +19,6 @@ type slotRun struct {
 	Joined bool // the slot was already running (another backfill, the schedule): that run does the work
 }
 
-// planInOrder has the planner plan the slots one after the other before
-// they run in parallel, so that each slot gets its own minute's offsets
-// (planned out of order, a later slot would take the earlier ones' too:
-// still exact, but one long batch instead of many parallel ones).
-func planInOrder(ctx workflow.Context, topic string, slots []time.Time, idleWait time.Duration) error {
-	if len(slots) == 0 {
-		return nil
-	}
-	if idleWait <= 0 {
-		idleWait = DefaultIdleWait
-	}
-	_, err := planSlots(ctx, PlannerInput{Topic: topic, Slots: slots, IdleWait: idleWait, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID})
-	return err
-}
-
 // planAndRunSlots plans the slots in order (from Kafka only: a slot
 // recomputed from the raw archive keeps the plans it has) and runs them as
 // runSlots does. Slots are planned in chunks of `parallelism`: the first
@@ -41,7 +26,7 @@ func planInOrder(ctx workflow.Context, topic string, slots []time.Time, idleWait
 // slots before it run; a slot starts only once it is planned. An error
 // planning the first chunk is returned; the slots that a later planning
 // error leaves unplanned end with that error.
-func planAndRunSlots(ctx workflow.Context, topic string, slots []time.Time, parallelism int, source, why string,
+func planAndRunSlots(ctx workflow.Context, topic string, slots []time.Time, parallelism int, source activities.Source, why string,
 	idleWait time.Duration, done func(slotRun)) error {
 	parallelism = max(parallelism, 1)
 	var planned func(i int) error
@@ -82,7 +67,7 @@ func planAndRunSlots(ctx workflow.Context, topic string, slots []time.Time, para
 // slots' own IDs, so a slot is never run twice at once by anyone. When
 // planned is not nil, slot i starts only once planned(i) returns, and not
 // at all when it returns an error.
-func runSlots(ctx workflow.Context, topic string, slots []time.Time, parallelism int, source, why string,
+func runSlots(ctx workflow.Context, topic string, slots []time.Time, parallelism int, source activities.Source, why string,
 	idleWait time.Duration, planned func(i int) error, done func(slotRun)) {
 	sel := workflow.NewSelector(ctx)
 	running := 0

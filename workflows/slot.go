@@ -5,7 +5,6 @@ import (
 	"slices"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -32,7 +31,7 @@ type SlotInput struct {
 	// Source is where batches are read: activities.SourceKafka (default) or
 	// activities.SourceRaw (the raw archive, for offsets past retention; only
 	// slots already planned can be computed from it).
-	Source string
+	Source activities.Source
 	// Tail starts the slot before its minute is over: its batches read the
 	// records as they arrive, and the slot is planned Grace after its end,
 	// so that little is left to read then. Tailing ends by the same plans
@@ -220,70 +219,6 @@ func startTails(ctx workflow.Context, in SlotInput, planAt time.Time, tails map[
 			WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID})
 	}
 	return nil
-}
-
-// PlannerInput asks the topic's planner for the plans of slots, in order.
-type PlannerInput struct {
-	Topic      string
-	Slots      []time.Time
-	IdleWait   time.Duration
-	WorkflowID string // who asks, recorded in the ledger
-}
-
-// planSlots runs the topic's planner as a child workflow with a fixed ID: a
-// second planner of the same topic cannot start while one runs, so plans
-// are written one slot at a time, in order, and never overlap. While it is
-// busy, wait.
-func planSlots(ctx workflow.Context, in PlannerInput) ([]activities.PlanResult, error) {
-	summary := fmt.Sprintf("plan %s slot %s", in.Topic, in.Slots[0].Format("2006-01-02T15:04Z"))
-	if n := len(in.Slots); n > 1 {
-		summary = fmt.Sprintf("plan %s slots %s..%s (%d)", in.Topic, in.Slots[0].Format("2006-01-02T15:04Z"),
-			in.Slots[n-1].Format("2006-01-02T15:04Z"), n)
-	}
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:            PlannerWorkflowID(in.Topic),
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		StaticSummary:         summary,
-		WorkflowRunTimeout:    time.Duration(len(in.Slots))*(in.IdleWait+time.Minute) + 30*time.Minute,
-	})
-	backoff := 100 * time.Millisecond
-	deadline := workflow.Now(ctx).Add(plannerWaitMax)
-	for {
-		var res []activities.PlanResult
-		err := workflow.ExecuteChildWorkflow(cctx, PlannerWorkflow, in).Get(ctx, &res)
-		if err == nil || !temporal.IsWorkflowExecutionAlreadyStartedError(err) || workflow.Now(ctx).After(deadline) {
-			return res, err
-		}
-		if err := workflow.Sleep(ctx, backoff); err != nil {
-			return res, err
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-// PlannerWorkflow writes (or reads back) the plans of slots, one after the
-// other in the order given.
-func PlannerWorkflow(ctx workflow.Context, in PlannerInput) ([]activities.PlanResult, error) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: in.IdleWait + 5*time.Minute,
-		HeartbeatTimeout:    time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			BackoffCoefficient:     2,
-			MaximumInterval:        30 * time.Second,
-			MaximumAttempts:        10,
-			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput, activities.ErrTypeTopicChanged},
-		},
-	})
-	out := make([]activities.PlanResult, len(in.Slots))
-	for i, slot := range in.Slots {
-		err := workflow.ExecuteActivity(actx, a.PlanSlot, activities.PlanInput{Topic: in.Topic, Slot: slot,
-			IdleWait: in.IdleWait, WorkflowID: in.WorkflowID}).Get(ctx, &out[i])
-		if err != nil {
-			return out, err
-		}
-	}
-	return out, nil
 }
 
 // slotPlans returns the slot's plans: read from the ledger when they all

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,11 +106,15 @@ func TestBatchActivityIsRetried(t *testing.T) {
 	env := newEnv(t)
 	notPlanned(env)
 	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(plans(), nil)
+	var mu sync.Mutex // the batches run on goroutines of their own
 	calls := map[int32]int{}
 	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) {
+			mu.Lock()
 			calls[in.Plan.Partition]++
-			if calls[in.Plan.Partition] == 1 {
+			n := calls[in.Plan.Partition]
+			mu.Unlock()
+			if n == 1 {
 				return activities.BatchResult{}, errors.New("clickhouse: connection reset")
 			}
 			return done(in)
@@ -117,6 +123,8 @@ func TestBatchActivityIsRetried(t *testing.T) {
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if calls[0] != 2 || calls[1] != 2 {
 		t.Fatalf("calls %v", calls)
 	}
@@ -149,22 +157,39 @@ func TestRerunSkipsThePlanner(t *testing.T) {
 	existing := plans()
 	existing.Complete, existing.New = true, 0
 	env.OnActivity(a.SlotPlans, mock.Anything, mock.Anything).Return(existing, nil).Once()
+	// PlanSlot is mocked (an unmocked activity records no call, so that
+	// asserting it was not called could never fail), and counts its calls.
+	var planned atomic.Int32
+	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+			planned.Add(1)
+			return plans(), nil
+		}).Maybe()
 	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) { return done(in) }).Times(2)
 	env.ExecuteWorkflow(SlotWorkflow, SlotInput{Topic: "t", Slot: slot})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	env.AssertNotCalled(t, "PlanSlot", mock.Anything, mock.Anything)
+	var res SlotResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if n := planned.Load(); n != 0 || res.NewPlans != 0 {
+		t.Fatalf("a rerun asked the planner: PlanSlot called %d times, %d new plans", n, res.NewPlans)
+	}
 	env.AssertExpectations(t)
 }
 
 // The planner plans the slots it is given one after the other, in order.
 func TestPlannerPlansInOrder(t *testing.T) {
 	env := newEnv(t)
+	var mu sync.Mutex // the activities run on goroutines of their own
 	var order []time.Time
 	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
 			order = append(order, in.Slot)
 			return activities.PlanResult{Complete: true}, nil
 		})
@@ -173,14 +198,28 @@ func TestPlannerPlansInOrder(t *testing.T) {
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if len(order) != 3 || !order[0].Equal(slots[0]) || !order[2].Equal(slots[2]) {
 		t.Fatalf("planned %v", order)
 	}
 }
 
 func TestIDs(t *testing.T) {
-	if id := SlotWorkflowID("ad-events", slot.In(time.FixedZone("KST", 9*3600))); id != "slot-ad-events-2026-11-24T21:14Z" {
-		t.Fatal(id)
+	kst := slot.In(time.FixedZone("KST", 9*3600))
+	for _, c := range [][2]string{
+		{SlotWorkflowID("ad-events", kst), "slot-ad-events-2026-11-24T21:14Z"},
+		{PlannerWorkflowID("ad-events"), "planner-ad-events"},
+		{BackfillID("ad-events", kst, kst.Add(time.Hour)), "backfill-ad-events-2026-11-24T21:14Z-2026-11-24T22:14Z"},
+		{ReconcileID("ad-events", kst, kst.Add(time.Hour)), "reconcile-ad-events-2026-11-24T21:14Z-2026-11-24T22:14Z"},
+		{ScheduleID("ad-events"), "slots-ad-events"},
+		{ReconcileScheduleID("ad-events"), "reconcile-ad-events"},
+		{ScheduledWorkflowID("ad-events"), "scheduled-slot-ad-events"},
+		{ScheduledReconcileWorkflowID("ad-events"), "scheduled-reconcile-ad-events"},
+	} {
+		if got, want := c[0], c[1]; got != want {
+			t.Errorf("ID %q, want %q", got, want)
+		}
 	}
 }
 
@@ -192,13 +231,16 @@ func TestTailingSlotPlansAfterItsMinute(t *testing.T) {
 	grace := 3 * time.Second
 	planAt := slot.Add(time.Minute + grace)
 	env.OnActivity(a.TopicPartitions, mock.Anything, "t").Return([]int32{0, 1}, nil).Once()
+	var mu sync.Mutex // the two tails run at once, on goroutines of their own
 	tailed := map[int32]bool{}
 	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) {
 			if !in.Tail || !in.TailUntil.After(planAt) || in.Plan.End != 0 || !in.Plan.Slot.Equal(slot) {
 				return activities.BatchResult{}, fmt.Errorf("not a tail: %+v", in)
 			}
+			mu.Lock()
 			tailed[in.Plan.Partition] = true
+			mu.Unlock()
 			// What a tail returns: the plan from the ledger, processed.
 			for _, b := range plans().Batches {
 				if b.Partition == in.Plan.Partition {
@@ -225,6 +267,8 @@ func TestTailingSlotPlansAfterItsMinute(t *testing.T) {
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if res.Tailed != 2 || !tailed[0] || !tailed[1] || res.Offsets != 14 || res.Events != 12 {
 		t.Fatalf("tailed %v, result %+v", tailed, res)
 	}

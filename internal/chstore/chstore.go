@@ -53,9 +53,6 @@ func (s *Store) In(db string) *Store { return &Store{conn: s.conn, db: db} }
 // Close closes the connection pool.
 func (s *Store) Close() error { return s.conn.Close() }
 
-// Conn exposes the driver for ad-hoc queries (status, analysis tables).
-func (s *Store) Conn() driver.Conn { return s.conn }
-
 // Table qualifies a table name with the database.
 func (s *Store) Table(name string) string { return s.db + "." + name }
 
@@ -120,7 +117,3 @@ func (s *Store) recordMigration(ctx context.Context, m rtbsql.Migration) error {
 	}
 	return b.Send()
 }
-
-// Version returns a row version for a write made now: later writes win in
-// the ReplacingMergeTree tables.
-func Version() uint64 { return uint64(time.Now().UnixNano()) }

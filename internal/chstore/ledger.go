@@ -28,9 +28,9 @@ func scanBatch(r scanner) (ledger.Batch, error) {
 	return b, err
 }
 
-// QueryBatches returns the ledger rows (latest version) matching where, a
+// queryBatches returns the ledger rows (latest version) matching where, a
 // condition on the columns above with ? placeholders for args.
-func (s *Store) QueryBatches(ctx context.Context, where, orderLimit string, args ...any) ([]ledger.Batch, error) {
+func (s *Store) queryBatches(ctx context.Context, where, orderLimit string, args ...any) ([]ledger.Batch, error) {
 	q := "SELECT " + batchColumns + " FROM " + s.Table("batches") + " FINAL WHERE " + where + " " + orderLimit
 	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {
@@ -53,7 +53,7 @@ func (s *Store) QueryBatches(ctx context.Context, where, orderLimit string, args
 
 // SlotBatches returns the plans of one slot, by partition.
 func (s *Store) SlotBatches(ctx context.Context, topic string, slot time.Time) (map[int32]ledger.Batch, error) {
-	bs, err := s.QueryBatches(ctx, "topic = ? AND slot = ?", "", topic, slot.UTC())
+	bs, err := s.queryBatches(ctx, "topic = ? AND slot = ?", "", topic, slot.UTC())
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +62,18 @@ func (s *Store) SlotBatches(ctx context.Context, topic string, slot time.Time) (
 		out[b.Partition] = b
 	}
 	return out, nil
+}
+
+// PartitionPlans returns the plans of the topic's partition p for the
+// slots from first to last, both included (batch.Ledger).
+func (s *Store) PartitionPlans(ctx context.Context, topic string, p int32, first, last time.Time) ([]ledger.Batch, error) {
+	return s.queryBatches(ctx, "topic = ? AND kafka_partition = ? AND slot >= ? AND slot <= ?", "ORDER BY slot",
+		topic, p, first.UTC(), last.UTC())
+}
+
+// TopicBatches returns every ledger row of a topic, by slot and partition.
+func (s *Store) TopicBatches(ctx context.Context, topic string) ([]ledger.Batch, error) {
+	return s.queryBatches(ctx, "topic = ?", "ORDER BY slot, kafka_partition", topic)
 }
 
 // Neighbours returns, per partition, the latest plan before slot and the
@@ -74,7 +86,7 @@ func (s *Store) Neighbours(ctx context.Context, topic string, slot time.Time) (p
 	}{{"slot < ?", "max", prev}, {"slot > ?", "min", next}} {
 		where := fmt.Sprintf("topic = ? AND (kafka_partition, slot) IN (SELECT kafka_partition, %s(slot) FROM %s FINAL WHERE topic = ? AND %s GROUP BY kafka_partition)",
 			q.agg, s.Table("batches"), q.cond)
-		bs, err := s.QueryBatches(ctx, where, "", topic, topic, slot.UTC())
+		bs, err := s.queryBatches(ctx, where, "", topic, topic, slot.UTC())
 		if err != nil {
 			return nil, nil, err
 		}

@@ -52,7 +52,7 @@ func (s *Store) WritePartials(ctx context.Context, id ledger.BatchID, t agg.Tabl
 
 // PartialKeys returns the keys with events that the batch has in ClickHouse.
 func (s *Store) PartialKeys(ctx context.Context, id ledger.BatchID) ([]agg.Key, error) {
-	t, err := s.SumPartials(ctx, "topic = ? AND kafka_partition = ? AND slot = ?", id.Topic, id.Partition, id.Slot.UTC())
+	t, err := s.sumPartials(ctx, "topic = ? AND kafka_partition = ? AND slot = ?", id.Topic, id.Partition, id.Slot.UTC())
 	if err != nil {
 		return nil, err
 	}
@@ -63,17 +63,17 @@ func (s *Store) PartialKeys(ctx context.Context, id ledger.BatchID) ([]agg.Key, 
 	return keys, nil
 }
 
-// SumPartials sums the partials matching where (with ? args) per window and
+// sumPartials sums the partials matching where (with ? args) per window and
 // key: the exact windows.
-func (s *Store) SumPartials(ctx context.Context, where string, args ...any) (agg.Table, error) {
-	return s.QueryTable(ctx, "SELECT window_start, event_type, country, ad_format, sum(events), sum(revenue_micros) FROM "+
+func (s *Store) sumPartials(ctx context.Context, where string, args ...any) (agg.Table, error) {
+	return s.queryTable(ctx, "SELECT window_start, event_type, country, ad_format, sum(events), sum(revenue_micros) FROM "+
 		s.Table("window_partials")+" FINAL WHERE events > 0 AND ("+where+") GROUP BY window_start, event_type, country, ad_format", args...)
 }
 
-// QueryTable runs a query whose rows are (window start, event type,
+// queryTable runs a query whose rows are (window start, event type,
 // country, ad format, count UInt64, revenue micro-units Int64) and returns
 // them as a table.
-func (s *Store) QueryTable(ctx context.Context, q string, args ...any) (agg.Table, error) {
+func (s *Store) queryTable(ctx context.Context, q string, args ...any) (agg.Table, error) {
 	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read windows: %w", err)
@@ -109,7 +109,7 @@ func (s *Store) WriteDeadLetters(ctx context.Context, dls []sink.DeadLetter) err
 		return fmt.Errorf("write dead letters: %w", err)
 	}
 	defer batch.Abort()
-	v := Version()
+	v := ledger.Version()
 	for _, d := range dls {
 		if err := batch.Append(d.Topic, d.Partition, d.Offset, d.Slot.UTC(), sink.ClampTime(d.LogTime), d.Reason, string(d.Payload), v); err != nil {
 			return fmt.Errorf("write dead letters: %w", err)
@@ -121,8 +121,8 @@ func (s *Store) WriteDeadLetters(ctx context.Context, dls []sink.DeadLetter) err
 	return nil
 }
 
-// CountDeadLetters counts the dead letters matching where (with ? args).
-func (s *Store) CountDeadLetters(ctx context.Context, where string, args ...any) (uint64, error) {
+// countDeadLetters counts the dead letters matching where (with ? args).
+func (s *Store) countDeadLetters(ctx context.Context, where string, args ...any) (uint64, error) {
 	var n uint64
 	q := "SELECT count() FROM " + s.Table("dead_letters") + " FINAL WHERE " + where
 	if err := s.conn.QueryRow(ctx, q, args...).Scan(&n); err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
+	"github.com/rtbpipe/rtbpipe/internal/batch"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
@@ -40,7 +41,7 @@ func (s *Store) SendRaw(ctx context.Context, ins *RawInsert, r *sink.RawBuffer) 
 		}
 		ins.batch = b
 	}
-	for i, col := range r.Columns(Version()) {
+	for i, col := range r.Columns(ledger.Version()) {
 		if err := ins.batch.Column(i).Append(col); err != nil {
 			ins.Abort()
 			return fmt.Errorf("write raw archive, column %d: %w", i, err)
@@ -83,19 +84,11 @@ func (ins *RawInsert) Abort() {
 	}
 }
 
-// RawOffsets is what a batch's offsets hold in the archive.
-type RawOffsets struct {
-	Events                     uint64
-	DeadLetters                uint64
-	MinEventTime, MaxEventTime time.Time
-	Late, Early                uint64
-}
-
 // AggregateRaw recomputes a batch's windows from the raw archive for the
 // offsets [start, end) (ClickHouse does the grouping), and counts its dead
 // letters.
-func (s *Store) AggregateRaw(ctx context.Context, id ledger.BatchID, start, end int64) (agg.Table, RawOffsets, error) {
-	var ro RawOffsets
+func (s *Store) AggregateRaw(ctx context.Context, id ledger.BatchID, start, end int64) (agg.Table, sink.RawOffsets, error) {
+	var ro sink.RawOffsets
 	slot := id.Slot.UTC()
 	rows, err := s.conn.Query(ctx, "SELECT toStartOfMinute(timestamp) AS w, event_type, country, ad_format, count(), sum(revenue_micros),"+
 		" min(timestamp), max(timestamp), countIf(timestamp < ?), countIf(timestamp >= ?) FROM "+s.Table("ad_events_raw")+
@@ -129,7 +122,25 @@ func (s *Store) AggregateRaw(ctx context.Context, id ledger.BatchID, start, end 
 	if err := rows.Err(); err != nil {
 		return nil, ro, fmt.Errorf("read raw archive: %w", err)
 	}
-	ro.DeadLetters, err = s.CountDeadLetters(ctx, "topic = ? AND kafka_partition = ? AND kafka_offset >= ? AND kafka_offset < ?",
+	ro.DeadLetters, err = s.countDeadLetters(ctx, "topic = ? AND kafka_partition = ? AND kafka_offset >= ? AND kafka_offset < ?",
 		id.Topic, id.Partition, start, end)
 	return t, ro, err
 }
+
+// NewRawWriter opens a writer of raw archive rows (batch.RawWriter): one
+// streaming insert at a time.
+func (s *Store) NewRawWriter() batch.RawWriter { return &rawWriter{s: s} }
+
+type rawWriter struct {
+	s   *Store
+	ins RawInsert
+}
+
+func (w *rawWriter) Send(ctx context.Context, r *sink.RawBuffer) error {
+	return w.s.SendRaw(ctx, &w.ins, r)
+}
+func (w *rawWriter) Commit(ctx context.Context, r *sink.RawBuffer) error {
+	return w.s.CommitRaw(ctx, &w.ins, r)
+}
+func (w *rawWriter) Open() bool { return w.ins.Open() }
+func (w *rawWriter) Abort()     { w.ins.Abort() }

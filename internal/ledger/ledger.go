@@ -62,3 +62,14 @@ func (b *Batch) Done() bool { return b.State == StateDone }
 // Balanced says whether every offset of a done batch is accounted for:
 // events + dead letters + skipped = offsets.
 func (b *Batch) Balanced() bool { return int64(b.Events+b.DeadLetters+b.Skipped) == b.Offsets() }
+
+// Version returns a row version for a write made now: later writes win in
+// the ReplacingMergeTree tables.
+func Version() uint64 { return uint64(time.Now().UnixNano()) }
+
+// After returns a version for rows that must replace rows of version prev:
+// the clock's, unless the clock is behind prev (another worker's clock
+// ahead, or this one set back), then prev + 1. So a batch's done row always
+// wins over its own plan row, and a rerun's rows over the run before it,
+// whatever the clocks of the workers that wrote them.
+func After(prev uint64) uint64 { return max(Version(), prev+1) }

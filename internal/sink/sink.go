@@ -93,3 +93,11 @@ func ClampTime(t time.Time) time.Time {
 	}
 	return t.UTC()
 }
+
+// RawOffsets is what a batch's offsets hold in the raw archive.
+type RawOffsets struct {
+	Events                     uint64
+	DeadLetters                uint64
+	MinEventTime, MaxEventTime time.Time
+	Late, Early                uint64
+}

@@ -1,0 +1,383 @@
+package batch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/rtbpipe/rtbpipe/internal/agg"
+	"github.com/rtbpipe/rtbpipe/internal/event"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
+	"github.com/rtbpipe/rtbpipe/internal/sink"
+)
+
+// memLedger is the ledger in memory: the latest row of each batch.
+type memLedger struct {
+	mu    sync.Mutex
+	rows  map[ledger.BatchID]ledger.Batch
+	reads int
+	fail  int // the next fail WriteBatches calls fail
+}
+
+func newLedger() *memLedger { return &memLedger{rows: map[ledger.BatchID]ledger.Batch{}} }
+
+func (l *memLedger) PartitionPlans(_ context.Context, topic string, p int32, first, last time.Time) ([]ledger.Batch, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reads++
+	var out []ledger.Batch
+	for id, b := range l.rows {
+		if id.Topic == topic && id.Partition == p && !id.Slot.Before(first) && !id.Slot.After(last) {
+			out = append(out, b)
+		}
+	}
+	slices.SortFunc(out, func(x, y ledger.Batch) int { return x.Slot.Compare(y.Slot) })
+	return out, nil
+}
+
+func (l *memLedger) WriteBatches(_ context.Context, bs []ledger.Batch) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fail > 0 {
+		l.fail--
+		return errors.New("injected: ledger write failed")
+	}
+	for _, b := range bs {
+		// As ReplacingMergeTree(version): the highest version wins.
+		if old, ok := l.rows[b.ID()]; !ok || b.Version >= old.Version {
+			l.rows[b.ID()] = b
+		}
+	}
+	return nil
+}
+
+func (l *memLedger) plan(b ledger.Batch) {
+	b.State = ledger.StatePlanned
+	if err := l.WriteBatches(context.Background(), []ledger.Batch{b}); err != nil {
+		panic(err)
+	}
+}
+
+func (l *memLedger) row(id ledger.BatchID) (ledger.Batch, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.rows[id]
+	return b, ok
+}
+
+func (l *memLedger) readCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.reads
+}
+
+// memSink keeps what a batch wrote, keyed as ClickHouse keys it: partials
+// per batch (a rewrite replaces them), dead letters and raw rows by offset.
+type memSink struct {
+	mu           sync.Mutex
+	partials     map[ledger.BatchID]agg.Table
+	versions     map[ledger.BatchID]uint64
+	dead         map[int64]sink.DeadLetter
+	raw          map[int64]time.Time // offset -> slot of the row
+	failPartials int                 // the next failPartials writes fail
+	failDead     int
+}
+
+func newSink() *memSink {
+	return &memSink{partials: map[ledger.BatchID]agg.Table{}, versions: map[ledger.BatchID]uint64{}, dead: map[int64]sink.DeadLetter{}, raw: map[int64]time.Time{}}
+}
+
+func (s *memSink) WritePartials(_ context.Context, id ledger.BatchID, t agg.Table, version uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failPartials > 0 {
+		s.failPartials--
+		return errors.New("injected: partials write failed")
+	}
+	if old, ok := s.versions[id]; ok && version < old {
+		return nil // as ReplacingMergeTree(version): the older write loses
+	}
+	c := agg.Table{}
+	c.Merge(t)
+	s.partials[id], s.versions[id] = c, version
+	return nil
+}
+
+// memArchive is a raw archive that answers what it is told to.
+type memArchive struct {
+	table agg.Table
+	ro    sink.RawOffsets
+}
+
+func (a *memArchive) AggregateRaw(context.Context, ledger.BatchID, int64, int64) (agg.Table, sink.RawOffsets, error) {
+	return a.table, a.ro, nil
+}
+
+func (s *memSink) WriteDeadLetters(_ context.Context, dls []sink.DeadLetter) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failDead > 0 && len(dls) > 0 {
+		s.failDead--
+		return errors.New("injected: dead letter write failed")
+	}
+	for _, d := range dls {
+		s.dead[d.Offset] = d
+	}
+	return nil
+}
+
+func (s *memSink) deadOffsets() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []int64
+	for o := range s.dead {
+		out = append(out, o)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (s *memSink) NewRawWriter() RawWriter { return &memRaw{s: s} }
+
+// memRaw stores rows on Commit only; an aborted insert stores nothing.
+type memRaw struct {
+	s       *memSink
+	pending []int64
+	slots   []time.Time
+	open    bool
+}
+
+func (w *memRaw) Send(_ context.Context, r *sink.RawBuffer) error {
+	cols := r.Columns(1)
+	w.pending = append(w.pending, r.Offsets()...)
+	w.slots = append(w.slots, cols[15].([]time.Time)...)
+	w.open = w.open || r.Len() > 0
+	r.Reset()
+	return nil
+}
+
+func (w *memRaw) Commit(ctx context.Context, r *sink.RawBuffer) error {
+	if err := w.Send(ctx, r); err != nil {
+		return err
+	}
+	w.s.mu.Lock()
+	for i, o := range w.pending {
+		w.s.raw[o] = w.slots[i]
+	}
+	w.s.mu.Unlock()
+	w.Abort()
+	return nil
+}
+
+func (w *memRaw) Open() bool { return w.open }
+func (w *memRaw) Abort()     { w.pending, w.slots, w.open = nil, nil, false }
+
+// memBeat keeps the last heartbeat as Temporal does: encoded.
+type memBeat struct {
+	mu      sync.Mutex
+	last    []byte
+	n       int
+	maxSize int // the largest heartbeat recorded, encoded
+}
+
+func (h *memBeat) Record(_ context.Context, details any) {
+	b, err := json.Marshal(details)
+	if err != nil {
+		panic(err)
+	}
+	h.mu.Lock()
+	h.last, h.n, h.maxSize = b, h.n+1, max(h.maxSize, len(b))
+	h.mu.Unlock()
+}
+
+func (h *memBeat) Last(_ context.Context, out any) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last != nil && json.Unmarshal(h.last, out) == nil
+}
+
+func (h *memBeat) progress() progress {
+	var p progress
+	h.Last(context.Background(), &p)
+	return p
+}
+
+// --- Kafka: franz-go's in-process broker --------------------------------
+
+const topic = "ads"
+
+// slot is the minute the tests process; records are stamped around it.
+var slot = time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+
+type rec struct {
+	at      time.Time // log time
+	id      string    // event_id (default: e<offset>)
+	bad     bool      // not a valid event: a dead letter
+	evTime  time.Time // event time (default: at)
+	country string
+}
+
+type fixture struct {
+	t       *testing.T
+	brokers []string
+	kafka   sarama.Client
+	ledger  *memLedger
+	sink    *memSink
+	recs    []rec
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	sc, err := kafka.NewClient(c.ListenAddrs(), kafka.NewConfig("batch-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	return &fixture{t: t, brokers: c.ListenAddrs(), kafka: sc, ledger: newLedger(), sink: newSink()}
+}
+
+func (f *fixture) processor() *Processor {
+	return &Processor{Ledger: f.ledger, Sink: f.sink, Kafka: f.kafka, Brokers: f.brokers, Raw: true}
+}
+
+func (r rec) value(i int) []byte {
+	if r.bad {
+		return fmt.Appendf(nil, `{"event_id": "e%d", "revenue": "lots"}`, i)
+	}
+	et := r.evTime
+	if et.IsZero() {
+		et = r.at
+	}
+	country := r.country
+	if country == "" {
+		country = []string{"US", "KR", "JP"}[i%3]
+	}
+	id := r.id
+	if id == "" {
+		id = fmt.Sprintf("e%d", i)
+	}
+	return fmt.Appendf(nil, `{"event_id":%q,"timestamp":%q,"user_id":"u","campaign_id":"c","ad_format":"banner",`+
+		`"country":%q,"device":"ios","event_type":"impression","revenue":0.%03d}`, id, et.Format(time.RFC3339Nano), country, i%1000)
+}
+
+// produce appends records to the partition, in order.
+func (f *fixture) produce(rs ...rec) {
+	f.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers...), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer cl.Close()
+	var mu sync.Mutex
+	var failed error
+	for _, r := range rs {
+		i := len(f.recs)
+		f.recs = append(f.recs, r)
+		kr := &kgo.Record{Value: r.value(i), Timestamp: r.at, Partition: 0}
+		cl.Produce(context.Background(), kr, func(_ *kgo.Record, err error) {
+			mu.Lock()
+			failed = errors.Join(failed, err)
+			mu.Unlock()
+		})
+	}
+	if err := cl.Flush(context.Background()); err != nil {
+		f.t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if failed != nil {
+		f.t.Fatal(failed)
+	}
+}
+
+// span makes n records stamped evenly in [from, from+1m), bad every badEvery (0: none).
+func span(from time.Time, n, badEvery int) []rec {
+	out := make([]rec, n)
+	for i := range out {
+		out[i] = rec{at: from.Add(time.Duration(i) * time.Minute / time.Duration(n)), bad: badEvery > 0 && i%badEvery == badEvery-1}
+	}
+	return out
+}
+
+// want is what offsets [start, end) hold: their aggregate and their dead letters.
+func (f *fixture) want(start, end int64) (agg.Table, []int64) {
+	t, dead := agg.Table{}, []int64(nil)
+	var p event.Parser
+	for o := start; o < end; o++ {
+		ev, err := p.Parse(f.recs[o].value(int(o)))
+		if err != nil {
+			dead = append(dead, o)
+			continue
+		}
+		t.Add(&ev)
+	}
+	return t, dead
+}
+
+// checkDone asserts that the batch [start, end) of slot is done and exact:
+// ledger row balanced, partials equal to the records' aggregate, dead
+// letters stored for exactly the invalid offsets.
+func (f *fixture) checkDone(res Result, start, end int64) {
+	f.t.Helper()
+	wantT, wantDead := f.want(start, end)
+	id := ledger.BatchID{Topic: topic, Partition: 0, Slot: slot}
+	b, ok := f.ledger.row(id)
+	if !ok || !b.Done() {
+		f.t.Fatalf("ledger row %+v (found %v): not done", b, ok)
+	}
+	if b.Start != start || b.End != end || !b.Balanced() {
+		f.t.Fatalf("ledger row [%d,%d) events %d dead %d skipped %d; want plan [%d,%d) balanced", b.Start, b.End,
+			b.Events, b.DeadLetters, b.Skipped, start, end)
+	}
+	if res.Batch.Events != b.Events {
+		f.t.Fatalf("result says %d events, the ledger %d", res.Batch.Events, b.Events)
+	}
+	f.sink.mu.Lock()
+	got := f.sink.partials[id]
+	f.sink.mu.Unlock()
+	if d := agg.Diff(wantT, got); len(d) > 0 {
+		f.t.Fatalf("partials differ from the records of [%d,%d): %v", start, end, d)
+	}
+	var inPlan []int64
+	for _, o := range f.sink.deadOffsets() {
+		if o >= start && o < end {
+			inPlan = append(inPlan, o)
+		}
+	}
+	if !slices.Equal(inPlan, wantDead) || b.DeadLetters != uint64(len(wantDead)) {
+		f.t.Fatalf("dead letters %v (ledger %d), want %v", inPlan, b.DeadLetters, wantDead)
+	}
+}
+
+// eventually waits (bounded) until cond holds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,107 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rtbpipe/rtbpipe/internal/agg"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
+)
+
+// readPlan processes a planned batch from Kafka, resuming from the previous
+// attempt's progress when it can.
+func (p *Processor) readPlan(ctx context.Context, in Input, hb Heartbeat) (Result, error) {
+	r := p.newRun(in.Plan, hb, in.Plan.Start, false)
+	defer r.abort()
+	resumed := r.resume(ctx, in.Plan.End)
+	release, err := r.acquireRead(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer release()
+	return r.finish(ctx, in, in.Plan, time.Now(), resumed)
+}
+
+// acquireRead waits for a place among the worker's backlog reads
+// (Processor.Reads), heartbeating meanwhile.
+func (r *run) acquireRead(ctx context.Context) (release func(), err error) {
+	if r.p.Reads == nil {
+		return func() {}, nil
+	}
+	t := time.NewTicker(r.p.beatEvery())
+	defer t.Stop()
+	for {
+		select {
+		case r.p.Reads <- struct{}{}:
+			return func() { <-r.p.Reads }, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+			if err := r.beat(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// finish reads the rest of the plan into r and writes the outcome.
+func (r *run) finish(ctx context.Context, in Input, plan ledger.Batch, began time.Time, resumed int64) (Result, error) {
+	if err := r.readTo(ctx, plan.End); err != nil {
+		if errors.Is(err, kafka.ErrOffsetsGone) {
+			return Result{}, fmt.Errorf("%w (plan [%d,%d) of slot %s): recompute from the raw archive: %w",
+				ErrOffsetsGone, plan.Start, plan.End, plan.Slot.UTC().Format(time.RFC3339), err)
+		}
+		return Result{}, err
+	}
+	in.Plan = plan
+	res, err := r.p.record(ctx, in, r.outcome(plan), r.table, began)
+	res.Resumed = resumed
+	return res, err
+}
+
+// readTo reads the records up to end, then writes what is pending.
+func (r *run) readTo(ctx context.Context, end int64) error {
+	if r.st.Next < end {
+		err := kafka.ReadRange(ctx, r.p.Brokers, r.id.Topic, r.id.Partition, r.st.Next, end, func(m *kafka.Record) error {
+			return r.add(ctx, m)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if r.st.Next < end { // the range ended in offsets Kafka does not deliver
+		r.st.Skipped += uint64(end - r.st.Next)
+		r.st.Next = end
+	}
+	return r.flush(ctx)
+}
+
+// record writes a batch's partials, then its outcome to the ledger: the
+// ledger says done only once everything else is stored.
+//
+// The rows' version follows the ledger row the batch was given (its plan,
+// or the outcome of the run before), never only the clock: see ledger.After.
+func (p *Processor) record(ctx context.Context, in Input, done ledger.Batch, table agg.Table, began time.Time) (Result, error) {
+	version := ledger.After(in.Plan.Version)
+	if err := p.Sink.WritePartials(ctx, done.ID(), table, version); err != nil {
+		return Result{}, err
+	}
+	done.State = ledger.StateDone
+	windows := table.Windows()
+	done.Windows = uint32(len(windows))
+	done.FinishedAt = time.Now().UTC()
+	done.DurationMs = uint64(time.Since(began).Milliseconds())
+	done.WorkflowID, done.RunID, done.Attempt = in.WorkflowID, in.RunID, in.Attempt
+	done.Version = version
+	if err := p.Ledger.WriteBatches(ctx, []ledger.Batch{done}); err != nil {
+		return Result{}, err
+	}
+	res := Result{Batch: done}
+	for _, w := range windows {
+		res.Windows = append(res.Windows, time.Unix(w, 0).UTC())
+	}
+	return res, nil
+}

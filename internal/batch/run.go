@@ -1,0 +1,126 @@
+package batch
+
+import (
+	"bytes"
+	"context"
+	"time"
+
+	"github.com/rtbpipe/rtbpipe/internal/agg"
+	"github.com/rtbpipe/rtbpipe/internal/event"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
+	"github.com/rtbpipe/rtbpipe/internal/sink"
+)
+
+const (
+	defaultBeatEvery = 2 * time.Second
+	deadLetterFlush  = 1000
+	rawFlush         = 10_000
+)
+
+// run is one batch being read from Kafka: its counts, its aggregate and
+// the dead letters and raw events not yet written.
+type run struct {
+	p             *Processor
+	hb            Heartbeat
+	id            ledger.BatchID
+	slot, slotEnd time.Time
+	st            progress
+	table         agg.Table
+	dead          []sink.DeadLetter
+	raw           sink.RawBuffer // events not yet sent to the archive
+	ins           RawWriter      // the archive insert they go to
+	parser        event.Parser
+	// hold keeps dead letters and raw events in memory and out of
+	// heartbeats: a tailing batch whose start offset is a guess must not
+	// write rows in the name of offsets that may not be its own.
+	hold     bool
+	lastBeat time.Time
+	n        int
+}
+
+func (p *Processor) newRun(plan ledger.Batch, hb Heartbeat, start int64, hold bool) *run {
+	id := plan.ID()
+	return &run{p: p, hb: hb, id: id, slot: id.Slot, slotEnd: id.Slot.Add(time.Minute),
+		st: progress{Start: start, Next: start}, table: agg.Table{}, ins: p.Sink.NewRawWriter(),
+		parser: event.Parser{SkipIDs: !p.Raw}, hold: hold, lastBeat: time.Now()}
+}
+
+// add counts one record.
+func (r *run) add(ctx context.Context, m *kafka.Record) error {
+	st := &r.st
+	if m.Offset > st.Next {
+		st.Skipped += uint64(m.Offset - st.Next)
+	}
+	st.Next = m.Offset + 1
+	ev, err := r.parser.Parse(m.Value)
+	if err != nil {
+		reason, _ := event.IsInvalid(err)
+		r.dead = append(r.dead, sink.DeadLetter{Topic: r.id.Topic, Partition: r.id.Partition, Offset: m.Offset, Slot: r.slot,
+			LogTime: m.Timestamp, Reason: reason, Payload: bytes.Clone(m.Value)})
+		st.Dead++
+		if len(r.dead) >= deadLetterFlush && !r.hold {
+			return r.flush(ctx)
+		}
+	} else {
+		r.table.Add(&ev)
+		if r.p.Raw {
+			r.raw.Add(r.id, m.Offset, m.Timestamp, &ev)
+			if r.raw.Len() >= rawFlush && !r.hold {
+				if err := r.ins.Send(ctx, &r.raw); err != nil {
+					return err
+				}
+			}
+		}
+		st.Events++
+		switch {
+		case ev.Time.Before(r.slot):
+			st.Late++
+		case !ev.Time.Before(r.slotEnd):
+			st.Early++
+		}
+		if st.MinEventTime.IsZero() || ev.Time.Before(st.MinEventTime) {
+			st.MinEventTime = ev.Time
+		}
+		if ev.Time.After(st.MaxEventTime) {
+			st.MaxEventTime = ev.Time
+		}
+	}
+	if r.n++; r.n%64 == 0 && time.Since(r.lastBeat) >= r.p.beatEvery() {
+		return r.beat(ctx)
+	}
+	return nil
+}
+
+// full says that a held run should stop reading until its start is confirmed.
+func (r *run) full() bool { return len(r.dead) >= deadLetterFlush || r.raw.Len() >= rawFlush }
+
+// flush stores the dead letters and raw events read so far, unless held.
+func (r *run) flush(ctx context.Context) error {
+	if r.hold {
+		return nil
+	}
+	// The insert first, so that this never holds two connections at once.
+	if err := r.ins.Commit(ctx, &r.raw); err != nil {
+		return err
+	}
+	if err := r.p.Sink.WriteDeadLetters(ctx, r.dead); err != nil {
+		return err
+	}
+	r.dead = r.dead[:0]
+	return nil
+}
+
+// abort ends the run's archive insert, if one is open (an error ended the
+// run before its flush).
+func (r *run) abort() { r.ins.Abort() }
+
+// outcome is the plan with the run's counts.
+func (r *run) outcome(plan ledger.Batch) ledger.Batch {
+	done := plan
+	done.Events, done.LateEvents, done.EarlyEvents = r.st.Events, r.st.Late, r.st.Early
+	done.DeadLetters, done.Skipped = r.st.Dead, r.st.Skipped
+	done.MinEventTime, done.MaxEventTime = r.st.MinEventTime, r.st.MaxEventTime
+	done.Archived = r.p.Raw
+	return done
+}

@@ -1,0 +1,236 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
+)
+
+// How often a tailing batch asks the ledger about its plans: while its slot
+// runs (only to confirm its start), and once the slot has ended (for the
+// plan that ends it).
+const (
+	tailPollRunning = time.Second
+	tailPollEnded   = 100 * time.Millisecond
+)
+
+// errTailRestart stops a tailing read whose guessed start proved wrong.
+var errTailRestart = errors.New("tail: the start offset was a guess, and wrong")
+
+// tail processes the batch of a slot that is still running: it reads the
+// partition's records as they arrive, so that when the slot ends only its
+// last records remain to read.
+//
+// Exactness does not depend on any of this: the batch always ends as the
+// plan [Start, End) that the planner writes to the ledger after the slot's
+// end, and is read from Kafka again whenever what was read does not match
+// it. The start is the previous slot's plan end, or, until that plan
+// exists, a guess (the first offset at the slot's start) under which no row
+// is written (the run is held). Reading pauses at the first record stamped
+// at or after the slot's end (where the planner ends the plan), until the
+// plan is in the ledger.
+type tail struct {
+	p         *Processor
+	hb        Heartbeat
+	in        Input
+	began     time.Time
+	slot, end time.Time // the slot's minute [slot, end)
+
+	r         *run          // the read in progress, nil before a start is known
+	plan      *ledger.Batch // the slot's own plan, once the ledger has it
+	prevEnd   int64         // where the previous slot's plan ends ...
+	hasPrev   bool          // ... once the ledger has it
+	lastCheck time.Time
+}
+
+func (p *Processor) newTail(in Input, hb Heartbeat) *tail {
+	slot := in.Plan.Slot.UTC()
+	return &tail{p: p, hb: hb, in: in, began: time.Now(), slot: slot, end: slot.Add(time.Minute)}
+}
+
+// process tails the partition until the plan is known, then finishes the
+// batch as that plan says.
+func (t *tail) process(ctx context.Context) (Result, error) {
+	defer func() {
+		if t.r != nil {
+			t.r.abort()
+		}
+	}()
+	if err := t.check(ctx, true); err != nil {
+		return Result{}, err
+	}
+	for {
+		var resumed int64
+		switch {
+		case t.plan != nil: // planned before anything was read: an ordinary batch
+			t.in.Plan = *t.plan
+			return t.p.readPlan(ctx, t.in, t.hb)
+		case t.hasPrev: // the start is known: the previous plan's end
+			t.r = t.p.newRun(t.in.Plan, t.hb, t.prevEnd, false)
+			resumed = t.r.resume(ctx, 0)
+		default: // a guess, held until the ledger confirms it
+			off, found, err := kafka.OffsetForTime(t.p.Kafka, t.in.Plan.Topic, t.in.Plan.Partition, t.slot)
+			if err != nil {
+				return Result{}, err
+			}
+			if !found {
+				if err := t.wait(ctx); err != nil {
+					return Result{}, err
+				}
+				continue
+			}
+			t.r = t.p.newRun(t.in.Plan, t.hb, off, true)
+		}
+		err := t.read(ctx)
+		if errors.Is(err, errTailRestart) {
+			slog.InfoContext(ctx, "tail: the guessed start was wrong, starting again", "topic", t.in.Plan.Topic,
+				"partition", t.in.Plan.Partition, "guess", t.r.st.Start)
+			t.r.abort()
+			t.r = nil // check refreshed what the ledger says before it refuted the guess
+			continue
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		plan := *t.plan
+		if t.r.st.Next > plan.End {
+			// Records past the plan's end were read (the partition was idle
+			// when it was planned): read the plan again from its start.
+			slog.InfoContext(ctx, "tail: read past the plan's end, reading the plan again", "topic", plan.Topic,
+				"partition", plan.Partition, "end", plan.End, "next", t.r.st.Next)
+			t.r.abort()
+			t.in.Plan = plan
+			return t.p.readPlan(ctx, t.in, t.hb)
+		}
+		res, err := t.r.finish(ctx, t.in, plan, t.began, resumed)
+		res.Tailed = err == nil
+		return res, err
+	}
+}
+
+// read reads records into the run as they arrive, until the slot's plan is
+// in the ledger. It pauses at the first record stamped at or after the
+// slot's end, and while a held run holds too much.
+func (t *tail) read(ctx context.Context) error {
+	r := t.r
+	for {
+		atEnd := false
+		err := kafka.Consume(ctx, t.p.Brokers, r.id.Topic, r.id.Partition, r.st.Next, tailPollEnded,
+			func(m *kafka.Record) error {
+				if t.plan != nil {
+					return kafka.ErrStop
+				}
+				if !m.Timestamp.Before(t.end) {
+					atEnd = true
+					return kafka.ErrStop
+				}
+				if r.hold && r.full() {
+					return kafka.ErrStop
+				}
+				return r.add(ctx, m)
+			},
+			func(int) error {
+				if err := t.check(ctx, false); err != nil {
+					return err
+				}
+				if t.plan != nil {
+					return kafka.ErrStop
+				}
+				if time.Since(r.lastBeat) >= r.p.beatEvery() {
+					return r.beat(ctx)
+				}
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+		for t.plan == nil && (atEnd || (r.hold && r.full())) {
+			if err := t.wait(ctx); err != nil {
+				return err
+			}
+		}
+		if t.plan != nil {
+			return nil
+		}
+	}
+}
+
+// wait heartbeats, pauses a poll interval, and asks the ledger again.
+func (t *tail) wait(ctx context.Context) error {
+	if t.r == nil {
+		t.hb.Record(ctx, alive)
+	} else if time.Since(t.r.lastBeat) >= t.p.beatEvery() {
+		if err := t.r.beat(ctx); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(tailPollEnded):
+		return t.check(ctx, true)
+	}
+}
+
+// check reads the ledger (at most once per poll interval unless forced)
+// and confirms or refutes the run's start: confirmed, a held run writes
+// what it held; refuted, errTailRestart.
+func (t *tail) check(ctx context.Context, force bool) error {
+	every := tailPollRunning
+	if time.Now().After(t.end) {
+		every = tailPollEnded
+	}
+	if !force && time.Since(t.lastCheck) < every {
+		return nil
+	}
+	t.lastCheck = time.Now()
+	if t.r != nil && t.r.ins.Open() {
+		// Store what the run sent before asking the ledger: a run never
+		// holds two connections at once.
+		if err := t.r.flush(ctx); err != nil {
+			return err
+		}
+	}
+	if t.lastCheck.After(t.in.TailUntil) {
+		return fmt.Errorf("%s/%d slot %s: no plan in the ledger by %s", t.in.Plan.Topic, t.in.Plan.Partition,
+			t.slot.Format(time.RFC3339), t.in.TailUntil.Format(time.RFC3339))
+	}
+	if err := t.readLedger(ctx); err != nil || t.r == nil {
+		return err
+	}
+	start, known := t.prevEnd, t.hasPrev
+	if t.plan != nil {
+		start, known = t.plan.Start, true
+	}
+	switch {
+	case !known:
+	case start != t.r.st.Start:
+		return errTailRestart
+	case t.r.hold:
+		t.r.hold = false // confirmed: write what was held
+		return t.r.flush(ctx)
+	}
+	return nil
+}
+
+// readLedger reads the plans of the slot and of the one before it.
+func (t *tail) readLedger(ctx context.Context) error {
+	bs, err := t.p.Ledger.PartitionPlans(ctx, t.in.Plan.Topic, t.in.Plan.Partition, t.slot.Add(-time.Minute), t.slot)
+	if err != nil {
+		return err
+	}
+	t.plan, t.hasPrev = nil, false
+	for i := range bs {
+		if bs[i].Slot.Equal(t.slot) {
+			t.plan = &bs[i]
+		} else {
+			t.prevEnd, t.hasPrev = bs[i].End, true
+		}
+	}
+	return nil
+}
