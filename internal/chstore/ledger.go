@@ -53,7 +53,12 @@ func (s *Store) queryBatches(ctx context.Context, where, orderLimit string, args
 
 // SlotBatches returns the plans of one slot, by partition.
 func (s *Store) SlotBatches(ctx context.Context, topic string, slot time.Time) (map[int32]ledger.Batch, error) {
-	bs, err := s.queryBatches(ctx, "topic = ? AND slot = ?", "", topic, slot.UTC())
+	return s.byPartition(ctx, "topic = ? AND slot = ?", topic, slot.UTC())
+}
+
+// byPartition returns the ledger rows matching where, one per partition.
+func (s *Store) byPartition(ctx context.Context, where string, args ...any) (map[int32]ledger.Batch, error) {
+	bs, err := s.queryBatches(ctx, where, "", args...)
 	if err != nil {
 		return nil, err
 	}

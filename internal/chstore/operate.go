@@ -59,16 +59,8 @@ func (s *Store) BatchesInRange(ctx context.Context, topic string, from, to time.
 
 // LatestPlans returns each partition's latest plan.
 func (s *Store) LatestPlans(ctx context.Context, topic string) (map[int32]ledger.Batch, error) {
-	bs, err := s.queryBatches(ctx, "topic = ? AND (kafka_partition, slot) IN (SELECT kafka_partition, max(slot) FROM "+
-		s.Table("batches")+" FINAL WHERE topic = ? GROUP BY kafka_partition)", "", topic, topic)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[int32]ledger.Batch, len(bs))
-	for _, b := range bs {
-		out[b.Partition] = b
-	}
-	return out, nil
+	return s.byPartition(ctx, "topic = ? AND (kafka_partition, slot) IN (SELECT kafka_partition, max(slot) FROM "+
+		s.Table("batches")+" FINAL WHERE topic = ? GROUP BY kafka_partition)", topic, topic)
 }
 
 // PartialEventsBySlot returns the events the partials hold per partition and
