@@ -7,6 +7,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/IBM/sarama"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 	"github.com/rtbpipe/rtbpipe/internal/reconcile"
@@ -69,17 +70,6 @@ func (a *Activities) FindBackfillSlots(ctx context.Context, in RangeInput) ([]ti
 	return out, nil
 }
 
-// Finding kinds of a reconciliation (internal/reconcile's).
-const (
-	FindMissing    = reconcile.Missing
-	FindNotDone    = reconcile.NotDone
-	FindUnbalanced = reconcile.Unaccounted
-	FindPartials   = reconcile.Partials
-	FindGap        = reconcile.Gap
-	FindOverlap    = reconcile.Overlap
-	FindBehind     = reconcile.Behind
-)
-
 // Finding is one thing a reconciliation found wrong.
 type Finding = reconcile.Finding
 
@@ -100,8 +90,7 @@ func (a *Activities) CheckRange(ctx context.Context, in CheckInput) (CheckReport
 	now := time.Now().UTC()
 	from, to := reconcile.Clip(in.From, in.To, now, in.Grace)
 	cutoff := reconcile.Cutoff(now, in.Grace)
-	rin := reconcile.Input{From: from, To: to, Now: now, Grace: in.Grace,
-		LogStart: map[int32]int64{}, AtCutoff: map[int32]int64{}}
+	rin := reconcile.Input{From: from, To: to, Now: now, Grace: in.Grace}
 	var err error
 	if rin.Partitions, err = kafka.Partitions(a.Kafka, in.Topic); err != nil {
 		return CheckReport{}, err
@@ -118,20 +107,22 @@ func (a *Activities) CheckRange(ctx context.Context, in CheckInput) (CheckReport
 	if rin.Latest, err = a.Ops.LatestPlans(ctx, in.Topic); err != nil {
 		return CheckReport{}, err
 	}
-	for _, p := range rin.Partitions {
-		bnd, err := kafka.PartitionBounds(a.Kafka, in.Topic, p)
-		if err != nil {
-			return CheckReport{}, err
+	// One request per partition leader for each: the log starts, the high
+	// watermarks, and the first offsets stamped at or after the cutoff.
+	if rin.LogStart, err = kafka.ListOffsets(a.Kafka, in.Topic, rin.Partitions, sarama.OffsetOldest); err != nil {
+		return CheckReport{}, err
+	}
+	if rin.AtCutoff, err = kafka.ListOffsets(a.Kafka, in.Topic, rin.Partitions, cutoff.UnixMilli()); err != nil {
+		return CheckReport{}, err
+	}
+	highs, err := kafka.ListOffsets(a.Kafka, in.Topic, rin.Partitions, sarama.OffsetNewest) // after: no lower than those found
+	if err != nil {
+		return CheckReport{}, err
+	}
+	for p, off := range rin.AtCutoff {
+		if off < 0 { // no record stamped at or after the cutoff yet
+			rin.AtCutoff[p] = highs[p]
 		}
-		off, found, err := kafka.OffsetForTime(a.Kafka, in.Topic, p, cutoff)
-		if err != nil {
-			return CheckReport{}, err
-		}
-		if !found {
-			off = bnd.End
-		}
-		rin.LogStart[p], rin.AtCutoff[p] = bnd.Start, off
-		activity.RecordHeartbeat(ctx, p)
 	}
 	rep := reconcile.Check(rin)
 	activity.RecordHeartbeat(ctx, len(rep.Findings))

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/rtbpipe/rtbpipe/activities"
+	"github.com/rtbpipe/rtbpipe/internal/reconcile"
 	"github.com/rtbpipe/rtbpipe/workflows"
 )
 
@@ -163,7 +164,7 @@ func TestReconcileRepairs(t *testing.T) {
 	e.deletePartials(t, "topic = ? AND slot = ?", topic, base.Add(time.Minute))
 
 	r := e.reconcile(t, topic, base, base.Add(5*time.Minute), false)
-	if findings(r, activities.FindMissing) != 0 || findings(r, activities.FindPartials) == 0 || len(r.Remaining) != len(r.Found) {
+	if findings(r, reconcile.Missing) != 0 || findings(r, reconcile.Partials) == 0 || len(r.Remaining) != len(r.Found) {
 		t.Fatalf("check only: %+v", r)
 	}
 	r = e.reconcile(t, topic, base, base.Add(5*time.Minute), true)
@@ -194,7 +195,7 @@ func TestReconcileFindsWorkNeverDone(t *testing.T) {
 	e.produce(t, topic, d.recs)
 	e.runSlot(t, topic, base)
 	r := e.reconcile(t, topic, base, base.Add(time.Minute), true)
-	if findings(r, activities.FindBehind) != 1 || len(r.Remaining) != 0 {
+	if findings(r, reconcile.Behind) != 1 || len(r.Remaining) != 0 {
 		t.Fatalf("%+v", r)
 	}
 	e.checkExact(t, topic, d.want)

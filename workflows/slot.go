@@ -85,13 +85,11 @@ func (in *SlotInput) validate() error {
 	if in.HeartbeatTimeout <= 0 {
 		in.HeartbeatTimeout = DefaultHeartbeatTimeout
 	}
-	switch in.Source {
-	case "":
-		in.Source = activities.SourceKafka
-	case activities.SourceKafka, activities.SourceRaw:
-	default:
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("source %q: want kafka or raw", in.Source), activities.ErrTypeBadInput, nil)
+	src, err := activities.ParseSource(string(in.Source))
+	if err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, nil)
 	}
+	in.Source = src
 	return nil
 }
 

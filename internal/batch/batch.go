@@ -143,15 +143,16 @@ func (p *Processor) beatEvery() time.Duration {
 // letters, raw rows and the ledger's outcome. Its output depends on the
 // offsets only, so any retry or rerun writes the same rows again.
 func (p *Processor) Process(ctx context.Context, in Input, hb Heartbeat) (Result, error) {
+	src, err := ParseSource(string(in.Source))
 	switch {
+	case err != nil:
+		return Result{}, err
 	case in.Tail:
 		return p.newTail(in, hb).process(ctx)
-	case in.Source == "", in.Source == SourceKafka:
-		return p.readPlan(ctx, in, hb)
-	case in.Source == SourceRaw:
+	case src == SourceRaw:
 		return p.fromArchive(ctx, in)
 	}
-	return Result{}, badInput("source %q: want kafka or raw", in.Source)
+	return p.readPlan(ctx, in, hb)
 }
 
 func badInput(format string, args ...any) error {
