@@ -72,3 +72,27 @@ func TestRawInsertRetryCountsOnce(t *testing.T) {
 		t.Fatalf("the archive holds %d events (%d in windows, revenue %d), want 3500 (revenue %d)", ro.Events, n, rev, 3500*1500)
 	}
 }
+
+// Every migration can be applied again, as after one interrupted half-way:
+// with its record gone, the whole schema is applied over itself (ClickHouse
+// 18.16 has no ADD COLUMN IF NOT EXISTS: the migrator skips a column that
+// exists).
+func TestMigrationsApplyAgain(t *testing.T) {
+	e := getEnv(t)
+	ctx := context.Background()
+	s := e.store.In(e.cfg.ClickHouseDatabase + "_migrate")
+	t.Cleanup(func() { _ = s.DropDatabase(ctx) })
+	if _, err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.Exec(ctx, "DROP TABLE "+e.cfg.ClickHouseDatabase+"_migrate.schema_migrations"); err != nil {
+		t.Fatal(err)
+	}
+	applied, err := s.Migrate(ctx)
+	if err != nil {
+		t.Fatalf("applying the migrations again: %v", err)
+	}
+	if len(applied) == 0 {
+		t.Fatal("nothing was applied again")
+	}
+}

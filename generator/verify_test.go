@@ -70,7 +70,7 @@ func readTopic(t *testing.T, brokers []string, topic string) topicContents {
 			}
 			c.table.Add(&ev)
 			return nil
-		})
+		}, nil)
 		cancel()
 		if err != nil {
 			t.Fatal(err)

@@ -158,7 +158,7 @@ func (a *app) reconcileCmd() *cobra.Command {
 		Use:   "reconcile --from <RFC3339> --to <RFC3339> [--repair] [--wait]",
 		Short: "Check that every offset of the slots in [from, to) was counted once; with --repair, heal what is not",
 		Long: "Checks, per slot and partition: plans contiguous (no gap, no overlap); every offset accounted\n" +
-			"for (events + dead letters + skipped = offsets); partials agree with the ledger; no slot missing;\n" +
+			"for (events + dead letters + markers + skipped = offsets); partials agree with the ledger; no slot missing;\n" +
 			"no record in Kafka older than the grace past the last plan. --repair reruns the slots concerned\n" +
 			"and checks again. Every run is recorded in rtb.reconciliation_runs.",
 		Args: cobra.NoArgs,

@@ -82,8 +82,8 @@ func printSlotResult(w io.Writer, r workflows.SlotResult) {
 		fmt.Fprintln(w, "  note:", r.Note)
 	}
 	for _, b := range r.Batches {
-		fmt.Fprintf(w, "  partition %d: offsets [%d,%d) %d events (%d late, %d early), %d dead letters, %d skipped, %d ms%s\n",
-			b.Partition, b.Start, b.End, b.Events, b.LateEvents, b.EarlyEvents, b.DeadLetters, b.Skipped, b.DurationMs,
+		fmt.Fprintf(w, "  partition %d: offsets [%d,%d) %d events (%d late, %d early), %d dead letters, %d markers, %d skipped, %d ms%s\n",
+			b.Partition, b.Start, b.End, b.Events, b.LateEvents, b.EarlyEvents, b.DeadLetters, b.Markers, b.Skipped, b.DurationMs,
 			map[bool]string{true: " (idle: planned to the high watermark)"}[b.Idle])
 	}
 }

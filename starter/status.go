@@ -34,17 +34,17 @@ func (a *app) statusCmd() *cobra.Command {
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 2, 2, ' ', tabwriter.AlignRight)
 				if perPartition {
-					fmt.Fprintln(tw, "slot\tpartition\tstart\tend\tstate\tevents\tlate\tearly\tdead\tskipped\twindows\tms\t")
+					fmt.Fprintln(tw, "slot\tpartition\tstart\tend\tstate\tevents\tlate\tearly\tdead\tmarkers\tskipped\twindows\tms\t")
 					for _, b := range bs {
-						fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", b.Slot.Format("2006-01-02 15:04"), b.Partition,
-							b.Start, b.End, stateOf(b), b.Events, b.LateEvents, b.EarlyEvents, b.DeadLetters, b.Skipped, b.Windows, b.DurationMs)
+						fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", b.Slot.Format("2006-01-02 15:04"), b.Partition,
+							b.Start, b.End, stateOf(b), b.Events, b.LateEvents, b.EarlyEvents, b.DeadLetters, b.Markers, b.Skipped, b.Windows, b.DurationMs)
 					}
 					return tw.Flush()
 				}
-				fmt.Fprintln(tw, "slot\tpartitions\toffsets\tstate\tevents\tlate\tearly\tdead\tskipped\tduration ms\tfinished\t")
+				fmt.Fprintln(tw, "slot\tpartitions\toffsets\tstate\tevents\tlate\tearly\tdead\tmarkers\tskipped\tduration ms\tfinished\t")
 				for _, s := range summarise(bs) {
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.slot.Format("2006-01-02 15:04"), s.parts, s.offsets,
-						s.state, s.events, s.late, s.early, s.dead, s.skipped, s.maxMs, s.finished)
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.slot.Format("2006-01-02 15:04"), s.parts, s.offsets,
+						s.state, s.events, s.late, s.early, s.dead, s.markers, s.skipped, s.maxMs, s.finished)
 				}
 				return tw.Flush()
 			})
@@ -68,6 +68,7 @@ type slotSummary struct {
 	offsets                            int64
 	state                              string
 	events, late, early, dead, skipped uint64
+	markers                            uint64
 	maxMs                              uint64
 	finished                           string
 }
@@ -90,6 +91,7 @@ func summarise(bs []ledger.Batch) []slotSummary {
 		s.late += b.LateEvents
 		s.early += b.EarlyEvents
 		s.dead += b.DeadLetters
+		s.markers += b.Markers
 		s.skipped += b.Skipped
 		s.maxMs = max(s.maxMs, b.DurationMs)
 		if f := b.FinishedAt.Format("15:04:05"); b.State == ledger.StateDone && f > s.finished {

@@ -20,7 +20,8 @@ func (a *app) verifyCmd() *cobra.Command {
 		Short: "Compare ClickHouse with a generator manifest and say exactly what differs",
 		Long: "Compares every window and key of the manifest's topic (events and revenue, exact to the\n" +
 			"micro-unit), the dead letters against the malformed records, and checks that every offset\n" +
-			"of every processed batch is accounted for (events + dead letters + skipped = offsets).\n" +
+			"of every processed batch is accounted for (events + dead letters + transaction markers +\n" +
+			"skipped = offsets; skipped are offsets Kafka proved it will not deliver: aborted, compacted).\n" +
 			"Exit status 1 if anything differs.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -95,6 +96,8 @@ func verify(ctx context.Context, out io.Writer, store *chstore.Store, m *manifes
 	check("dead letters (malformed records)", uint64(m.Malformed), dead)
 	check("offsets produced / processed", uint64(m.Produced), lt.Offsets)
 	check("batches not accounted for", 0, lt.Unbalanced)
+	fmt.Fprintf(out, "  accounting: %d offsets = %d events + %d dead letters + %d transaction markers + %d skipped (aborted or compacted)\n",
+		lt.Offsets, lt.Events, lt.Dead, lt.Markers, lt.Skipped)
 	check("batches planned but not done", 0, lt.Pending)
 	return n, nil
 }

@@ -49,7 +49,8 @@ type SlotResult struct {
 	LateEvents  uint64 // events of windows before the slot's minute
 	EarlyEvents uint64 // events of windows after it
 	DeadLetters uint64
-	Skipped     uint64 // offsets Kafka did not deliver (transaction markers, compaction)
+	Markers     uint64 // transaction markers
+	Skipped     uint64 // offsets Kafka proved it will not deliver (aborted transactions, compaction)
 	Windows     []time.Time
 	NewPlans    int           // plans this run wrote (0 on a rerun)
 	PlanWait    time.Duration // time spent waiting for idle partitions
@@ -160,6 +161,7 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 		res.LateEvents += b.LateEvents
 		res.EarlyEvents += b.EarlyEvents
 		res.DeadLetters += b.DeadLetters
+		res.Markers += b.Markers
 		res.Skipped += b.Skipped
 		if b.Idle {
 			res.IdleParts = append(res.IdleParts, b.Partition)

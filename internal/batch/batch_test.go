@@ -341,3 +341,26 @@ func TestHeartbeatsBoundedAndResumeWithManyKeys(t *testing.T) {
 	f.checkDone(res, 0, int64(len(rs)))
 	t.Logf("largest heartbeat: %d bytes for %d keys", hb.maxSize, len(f.sink.partials[res.Batch.ID()]))
 }
+
+// A batch over transactions counts what was committed, and accounts for
+// every offset: events + dead letters + markers + skipped (the aborted
+// records, proven by the markers after them) = offsets.
+func TestTransactionalBatchAccountsForEveryOffset(t *testing.T) {
+	f := newFixture(t)
+	f.produceTxn(true, span(slot, 10, 4)...) // 0-9 (dead letters at 3, 7), marker 10
+	aborted := span(slot, 5, 0)
+	for i := range aborted {
+		aborted[i].aborted = true
+	}
+	f.produceTxn(false, aborted...)          // 11-15, marker 16
+	f.produceTxn(true, span(slot, 10, 0)...) // 17-26, marker 27
+	res, err := f.processor().Process(testCtx(t), Input{Plan: plan(0, 28)}, &memBeat{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.checkDone(res, 0, 28)
+	b := res.Batch
+	if b.Events != 18 || b.DeadLetters != 2 || b.Markers != 3 || b.Skipped != 5 {
+		t.Fatalf("events %d, dead letters %d, markers %d, skipped %d; want 18, 2, 3, 5", b.Events, b.DeadLetters, b.Markers, b.Skipped)
+	}
+}

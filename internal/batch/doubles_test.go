@@ -225,6 +225,8 @@ type rec struct {
 	bad     bool      // not a valid event: a dead letter
 	evTime  time.Time // event time (default: at)
 	country string
+	marker  bool // a transaction's marker (added by produceTxn)
+	aborted bool // in a transaction that was aborted
 }
 
 type fixture struct {
@@ -278,12 +280,39 @@ func (r rec) value(i int) []byte {
 // produce appends records to the partition, in order.
 func (f *fixture) produce(rs ...rec) {
 	f.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers...), kgo.DefaultProduceTopic(topic),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl := f.producer()
+	defer cl.Close()
+	f.send(cl, rs)
+}
+
+// produceTxn appends records in one transaction, committed or aborted. The
+// transaction's marker takes an offset of its own after them.
+func (f *fixture) produceTxn(commit bool, rs ...rec) {
+	f.t.Helper()
+	cl := f.producer(kgo.TransactionalID("batch-test"))
+	defer cl.Close()
+	if err := cl.BeginTransaction(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.send(cl, rs)
+	if err := cl.EndTransaction(context.Background(), kgo.TransactionEndTry(commit)); err != nil {
+		f.t.Fatal(err)
+	}
+	f.recs = append(f.recs, rec{marker: true})
+}
+
+func (f *fixture) producer(opts ...kgo.Opt) *kgo.Client {
+	f.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(f.brokers...), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner())}, opts...)...)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	defer cl.Close()
+	return cl
+}
+
+func (f *fixture) send(cl *kgo.Client, rs []rec) {
+	f.t.Helper()
 	var mu sync.Mutex
 	var failed error
 	for _, r := range rs {
@@ -320,6 +349,9 @@ func (f *fixture) want(start, end int64) (agg.Table, []int64) {
 	t, dead := agg.Table{}, []int64(nil)
 	var p event.Parser
 	for o := start; o < end; o++ {
+		if f.recs[o].marker || f.recs[o].aborted {
+			continue
+		}
 		ev, err := p.Parse(f.recs[o].value(int(o)))
 		if err != nil {
 			dead = append(dead, o)

@@ -36,11 +36,15 @@ func (p *Processor) fromArchive(ctx context.Context, in Input) (Result, error) {
 	done := plan
 	done.Events, done.LateEvents, done.EarlyEvents, done.DeadLetters = ro.Events, ro.Late, ro.Early, ro.DeadLetters
 	done.MinEventTime, done.MaxEventTime = ro.MinEventTime, ro.MaxEventTime
-	if ro.Events+ro.DeadLetters > uint64(plan.Offsets()) {
-		return Result{}, fmt.Errorf("%s/%d slot %s: the archive holds %d events and %d dead letters for %d offsets",
-			plan.Topic, plan.Partition, id.Slot.Format(time.RFC3339), ro.Events, ro.DeadLetters, plan.Offsets())
+	done.Markers = 0
+	if len(prev) > 0 {
+		done.Markers = prev[0].Markers // markers are not archived; the ledger counted them
 	}
-	done.Skipped = uint64(plan.Offsets()) - ro.Events - ro.DeadLetters
+	if ro.Events+ro.DeadLetters+done.Markers > uint64(plan.Offsets()) {
+		return Result{}, fmt.Errorf("%s/%d slot %s: the archive holds %d events and %d dead letters, and the ledger %d markers, for %d offsets",
+			plan.Topic, plan.Partition, id.Slot.Format(time.RFC3339), ro.Events, ro.DeadLetters, done.Markers, plan.Offsets())
+	}
+	done.Skipped = uint64(plan.Offsets()) - ro.Events - ro.DeadLetters - done.Markers
 	done.Archived = true
 	return p.record(ctx, in, done, table, began)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
@@ -62,17 +63,25 @@ func (r *run) finish(ctx context.Context, in Input, plan ledger.Batch, began tim
 	return res, err
 }
 
-// readTo reads the records up to end, then writes what is pending.
+// readTo reads the records up to end, then writes what is pending. While
+// the partition sends nothing, it keeps heartbeating: silence is waited for.
 func (r *run) readTo(ctx context.Context, end int64) error {
 	if r.st.Next < end {
 		err := kafka.ReadRange(ctx, r.p.Brokers, r.id.Topic, r.id.Partition, r.st.Next, end, func(m *kafka.Record) error {
 			return r.add(ctx, m)
+		}, func() error {
+			slog.InfoContext(ctx, "partition silent: waiting for the rest of the plan", "topic", r.id.Topic,
+				"partition", r.id.Partition, "next", r.st.Next, "end", end)
+			return r.beat(ctx)
 		})
 		if err != nil {
 			return err
 		}
 	}
-	if r.st.Next < end { // the range ended in offsets Kafka does not deliver
+	// ReadRange ended only once Kafka delivered an offset at or past end-1:
+	// what it did not deliver below it is proven undeliverable (aborted,
+	// compacted), and counted as skipped.
+	if r.st.Next < end {
 		r.st.Skipped += uint64(end - r.st.Next)
 		r.st.Next = end
 	}

@@ -16,6 +16,7 @@ type progress struct {
 	// Table is the aggregate of [Start, Next), compact (agg.MarshalBinary).
 	Table                              []byte
 	Events, Late, Early, Dead, Skipped uint64
+	Markers                            uint64
 	MinEventTime, MaxEventTime         time.Time
 	Windows                            int
 	// Archived: the events of [Start, Next) are in the raw archive. A

@@ -53,6 +53,10 @@ func (r *run) add(ctx context.Context, m *kafka.Record) error {
 		st.Skipped += uint64(m.Offset - st.Next)
 	}
 	st.Next = m.Offset + 1
+	if m.Attrs.IsControl() { // a transaction's marker: an offset, not an event
+		st.Markers++
+		return r.maybeBeat(ctx)
+	}
 	ev, err := r.parser.Parse(m.Value)
 	if err != nil {
 		reason, _ := event.IsInvalid(err)
@@ -86,6 +90,11 @@ func (r *run) add(ctx context.Context, m *kafka.Record) error {
 			st.MaxEventTime = ev.Time
 		}
 	}
+	return r.maybeBeat(ctx)
+}
+
+// maybeBeat heartbeats when one is due (checked every 64 records).
+func (r *run) maybeBeat(ctx context.Context) error {
 	if r.n++; r.n%64 == 0 && time.Since(r.lastBeat) >= r.p.beatEvery() {
 		return r.beat(ctx)
 	}
@@ -119,7 +128,7 @@ func (r *run) abort() { r.ins.Abort() }
 func (r *run) outcome(plan ledger.Batch) ledger.Batch {
 	done := plan
 	done.Events, done.LateEvents, done.EarlyEvents = r.st.Events, r.st.Late, r.st.Early
-	done.DeadLetters, done.Skipped = r.st.Dead, r.st.Skipped
+	done.DeadLetters, done.Markers, done.Skipped = r.st.Dead, r.st.Markers, r.st.Skipped
 	done.MinEventTime, done.MaxEventTime = r.st.MinEventTime, r.st.MaxEventTime
 	done.Archived = r.p.Raw
 	return done

@@ -5,6 +5,7 @@ package chstore
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -91,6 +92,12 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 			continue
 		}
 		for i, st := range m.Statements {
+			if done, err := s.columnAdded(ctx, st); err != nil || done {
+				if err != nil {
+					return nil, fmt.Errorf("migration %s, statement %d: %w", m.Name, i+1, err)
+				}
+				continue
+			}
 			if err := s.conn.Exec(ctx, st); err != nil {
 				return done, fmt.Errorf("migration %s, statement %d: %w", m.Name, i+1, err)
 			}
@@ -101,6 +108,25 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 		done = append(done, m.Name)
 	}
 	return done, nil
+}
+
+// addColumn matches "ALTER TABLE db.table ADD COLUMN name ...".
+var addColumn = regexp.MustCompile(`(?is)^\s*ALTER\s+TABLE\s+(\w+)\.(\w+)\s+ADD\s+COLUMN\s+(\w+)\s`)
+
+// columnAdded says whether st adds a column that already exists, so that a
+// migration interrupted after it can be applied again (ClickHouse 18.16 has
+// no ADD COLUMN IF NOT EXISTS).
+func (s *Store) columnAdded(ctx context.Context, st string) (bool, error) {
+	m := addColumn.FindStringSubmatch(st)
+	if m == nil {
+		return false, nil
+	}
+	var n uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?",
+		m[1], m[2], m[3]).Scan(&n); err != nil {
+		return false, fmt.Errorf("look up column %s.%s.%s: %w", m[1], m[2], m[3], err)
+	}
+	return n > 0, nil
 }
 
 // recordMigration inserts m into schema_migrations. Inserts go through

@@ -40,22 +40,22 @@ func (s *Store) PartitionProgress(ctx context.Context, topic string, p int32, ta
 
 // LedgerTotals sums a topic's batches.
 type LedgerTotals struct {
-	Batches, Unbalanced            uint64 // done batches; those whose offsets are not all accounted for
-	Offsets, Events, Dead, Skipped uint64 // of the done batches
-	Pending                        uint64 // batches planned but not done
+	Batches, Unbalanced                     uint64 // done batches; those whose offsets are not all accounted for
+	Offsets, Events, Dead, Markers, Skipped uint64 // of the done batches
+	Pending                                 uint64 // batches planned but not done
 }
 
 // LedgerTotals sums the ledger of topic: the done batches' offsets, events,
-// dead letters and skipped offsets, the done batches that do not balance,
+// dead letters, markers and skipped offsets, the done batches that do not balance,
 // and the batches not done.
 func (s *Store) LedgerTotals(ctx context.Context, topic string) (LedgerTotals, error) {
 	var t LedgerTotals
-	q := "SELECT countIf(state = ?), countIf(state = ? AND events + dead_letters + skipped_offsets != end_offset - start_offset), " +
+	q := "SELECT countIf(state = ?), countIf(state = ? AND events + dead_letters + control_markers + skipped_offsets != end_offset - start_offset), " +
 		"sumIf(end_offset - start_offset, state = ?), sumIf(events, state = ?), sumIf(dead_letters, state = ?), " +
-		"sumIf(skipped_offsets, state = ?), countIf(state != ?) FROM " + s.Table("batches") + " FINAL WHERE topic = ?"
-	args := append(slices.Repeat([]any{ledger.StateDone}, 7), topic) // every state above is "done"
+		"sumIf(control_markers, state = ?), sumIf(skipped_offsets, state = ?), countIf(state != ?) FROM " + s.Table("batches") + " FINAL WHERE topic = ?"
+	args := append(slices.Repeat([]any{ledger.StateDone}, 8), topic) // every state above is "done"
 	var offsets int64
-	if err := s.conn.QueryRow(ctx, q, args...).Scan(&t.Batches, &t.Unbalanced, &offsets, &t.Events, &t.Dead, &t.Skipped, &t.Pending); err != nil {
+	if err := s.conn.QueryRow(ctx, q, args...).Scan(&t.Batches, &t.Unbalanced, &offsets, &t.Events, &t.Dead, &t.Markers, &t.Skipped, &t.Pending); err != nil {
 		return t, fmt.Errorf("read ledger totals: %w", err)
 	}
 	t.Offsets = uint64(offsets)

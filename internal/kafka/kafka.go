@@ -107,9 +107,11 @@ func OffsetForTime(cl sarama.Client, topic string, p int32, t time.Time) (int64,
 }
 
 // ListOffsets returns each partition's offset for when: sarama.OffsetOldest
-// (the log start), sarama.OffsetNewest (the high watermark), or a time in
-// Unix milliseconds (the first offset stamped at or after it; -1 when there
-// is none yet). It asks each partition leader once for all its partitions:
+// (the log start), sarama.OffsetNewest (the last stable offset: the high
+// watermark, or below it the first offset of a transaction still open), or a
+// time in Unix milliseconds (the first offset stamped at or after it; -1
+// when there is none yet). Questions are asked read-committed, so that no
+// plan ends past the last stable offset. It asks each partition leader once for all its partitions:
 // a planner that asked per partition waited behind busy fetches 3x as often.
 // Like sarama's own GetOffset, it asks once more after refreshing the
 // topic's metadata, so that a moved leader is found.
@@ -138,6 +140,7 @@ func listOffsets(cl sarama.Client, topic string, parts []int32, when int64) (map
 		a := asks[b]
 		if a == nil {
 			a = &ask{req: sarama.NewOffsetRequest(cl.Config().Version)}
+			a.req.IsolationLevel = sarama.ReadCommitted
 			asks[b] = a
 		}
 		a.req.AddBlock(topic, p, when, 1)

@@ -56,3 +56,34 @@ func TestListOffsets(t *testing.T) {
 		t.Error("an unknown topic gave no error")
 	}
 }
+
+// The latest offset that plans may end at is the last stable offset: no
+// plan takes offsets of a transaction still open.
+func TestListOffsetsNewestIsTheLastStableOffset(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	prod := client(t, c.ListenAddrs(), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionalID("open"))
+	produce(t, client(t, c.ListenAddrs(), kgo.RecordPartitioner(kgo.ManualPartitioner())), 5) // 0-4, no transaction
+	if err := prod.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, prod, 3) // 5-7, in a transaction left open
+	cl, err := NewClient(c.ListenAddrs(), NewConfig("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got, err := ListOffsets(cl, topic, []int32{0}, sarama.OffsetNewest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != 5 {
+		t.Fatalf("newest offset %d, want the last stable offset 5 (the high watermark is 8)", got[0])
+	}
+	if err := prod.EndTransaction(context.Background(), kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+}

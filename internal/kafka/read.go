@@ -20,8 +20,8 @@ import (
 // Record is a record read from a partition.
 type Record = kgo.Record
 
-// idleCheck is how long a range read waits for a record before it asks
-// whether the rest of the range is undeliverable.
+// idleCheck is how long a range read waits for a record before it checks
+// that the partition is still there (and tells its caller it is idle).
 const idleCheck = 3 * time.Second
 
 // fetchBytes bounds one fetch response: large enough that the broker is not
@@ -53,6 +53,11 @@ func newReader(brokers []string, clientID, topic string, p int32, from int64) (*
 		kgo.ClientID(clientID),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(from)}}),
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()), // offsets gone are an error, never a silent jump
+		// Read committed: records of aborted transactions are not delivered,
+		// and nothing past the last stable offset is. Markers are delivered
+		// (as control records), so that every offset is accounted for.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 		kgo.FetchMaxBytes(fetchBytes),
 		kgo.FetchMaxPartitionBytes(fetchBytes),
 		kgo.FetchMaxWait(250*time.Millisecond),
@@ -144,12 +149,24 @@ func (r *reader) fetchError(err error) error {
 	return fmt.Errorf("read %s/%d from offset %d: %w", r.topic, r.partition, r.from, err)
 }
 
+// ErrLogTruncated says that a partition's high watermark fell below the
+// end of a range to read: the topic was recreated or truncated.
+var ErrLogTruncated = errors.New("the partition's log is shorter than the range")
+
 // ReadRange calls fn for every record of topic/p with offset in [from, to),
-// in offset order, over a connection of its own to brokers. Offsets that
-// Kafka does not deliver (transaction markers, compacted records) are
-// simply not seen; the caller counts them as the gap. fn may stop the read
-// early by returning an error.
-func ReadRange(ctx context.Context, brokers []string, topic string, p int32, from, to int64, fn func(*Record) error) error {
+// in offset order, over a connection of its own to brokers: data records
+// and, as control records (Attrs.IsControl), transaction markers. Reads are
+// read-committed, so records of aborted transactions are not delivered.
+//
+// It returns nil only once Kafka has proved the range complete: the record
+// at to-1 was delivered, or one at or past to was (every offset below it
+// that was not delivered is then known to be of an aborted transaction or
+// compacted away). Silence proves nothing: a broker that sends nothing is
+// waited for, however long, with idle (if not nil) called every idleCheck
+// while nothing arrives; the read ends with an error when the partition
+// cannot be reached or its log no longer reaches to, or when ctx ends. fn
+// may stop the read early by returning an error.
+func ReadRange(ctx context.Context, brokers []string, topic string, p int32, from, to int64, fn func(*Record) error, idle func() error) error {
 	if from >= to {
 		return nil
 	}
@@ -173,16 +190,17 @@ func ReadRange(ctx context.Context, brokers []string, topic string, p int32, fro
 		if seen > 0 {
 			return nil
 		}
-		// If the range ends in offsets Kafka never delivers (transaction
-		// markers, compacted records), no record at or past `to` may ever
-		// arrive: a silent partition whose high watermark is past `to` has
-		// nothing more to give.
+		// Fetches are retried without end; this is how a read learns that
+		// the partition is unreachable, or that its log was cut short.
 		hw, err := r.highWater(ctx)
 		if err != nil {
 			return err
 		}
-		if hw >= to {
-			return ErrStop
+		if hw < to {
+			return fmt.Errorf("read %s/%d [%d,%d): high watermark %d: %w", topic, p, from, to, hw, ErrLogTruncated)
+		}
+		if idle != nil {
+			return idle()
 		}
 		return nil
 	})

@@ -52,15 +52,26 @@ func ctxT(t *testing.T) context.Context {
 }
 
 func readAll(t *testing.T, brokers []string, from, to int64) ([]int64, error) {
+	got, _, err := readRange(t, brokers, from, to)
+	return got, err
+}
+
+// readRange reads [from, to): the offsets of its data records, and of its
+// control records (transaction markers).
+func readRange(t *testing.T, brokers []string, from, to int64) (data, control []int64, err error) {
 	var got []int64
-	err := ReadRange(ctxT(t), brokers, topic, 0, from, to, func(r *Record) error {
+	err = ReadRange(ctxT(t), brokers, topic, 0, from, to, func(r *Record) error {
+		if r.Attrs.IsControl() {
+			control = append(control, r.Offset)
+			return nil
+		}
 		if want := fmt.Sprintf("v%d", r.Offset); string(r.Value) != want {
 			t.Errorf("offset %d holds %q, want %q", r.Offset, r.Value, want)
 		}
 		got = append(got, r.Offset)
 		return nil
-	})
-	return got, err
+	}, nil)
+	return got, control, err
 }
 
 func TestReadRangeReadsExactlyTheRange(t *testing.T) {
@@ -83,9 +94,9 @@ func TestReadRangeReadsExactlyTheRange(t *testing.T) {
 	}
 }
 
-// A range that ends in a transaction marker, which Kafka never delivers,
-// still ends: the partition's high watermark says nothing more will come.
-func TestReadRangeEndsInUndeliveredOffsets(t *testing.T) {
+// A range that ends in a transaction marker ends with it: markers are
+// delivered (as control records), so that the range's end is seen.
+func TestReadRangeEndsInAMarker(t *testing.T) {
 	brokers := cluster(t)
 	cl := client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionalID("x"))
 	ctx := ctxT(t)
@@ -96,12 +107,85 @@ func TestReadRangeEndsInUndeliveredOffsets(t *testing.T) {
 	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
-	got, err := readAll(t, brokers, 0, 4) // offset 3 is the commit marker
+	got, markers, err := readRange(t, brokers, 0, 4) // offset 3 is the commit marker
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 {
-		t.Fatalf("read %v, want offsets 0..2", got)
+	if len(got) != 3 || len(markers) != 1 || markers[0] != 3 {
+		t.Fatalf("read %v and markers %v, want offsets 0..2 and the marker at 3", got, markers)
+	}
+}
+
+// Reads are read-committed: records of an aborted transaction are never
+// delivered, and the markers are, so that every offset is accounted for.
+func TestReadRangeSkipsAbortedTransactions(t *testing.T) {
+	brokers := cluster(t)
+	cl := client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionalID("x"))
+	ctx := ctxT(t)
+	txn := func(n int, commit kgo.TransactionEndTry, value string) {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for range n {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(value), Partition: 0}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cl.EndTransaction(ctx, commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txn(10, kgo.TryCommit, "ok")    // 0-9, marker 10
+	txn(5, kgo.TryAbort, "aborted") // 11-15, marker 16
+	txn(10, kgo.TryCommit, "ok")    // 17-26, marker 27
+	var data, markers int
+	err := ReadRange(ctx, brokers, topic, 0, 0, 28, func(r *Record) error {
+		switch {
+		case r.Attrs.IsControl():
+			markers++
+		case string(r.Value) != "ok":
+			t.Errorf("offset %d: a record of an aborted transaction was delivered", r.Offset)
+		default:
+			data++
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data != 20 || markers != 3 {
+		t.Fatalf("read %d records and %d markers, want 20 and 3", data, markers)
+	}
+}
+
+// Silence is not the end of a range: a broker that answers its fetches
+// with nothing for longer than any idle check (a pause, a moving leader)
+// is waited for, and every record of the range is then delivered.
+func TestReadRangeWaitsOutASilentBroker(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	produce(t, client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner())), 100)
+	quietUntil := time.Now().Add(idleCheck + 2*time.Second)
+	c.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if time.Now().After(quietUntil) {
+			return nil, nil, false // speak again
+		}
+		c.KeepControl()
+		time.Sleep(50 * time.Millisecond)
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.Version = req.GetVersion()
+		return resp, nil, true // an empty answer: nothing to give yet
+	})
+	got, err := readAll(t, brokers, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 100 {
+		t.Fatalf("read %d of the range's 100 records: a silent broker ended the read", len(got))
 	}
 }
 
@@ -169,7 +253,7 @@ func TestReadEndsWithItsContext(t *testing.T) {
 	brokers := cluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	err := ReadRange(ctx, brokers, topic, 0, 0, 10, func(*Record) error { return nil })
+	err := ReadRange(ctx, brokers, topic, 0, 0, 10, func(*Record) error { return nil }, nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want the context's error, got %v", err)
 	}

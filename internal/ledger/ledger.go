@@ -34,7 +34,8 @@ type Batch struct {
 	LateEvents   uint64    `json:"late_events"`
 	EarlyEvents  uint64    `json:"early_events"`
 	DeadLetters  uint64    `json:"dead_letters"`
-	Skipped      uint64    `json:"skipped_offsets"`    // offsets Kafka did not deliver (transaction markers, compaction)
+	Markers      uint64    `json:"control_markers"`    // transaction markers (control records)
+	Skipped      uint64    `json:"skipped_offsets"`    // offsets Kafka proved it will not deliver: aborted transactions, compaction
 	Archived     bool      `json:"archived,omitempty"` // its valid events are in the raw archive
 	Windows      uint32    `json:"windows"`
 	MinEventTime time.Time `json:"min_event_time"`
@@ -60,8 +61,10 @@ func (b *Batch) Offsets() int64 { return b.End - b.Start }
 func (b *Batch) Done() bool { return b.State == StateDone }
 
 // Balanced says whether every offset of a done batch is accounted for:
-// events + dead letters + skipped = offsets.
-func (b *Batch) Balanced() bool { return int64(b.Events+b.DeadLetters+b.Skipped) == b.Offsets() }
+// events + dead letters + markers + skipped = offsets.
+func (b *Batch) Balanced() bool {
+	return int64(b.Events+b.DeadLetters+b.Markers+b.Skipped) == b.Offsets()
+}
 
 // Version returns a row version for a write made now: later writes win in
 // the ReplacingMergeTree tables.

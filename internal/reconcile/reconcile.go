@@ -20,7 +20,7 @@ import (
 const (
 	Missing     = "missing"     // an ended slot has no plan where the log has offsets no plan covers
 	NotDone     = "not-done"    // planned long ago, never finished
-	Unaccounted = "unaccounted" // events + dead letters + skipped != offsets
+	Unaccounted = "unaccounted" // events + dead letters + markers + skipped != offsets
 	Partials    = "partials"    // the partials' events disagree with the ledger
 	Gap         = "gap"         // plans not contiguous: offsets skipped
 	Overlap     = "overlap"     // plans overlap: offsets planned twice
@@ -142,8 +142,8 @@ func Check(in Input) Report {
 		case !b.Done() && in.Now.Sub(b.PlannedAt) > NotDoneAfter+in.Grace:
 			add(Finding{b.Slot, b.Partition, NotDone, fmt.Sprintf("planned at %s, never finished", b.PlannedAt.Format(time.RFC3339)), true})
 		case b.Done() && !b.Balanced():
-			add(Finding{b.Slot, b.Partition, Unaccounted, fmt.Sprintf("%d events + %d dead letters + %d skipped != %d offsets",
-				b.Events, b.DeadLetters, b.Skipped, b.Offsets()), true})
+			add(Finding{b.Slot, b.Partition, Unaccounted, fmt.Sprintf("%d events + %d dead letters + %d markers + %d skipped != %d offsets",
+				b.Events, b.DeadLetters, b.Markers, b.Skipped, b.Offsets()), true})
 		}
 	}
 	// Offsets before a partition's first plan that no plan covers.
