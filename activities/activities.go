@@ -3,6 +3,8 @@
 package activities
 
 import (
+	"time"
+
 	"github.com/IBM/sarama"
 
 	"github.com/rtbpipe/rtbpipe/internal/batch"
@@ -19,6 +21,15 @@ type Activities struct {
 	Batches *batch.Processor
 	// Ops is the store as backfill and reconciliation read and write it.
 	Ops OperateStore
+	// Clock is the wall clock planning reads; nil is time.Now. Tests set it.
+	Clock func() time.Time
+}
+
+func (a *Activities) now() time.Time {
+	if a.Clock != nil {
+		return a.Clock()
+	}
+	return time.Now()
 }
 
 // Error types that no retry can fix; the workflows see them as

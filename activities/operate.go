@@ -107,6 +107,9 @@ func (a *Activities) CheckRange(ctx context.Context, in CheckInput) (CheckReport
 	if rin.Latest, err = a.Ops.LatestPlans(ctx, in.Topic); err != nil {
 		return CheckReport{}, err
 	}
+	if rin.Seen, _, err = a.Ops.Neighbours(ctx, in.Topic, reconcile.SeenBefore(now, in.Grace)); err != nil {
+		return CheckReport{}, err
+	}
 	// One request per partition leader for each: the log starts, the high
 	// watermarks, and the first offsets stamped at or after the cutoff.
 	if rin.LogStart, err = kafka.ListOffsets(a.Kafka, in.Topic, rin.Partitions, sarama.OffsetOldest); err != nil {

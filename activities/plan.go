@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -60,7 +61,7 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 		return PlanResult{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("slot %s is not the start of a minute", slot.Format(time.RFC3339Nano)), ErrTypeBadInput, nil)
 	}
-	if d := time.Until(slotEnd); d > 0 && d < 5*time.Second {
+	if d := slotEnd.Sub(a.now()); d > 0 && d < 5*time.Second {
 		// A slot planned right at its end, by a clock a little behind.
 		select {
 		case <-ctx.Done():
@@ -68,7 +69,7 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 		case <-time.After(d):
 		}
 	}
-	if slotEnd.After(time.Now()) {
+	if slotEnd.After(a.now()) {
 		return PlanResult{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("slot %s has not ended yet", slot.Format(time.RFC3339)), ErrTypeBadInput, nil)
 	}
@@ -142,7 +143,7 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 		found bool
 	}
 	ends := make(map[int32]end, len(parts))
-	began := time.Now()
+	began := a.now()
 	// A partition is idle when nothing past the slot's end has arrived by
 	// the slot's end + IdleWait: a slot that ended long ago (a backfill, a
 	// catch-up) does not wait at all.
@@ -166,7 +167,7 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 				waiting++ // not ready: no record past the slot's end yet
 			}
 		}
-		if waiting == 0 || time.Now().After(deadline) {
+		if waiting == 0 || a.now().After(deadline) {
 			break
 		}
 		activity.RecordHeartbeat(ctx, waiting)
@@ -176,7 +177,7 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 		case <-time.After(pollEvery):
 		}
 	}
-	waited := time.Since(began)
+	waited := a.now().Sub(began)
 	// Bounds are read after the offsets above, so every end found is below
 	// the high watermark read here.
 	starts, err := kafka.ListOffsets(a.Kafka, in.Topic, parts, sarama.OffsetOldest)
@@ -187,7 +188,7 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 	if err != nil {
 		return nil, 0, err
 	}
-	now := time.Now().UTC()
+	now := a.now().UTC()
 	var out []ledger.Batch
 	for _, p := range parts {
 		pin := plan.Input{Topic: in.Topic, Partition: p, Slot: slot, LogStart: starts[p], HighWater: highs[p],
@@ -201,6 +202,11 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 		b, err := plan.Partition(pin)
 		if err != nil {
 			return nil, 0, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeTopicChanged, err)
+		}
+		if ends[p].found && b.End > ends[p].off {
+			slog.WarnContext(ctx, "plan: records appended before the slot ended are stamped at or after its end "+
+				"(a producer's clock ahead?): the plan takes them", "topic", in.Topic, "partition", p,
+				"slot", slot.Format(time.RFC3339), "stamped_end", ends[p].off, "end", b.End)
 		}
 		b.WorkflowID, b.Version = in.WorkflowID, ledger.Version()
 		out = append(out, b)

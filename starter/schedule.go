@@ -39,6 +39,15 @@ func (a *app) scheduleCmd() *cobra.Command {
 			if idleWait < 0 || recEvery < 0 || recLookback < 0 {
 				return fmt.Errorf("durations must not be negative")
 			}
+			w := idleWait
+			if w == 0 {
+				w = workflows.DefaultIdleWait
+			}
+			if grace+w >= time.Minute {
+				return fmt.Errorf("--grace (%s) + --idle-wait (%s) must be under 1m: each slot is planned within them "+
+					"after its minute, and a plan made before the next minute ends is what bounds how long a record "+
+					"stamped ahead of the clock waits (README: Guarantees)", grace, w)
+			}
 			tc, err := connect.Temporal(cmd.Context(), a.cfg, a.logger)
 			if err != nil {
 				return err

@@ -9,7 +9,7 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
 
-const batchColumns = `topic, kafka_partition, slot, start_offset, end_offset, idle, state, events, late_events,
+const batchColumns = `topic, kafka_partition, slot, start_offset, end_offset, idle, high_water, state, events, late_events,
  early_events, dead_letters, control_markers, skipped_offsets, archived, windows, min_event_time, max_event_time, planned_at, finished_at,
  duration_ms, workflow_id, run_id, attempt, version`
 
@@ -18,7 +18,7 @@ type scanner interface{ Scan(dest ...any) error }
 func scanBatch(r scanner) (ledger.Batch, error) {
 	var b ledger.Batch
 	var idle, archived uint8
-	err := r.Scan(&b.Topic, &b.Partition, &b.Slot, &b.Start, &b.End, &idle, &b.State, &b.Events, &b.LateEvents,
+	err := r.Scan(&b.Topic, &b.Partition, &b.Slot, &b.Start, &b.End, &idle, &b.HighWater, &b.State, &b.Events, &b.LateEvents,
 		&b.EarlyEvents, &b.DeadLetters, &b.Markers, &b.Skipped, &archived, &b.Windows, &b.MinEventTime, &b.MaxEventTime, &b.PlannedAt,
 		&b.FinishedAt, &b.DurationMs, &b.WorkflowID, &b.RunID, &b.Attempt, &b.Version)
 	b.Idle, b.Archived = idle == 1, archived == 1
@@ -113,7 +113,7 @@ func (s *Store) WriteBatches(ctx context.Context, bs []ledger.Batch) error {
 	}
 	defer batch.Abort()
 	for _, b := range bs {
-		if err := batch.Append(b.Topic, b.Partition, b.Slot.UTC(), b.Start, b.End, flag(b.Idle), b.State, b.Events, b.LateEvents,
+		if err := batch.Append(b.Topic, b.Partition, b.Slot.UTC(), b.Start, b.End, flag(b.Idle), b.HighWater, b.State, b.Events, b.LateEvents,
 			b.EarlyEvents, b.DeadLetters, b.Markers, b.Skipped, flag(b.Archived), b.Windows, sink.ClampTime(b.MinEventTime), sink.ClampTime(b.MaxEventTime),
 			sink.ClampTime(b.PlannedAt), sink.ClampTime(b.FinishedAt), b.DurationMs, b.WorkflowID, b.RunID, b.Attempt, b.Version); err != nil {
 			return fmt.Errorf("write ledger: %w", err)

@@ -29,6 +29,7 @@ type Batch struct {
 	Start        int64     `json:"start"`
 	End          int64     `json:"end"`
 	Idle         bool      `json:"idle,omitempty"` // planned to the high watermark: no record past the slot's end yet
+	HighWater    int64     `json:"high_water"`     // the partition's high watermark (last stable offset) when it was planned
 	State        string    `json:"state"`
 	Events       uint64    `json:"events"`
 	LateEvents   uint64    `json:"late_events"`

@@ -32,6 +32,16 @@ type Input struct {
 //   - End is the first offset stamped at or after the slot's end. A partition
 //     with no such record yet is idle: it is planned to the high watermark,
 //     and the next slot starts there.
+//   - End is never below the high watermark the previous plan saw, if that
+//     plan was made before this slot ended: those records were appended
+//     before the slot's end, whatever their timestamps say. Without this
+//     floor, one record stamped far ahead (a producer clock years fast,
+//     microseconds sent as milliseconds) would be the first offset stamped
+//     past every later slot's end, and every later plan would end at it.
+//     With it, a record appended at t is planned by about t + 2 minutes
+//     when slots are planned less than a minute after they end (see
+//     Floor). Membership stays by offset: which slot counts a record never
+//     changes the window its event goes to.
 //   - A slot planned after a later slot (a slot that never ran, planned by a
 //     backfill or reconciliation) only takes offsets between its neighbours,
 //     so it can never overlap them; usually that range is empty, because the
@@ -39,7 +49,9 @@ type Input struct {
 //   - A slot planned after missed slots takes their offsets too: the gap is
 //     never lost, it is counted in this slot.
 func Partition(in Input) (ledger.Batch, error) {
-	b := ledger.Batch{Topic: in.Topic, Partition: in.Partition, Slot: in.Slot, State: ledger.StatePlanned, PlannedAt: in.Now}
+	b := ledger.Batch{Topic: in.Topic, Partition: in.Partition, Slot: in.Slot, State: ledger.StatePlanned,
+		PlannedAt: in.Now, HighWater: in.HighWater}
+	floor := Floor(in.Prev, in.Slot)
 	if in.Next != nil {
 		b.Start = in.Next.Start
 		if in.Prev != nil {
@@ -47,7 +59,7 @@ func Partition(in Input) (ledger.Batch, error) {
 		}
 		b.End = in.Next.Start
 		if in.EndFound {
-			b.End = clamp(in.EndOffset, b.Start, in.Next.Start)
+			b.End = clamp(max(in.EndOffset, floor), b.Start, in.Next.Start)
 		}
 		return b, nil
 	}
@@ -61,11 +73,23 @@ func Partition(in Input) (ledger.Batch, error) {
 		}
 	}
 	if in.EndFound {
-		b.End = clamp(in.EndOffset, b.Start, in.HighWater)
+		b.End = clamp(max(in.EndOffset, floor), b.Start, in.HighWater)
 	} else {
 		b.End, b.Idle = in.HighWater, true
 	}
 	return b, nil
+}
+
+// Floor is the offset below which the plan of slot must end, given the
+// partition's previous plan: the high watermark that plan saw, when it was
+// made before slot ended (everything below it was appended before then),
+// else 0. A plan made after slot ended (a catch-up, a backfill) sets no
+// floor, so each minute's records stay in their own slot.
+func Floor(prev *ledger.Batch, slot time.Time) int64 {
+	if prev == nil || !prev.PlannedAt.Before(slot.Add(time.Minute)) {
+		return 0
+	}
+	return prev.HighWater
 }
 
 func clamp(v, lo, hi int64) int64 {

@@ -25,6 +25,7 @@ const (
 	Gap         = "gap"         // plans not contiguous: offsets skipped
 	Overlap     = "overlap"     // plans overlap: offsets planned twice
 	Behind      = "behind"      // Kafka holds records older than the grace past the last plan
+	Trailing    = "trailing"    // plans end below what Kafka held minutes ago (records stamped ahead)
 )
 
 // NotDoneAfter is how long after its planning, beyond the grace, a batch
@@ -75,6 +76,17 @@ type Input struct {
 	// AtCutoff is the first offset stamped at or after Cutoff(Now, Grace),
 	// or the high watermark when there is none.
 	AtCutoff map[int32]int64
+	// Seen is the latest plan of a slot before SeenBefore(Now, Grace): the
+	// high watermark it saw when it was made is what Kafka held then.
+	Seen map[int32]ledger.Batch
+}
+
+// SeenBefore is the slot before which Input.Seen's plans lie: two minutes
+// before the cutoff, so that a slot planned live (under a minute after it
+// ended) was planned over a minute before the cutoff, and every record it
+// saw should be in a plan (the floor, internal/plan) by now.
+func SeenBefore(now time.Time, grace time.Duration) time.Time {
+	return Cutoff(now, grace).Add(-2 * time.Minute)
 }
 
 // Report is what a check found.
@@ -103,7 +115,11 @@ type Report struct {
 //     after the partition's last plan, if Kafka holds records stamped before
 //     the cutoff past its end, or a partition without any plan holds such
 //     records (behind; its repair runs the slot just before the cutoff, which
-//     takes all those offsets).
+//     takes all those offsets); or, whatever their timestamps, if Kafka held
+//     them when a plan made over a minute before the cutoff was made
+//     (trailing: the plans do not keep up with the log, because records are
+//     stamped ahead of the clock and slots are not planned within a minute
+//     of their end, or the schedule stopped; the same repair).
 func Check(in Input) Report {
 	var rep Report
 	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
@@ -186,10 +202,17 @@ func Check(in Input) Report {
 	cutoff := Cutoff(in.Now, in.Grace)
 	for _, p := range in.Partitions {
 		off := in.AtCutoff[p]
+		seen, saw := in.Seen[p]
+		saw = saw && !seen.PlannedAt.After(cutoff.Add(-time.Minute))
 		switch b, ok := in.Latest[p]; {
 		case ok && b.End < off:
 			add(Finding{cutoff.Add(-time.Minute), p, Behind, fmt.Sprintf("records [%d,%d) stamped before %s are in no plan (last plan: slot %s)",
 				b.End, off, cutoff.Format(time.RFC3339), b.Slot.Format(time.RFC3339)), true})
+		case ok && saw && b.End < seen.HighWater:
+			add(Finding{cutoff.Add(-time.Minute), p, Trailing, fmt.Sprintf("records [%d,%d), in Kafka when slot %s was planned at %s, "+
+				"are in no plan (last plan: slot %s): stamped ahead of the clock, with slots planned a minute or more after they end, "+
+				"or the schedule stopped", b.End, seen.HighWater, seen.Slot.Format(time.RFC3339), seen.PlannedAt.Format(time.RFC3339),
+				b.Slot.Format(time.RFC3339)), true})
 		case !ok && in.LogStart[p] < off:
 			add(Finding{cutoff.Add(-time.Minute), p, Behind, fmt.Sprintf("records [%d,%d) stamped before %s are in no plan (the partition has none)",
 				in.LogStart[p], off, cutoff.Format(time.RFC3339)), true})

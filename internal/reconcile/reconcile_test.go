@@ -17,7 +17,7 @@ func slot(i int) time.Time { return t0.Add(time.Duration(i) * time.Minute) }
 // done is a processed, balanced plan of partition p for slot i.
 func done(p int32, i int, start, end int64) ledger.Batch {
 	return ledger.Batch{Topic: "t", Partition: p, Slot: slot(i), Start: start, End: end, State: ledger.StateDone,
-		Events: uint64(end - start), PlannedAt: slot(i + 1), FinishedAt: slot(i + 1).Add(time.Second)}
+		Events: uint64(end - start), PlannedAt: slot(i + 1), FinishedAt: slot(i + 1).Add(time.Second), HighWater: end}
 }
 
 // world builds an Input from the plans each partition has, as the activity
@@ -36,10 +36,11 @@ type world struct {
 func (w world) input() Input {
 	in := Input{From: slot(w.from), To: slot(w.to), Now: w.now, Grace: w.grace,
 		Prev: map[int32]ledger.Batch{}, Next: map[int32]ledger.Batch{}, Partials: map[int32]map[time.Time]uint64{},
-		Latest: map[int32]ledger.Batch{}, LogStart: map[int32]int64{}, AtCutoff: map[int32]int64{}}
+		Latest: map[int32]ledger.Batch{}, LogStart: map[int32]int64{}, AtCutoff: map[int32]int64{}, Seen: map[int32]ledger.Batch{}}
 	if in.Now.IsZero() {
 		in.Now = slot(w.to).Add(w.grace).Add(30 * time.Second)
 	}
+	seenBefore := SeenBefore(in.Now, in.Grace)
 	for p, bs := range w.plans {
 		in.Partitions = append(in.Partitions, p)
 		in.LogStart[p] = w.logStart[p]
@@ -61,6 +62,9 @@ func (w world) input() Input {
 				}
 			}
 			in.Latest[p], in.AtCutoff[p] = b, b.End
+			if b.Slot.Before(seenBefore) {
+				in.Seen[p] = b
+			}
 		}
 	}
 	for p, off := range w.atCutoff {
@@ -227,6 +231,29 @@ func TestCheck(t *testing.T) {
 				return bs[:4] // plans of slots -2..1
 			}), atCutoff: map[int32]int64{0: 100 + 7*10, 1: 100 + 7*10}},
 			want: []string{"behind p0@4 repairable", "behind p1@4 repairable"},
+		},
+		{
+			name: "trailing: plans stuck below what Kafka held minutes ago (a record stamped ahead)",
+			w: world{from: 0, to: 5, grace: grace, plans: twoParts(func(p int32, bs []ledger.Batch) []ledger.Batch {
+				if p == 1 {
+					for i := 1; i < 5; i++ { // empty plans, ending at a record stamped in 2099
+						b := at(bs, i)
+						b.Start, b.End, b.Events, b.HighWater = 130, 130, 0, int64(150+10*i)
+					}
+				}
+				return bs
+			})},
+			// the stamped offsets of the cutoff are where the plans end: only
+			// the high watermark the plan of slot 2 saw shows the stall
+			want: []string{"trailing p1@4 repairable"},
+		},
+		{
+			name: "not trailing: what a plan saw in the last minutes is the next slot's",
+			w: world{from: 0, to: 5, grace: grace, plans: twoParts(func(p int32, bs []ledger.Batch) []ledger.Batch {
+				at(bs, 3).HighWater += 7 // records the plan of slot 4 took
+				at(bs, 4).HighWater += 9 // records the next slot will take
+				return bs
+			})},
 		},
 		{
 			name: "an idle topic after its last plan: nothing",

@@ -1,0 +1,197 @@
+package activities
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
+)
+
+const planTopic = "plan-test"
+
+// memPlans is the ledger as the planner sees it, in memory.
+type memPlans struct {
+	mu sync.Mutex
+	bs map[int32]map[time.Time]ledger.Batch
+}
+
+func (m *memPlans) SlotBatches(_ context.Context, _ string, slot time.Time) (map[int32]ledger.Batch, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[int32]ledger.Batch{}
+	for p, slots := range m.bs {
+		if b, ok := slots[slot.UTC()]; ok {
+			out[p] = b
+		}
+	}
+	return out, nil
+}
+
+func (m *memPlans) Neighbours(_ context.Context, _ string, slot time.Time) (prev, next map[int32]ledger.Batch, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	prev, next = map[int32]ledger.Batch{}, map[int32]ledger.Batch{}
+	for p, slots := range m.bs {
+		for s, b := range slots {
+			if pb, ok := prev[p]; s.Before(slot) && (!ok || s.After(pb.Slot)) {
+				prev[p] = b
+			}
+			if nb, ok := next[p]; s.After(slot) && (!ok || s.Before(nb.Slot)) {
+				next[p] = b
+			}
+		}
+	}
+	return prev, next, nil
+}
+
+func (m *memPlans) WriteBatches(_ context.Context, bs []ledger.Batch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, b := range bs {
+		if m.bs[b.Partition] == nil {
+			m.bs[b.Partition] = map[time.Time]ledger.Batch{}
+		}
+		m.bs[b.Partition][b.Slot.UTC()] = b
+	}
+	return nil
+}
+
+// planFixture is one partition on an in-process broker, a planner over an
+// in-memory ledger, and a clock the test sets.
+type planFixture struct {
+	t       *testing.T
+	brokers []string
+	a       *Activities
+	plans   *memPlans
+	clock   time.Time
+}
+
+func newPlanFixture(t *testing.T) *planFixture {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, planTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	sc, err := kafka.NewClient(c.ListenAddrs(), kafka.NewConfig("plan-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	f := &planFixture{t: t, brokers: c.ListenAddrs(), plans: &memPlans{bs: map[int32]map[time.Time]ledger.Batch{}}}
+	f.a = &Activities{Kafka: sc, Plans: f.plans, Clock: func() time.Time { return f.clock }}
+	return f
+}
+
+// produce appends one record per timestamp to partition 0, in order.
+func (f *planFixture) produce(stamps ...time.Time) {
+	f.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers...), kgo.DefaultProduceTopic(planTopic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, ts := range stamps {
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte("{}"), Timestamp: ts}).FirstErr(); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+// plan plans slot at the fixture's clock, as the planner activity.
+func (f *planFixture) plan(slot time.Time) ledger.Batch {
+	f.t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(f.a)
+	v, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: slot, IdleWait: time.Second})
+	if err != nil {
+		f.t.Fatalf("plan slot %s: %v", slot.Format("15:04"), err)
+	}
+	var res PlanResult
+	if err := v.Get(&res); err != nil || len(res.Batches) != 1 {
+		f.t.Fatalf("plan slot %s: %d plans, %v", slot.Format("15:04"), len(res.Batches), err)
+	}
+	return res.Batches[0]
+}
+
+func stamps(n int, at time.Time) []time.Time {
+	out := make([]time.Time, n)
+	for i := range out {
+		out[i] = at
+	}
+	return out
+}
+
+// A record stamped far in the future (a producer's clock years ahead, or
+// microseconds sent as milliseconds) is the first offset stamped at or after
+// every later slot's end: planned by timestamps alone, every later plan of
+// its partition would end at it, for ever. Every record must be planned
+// within a bounded time after it was appended, whatever its timestamp.
+func TestPlansDoNotStallBehindARecordStampedAhead(t *testing.T) {
+	f := newPlanFixture(t)
+	base := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	f.produce(stamps(10, base.Add(10*time.Second))...)  // offsets 0-9: slot base
+	f.produce(time.UnixMilli(base.UnixMicro()))         // offset 10: microseconds as milliseconds
+	f.produce(stamps(10, base.Add(70*time.Second))...)  // 11-20: slot base+1
+	f.produce(base.Add(-time.Hour))                     // 21: a clock an hour behind
+	f.produce(stamps(10, base.Add(130*time.Second))...) // 22-31: slot base+2
+	const inLog = 32
+
+	// Live: each slot is planned 5 s after its minute ends. Every offset
+	// was in the log when slot base was planned.
+	var plans []ledger.Batch
+	for i := range 4 {
+		slot := base.Add(time.Duration(i) * time.Minute)
+		f.clock = slot.Add(time.Minute + 5*time.Second)
+		plans = append(plans, f.plan(slot))
+	}
+	for i := 1; i < len(plans); i++ {
+		if plans[i].Start != plans[i-1].End {
+			t.Fatalf("plan %d starts at %d, the one before ends at %d", i, plans[i].Start, plans[i-1].End)
+		}
+	}
+	if plans[0].Start != 0 || plans[0].End != 10 {
+		t.Errorf("slot %s planned [%d,%d), want [0,10): its records are stamped in its minute",
+			base.Format("15:04"), plans[0].Start, plans[0].End)
+	}
+	// Appended before slot base+1 ended (slot base's plan saw them), so
+	// slot base+1 takes them, whatever their timestamps.
+	if got := plans[1].End; got != inLog {
+		t.Errorf("the plan of slot %s ends at %d, want %d: offsets [%d,%d), in the log since slot %s was planned, "+
+			"are in no plan after %d more slots (ends: %d %d %d %d): a record stamped ahead stalls the partition",
+			plans[1].Slot.Format("15:04"), got, inLog, got, inLog, base.Format("15:04"), len(plans)-1,
+			plans[0].End, plans[1].End, plans[2].End, plans[3].End)
+	}
+	if plans[1].HighWater != inLog {
+		t.Errorf("plan of slot %s records high watermark %d, want %d", plans[1].Slot.Format("15:04"), plans[1].HighWater, inLog)
+	}
+}
+
+// A catch-up (slots planned long after they ended, by a backfill or a
+// schedule that was down) keeps each minute's records in its own slot:
+// the high watermark a plan saw bounds only the slot that had not ended
+// when it was seen.
+func TestCatchUpPlansKeepEachMinute(t *testing.T) {
+	f := newPlanFixture(t)
+	base := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	for i := range 4 {
+		f.produce(stamps(5, base.Add(time.Duration(i)*time.Minute+time.Second))...)
+	}
+	f.clock = time.Now().UTC()
+	for i := range 3 {
+		slot := base.Add(time.Duration(i) * time.Minute)
+		b := f.plan(slot)
+		if b.Start != int64(5*i) || b.End != int64(5*i+5) {
+			t.Errorf("slot %s planned [%d,%d) long after it ended, want [%d,%d)", slot.Format("15:04"), b.Start, b.End, 5*i, 5*i+5)
+		}
+	}
+}
