@@ -25,7 +25,8 @@ func (a *Activities) ProcessBatch(ctx context.Context, in BatchInput) (BatchResu
 	for _, e := range []struct {
 		err  error
 		kind string
-	}{{batch.ErrOffsetsGone, ErrTypeOffsetsGone}, {batch.ErrNotArchived, ErrTypeNotArchived}, {batch.ErrBadInput, ErrTypeBadInput}} {
+	}{{batch.ErrOffsetsGone, ErrTypeOffsetsGone}, {batch.ErrNotArchived, ErrTypeNotArchived}, {batch.ErrBadInput, ErrTypeBadInput},
+		{batch.ErrTopicChanged, ErrTypeTopicChanged}} {
 		if errors.Is(err, e.err) {
 			return res, temporal.NewNonRetryableApplicationError(err.Error(), e.kind, err)
 		}

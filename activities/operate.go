@@ -32,6 +32,9 @@ type OperateStore interface {
 	PartialEventsBySlot(ctx context.Context, topic string, from, to time.Time) (map[int32]map[time.Time]uint64, error)
 	// RecordReconciliation stores a reconciliation's outcome.
 	RecordReconciliation(ctx context.Context, r reconcile.Record) error
+	// AdoptedTopicIDs returns the topic IDs an operator adopted for the
+	// topic (starter topic adopt).
+	AdoptedTopicIDs(ctx context.Context, topic string) (map[string]bool, error)
 }
 
 // RangeInput names a range of windows (or slots) of a topic.
@@ -126,6 +129,13 @@ func (a *Activities) CheckRange(ctx context.Context, in CheckInput) (CheckReport
 		if off < 0 { // no record stamped at or after the cutoff yet
 			rin.AtCutoff[p] = highs[p]
 		}
+	}
+	rin.HighWater = highs
+	if rin.TopicID, err = kafka.TopicID(a.Kafka, in.Topic); err != nil {
+		return CheckReport{}, err
+	}
+	if rin.Adopted, err = a.Ops.AdoptedTopicIDs(ctx, in.Topic); err != nil {
+		return CheckReport{}, err
 	}
 	rep := reconcile.Check(rin)
 	activity.RecordHeartbeat(ctx, len(rep.Findings))

@@ -24,6 +24,9 @@ type PlanLedger interface {
 	// the earliest plan after it.
 	Neighbours(ctx context.Context, topic string, slot time.Time) (prev, next map[int32]ledger.Batch, err error)
 	WriteBatches(ctx context.Context, bs []ledger.Batch) error
+	// AdoptedTopicIDs returns the topic IDs an operator adopted for the
+	// topic (starter topic adopt).
+	AdoptedTopicIDs(ctx context.Context, topic string) (map[string]bool, error)
 }
 
 // PlanInput asks for the plans of one slot.
@@ -143,6 +146,10 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 		found bool
 	}
 	ends := make(map[int32]end, len(parts))
+	topicID, err := kafka.TopicID(a.Kafka, in.Topic)
+	if err != nil {
+		return nil, 0, err
+	}
 	began := a.now()
 	// A partition is idle when nothing past the slot's end has arrived by
 	// the slot's end + IdleWait: a slot that ended long ago (a backfill, a
@@ -188,11 +195,22 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 	if err != nil {
 		return nil, 0, err
 	}
+	// The offsets above are of the topic ID read before them only if it
+	// is still the topic's ID now.
+	if id, err := kafka.TopicID(a.Kafka, in.Topic); err != nil {
+		return nil, 0, err
+	} else if id != topicID {
+		return nil, 0, fmt.Errorf("topic %s changed while it was planned (topic ID %s, then %s)", in.Topic, topicID, id)
+	}
+	adopted, err := a.adopted(ctx, in.Topic, topicID, prev, next)
+	if err != nil {
+		return nil, 0, err
+	}
 	now := a.now().UTC()
 	var out []ledger.Batch
 	for _, p := range parts {
 		pin := plan.Input{Topic: in.Topic, Partition: p, Slot: slot, LogStart: starts[p], HighWater: highs[p],
-			EndOffset: ends[p].off, EndFound: ends[p].found, Now: now}
+			EndOffset: ends[p].off, EndFound: ends[p].found, Now: now, TopicID: topicID, Adopted: adopted}
 		if b, ok := prev[p]; ok {
 			pin.Prev = &b
 		}
@@ -212,4 +230,20 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 		out = append(out, b)
 	}
 	return out, waited, nil
+}
+
+// adopted says whether topicID was adopted by an operator; it asks the
+// ledger only when a neighbouring plan was made for another topic ID.
+func (a *Activities) adopted(ctx context.Context, topic, topicID string, prev, next map[int32]ledger.Batch) (bool, error) {
+	other := false
+	for _, m := range []map[int32]ledger.Batch{prev, next} {
+		for _, b := range m {
+			other = other || b.OtherTopic(topicID)
+		}
+	}
+	if !other {
+		return false, nil
+	}
+	ids, err := a.Plans.AdoptedTopicIDs(ctx, topic)
+	return ids[topicID], err
 }

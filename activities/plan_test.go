@@ -2,12 +2,16 @@ package activities
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
@@ -18,8 +22,9 @@ const planTopic = "plan-test"
 
 // memPlans is the ledger as the planner sees it, in memory.
 type memPlans struct {
-	mu sync.Mutex
-	bs map[int32]map[time.Time]ledger.Batch
+	mu      sync.Mutex
+	bs      map[int32]map[time.Time]ledger.Batch
+	adopted map[string]bool
 }
 
 func (m *memPlans) SlotBatches(_ context.Context, _ string, slot time.Time) (map[int32]ledger.Batch, error) {
@@ -49,6 +54,12 @@ func (m *memPlans) Neighbours(_ context.Context, _ string, slot time.Time) (prev
 		}
 	}
 	return prev, next, nil
+}
+
+func (m *memPlans) AdoptedTopicIDs(context.Context, string) (map[string]bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.adopted, nil
 }
 
 func (m *memPlans) WriteBatches(_ context.Context, bs []ledger.Batch) error {
@@ -193,5 +204,73 @@ func TestCatchUpPlansKeepEachMinute(t *testing.T) {
 		if b.Start != int64(5*i) || b.End != int64(5*i+5) {
 			t.Errorf("slot %s planned [%d,%d) long after it ended, want [%d,%d)", slot.Format("15:04"), b.Start, b.End, 5*i, 5*i+5)
 		}
+	}
+}
+
+// recreate deletes the topic and creates it again under the same name, as
+// an operator (or a script) might: its offsets start again at 0.
+func (f *planFixture) recreate() {
+	f.t.Helper()
+	admin, err := sarama.NewClusterAdminFromClient(f.a.Kafka)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := admin.DeleteTopic(planTopic); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := admin.CreateTopic(planTopic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// A topic deleted and created again starts its offsets at 0. Once the new
+// log grows past the last plan's end, offsets below that end would be in
+// no plan, and the next plan would read records of the new log as if they
+// followed the old one. The planner must notice (Kafka's topic ID) and stop
+// with an error that says what happened and what to do.
+func TestPlanningARecreatedTopicStops(t *testing.T) {
+	f := newPlanFixture(t)
+	base := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	f.produce(stamps(10, base.Add(time.Second))...)
+	f.produce(base.Add(90 * time.Second)) // ends slot base at 10
+	f.clock = base.Add(time.Minute + 5*time.Second)
+	first := f.plan(base)
+	if first.End != 10 {
+		t.Fatalf("slot %s planned [%d,%d), want [0,10)", base.Format("15:04"), first.Start, first.End)
+	}
+
+	f.recreate()
+	f.produce(stamps(30, base.Add(70*time.Second))...) // the new log passes the old plan's end
+	f.produce(base.Add(3 * time.Minute))
+	f.clock = base.Add(2*time.Minute + 5*time.Second)
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(f.a)
+	v, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: base.Add(time.Minute), IdleWait: time.Second})
+	if err == nil {
+		var res PlanResult
+		_ = v.Get(&res)
+		t.Fatalf("the slot after the topic was recreated was planned %+v: offsets of the new log planned as the old one's", res.Batches)
+	}
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != ErrTypeTopicChanged || !ae.NonRetryable() {
+		t.Fatalf("got %v, want a non-retryable %s error", err, ErrTypeTopicChanged)
+	}
+	for _, want := range []string{"deleted and created again", "topic ID", "starter topic adopt"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q: %v", want, err)
+		}
+	}
+
+	// Adopted, the new incarnation is planned from its first offset.
+	id, err := kafka.TopicID(f.a.Kafka, planTopic)
+	if err != nil || id == "" || id == first.TopicID {
+		t.Fatalf("topic ID %q (%v), first plan's %q", id, err, first.TopicID)
+	}
+	f.plans.adopted = map[string]bool{id: true}
+	b := f.plan(base.Add(time.Minute))
+	if b.Start != 0 || b.End != 30 || b.TopicID != id {
+		t.Errorf("after adoption, slot %s planned [%d,%d) for topic ID %s, want [0,30) for %s",
+			b.Slot.Format("15:04"), b.Start, b.End, b.TopicID, id)
 	}
 }

@@ -110,6 +110,9 @@ var (
 	ErrOffsetsGone = errors.New("offsets no longer in Kafka")
 	ErrNotArchived = errors.New("not in the raw archive")
 	ErrBadInput    = errors.New("bad input")
+	// ErrTopicChanged: Kafka's topic has another topic ID than the plan
+	// was made for (deleted and created again).
+	ErrTopicChanged = errors.New("topic deleted and created again")
 )
 
 // Processor processes batches with what every batch of a worker shares.

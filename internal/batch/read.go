@@ -50,11 +50,19 @@ func (r *run) acquireRead(ctx context.Context) (release func(), err error) {
 
 // finish reads the rest of the plan into r and writes the outcome.
 func (r *run) finish(ctx context.Context, in Input, plan ledger.Batch, began time.Time, resumed int64) (Result, error) {
+	if err := r.p.sameTopic(plan); err != nil {
+		return Result{}, err
+	}
 	if err := r.readTo(ctx, plan.End); err != nil {
 		if errors.Is(err, kafka.ErrOffsetsGone) {
 			return Result{}, fmt.Errorf("%w (plan [%d,%d) of slot %s): recompute from the raw archive: %w",
 				ErrOffsetsGone, plan.Start, plan.End, plan.Slot.UTC().Format(time.RFC3339), err)
 		}
+		return Result{}, err
+	}
+	// The records read are the plan's only if the topic is still the one
+	// it was planned on.
+	if err := r.p.sameTopic(plan); err != nil {
 		return Result{}, err
 	}
 	in.Plan = plan
@@ -113,4 +121,24 @@ func (p *Processor) record(ctx context.Context, in Input, done ledger.Batch, tab
 		res.Windows = append(res.Windows, time.Unix(w, 0).UTC())
 	}
 	return res, nil
+}
+
+// sameTopic checks that Kafka's topic has the topic ID the plan was made
+// for (when both are known): a topic deleted and created again holds other
+// records at the plan's offsets.
+func (p *Processor) sameTopic(plan ledger.Batch) error {
+	if plan.TopicID == "" {
+		return nil
+	}
+	id, err := kafka.TopicID(p.Kafka, plan.Topic)
+	if err != nil {
+		return err
+	}
+	if id != "" && id != plan.TopicID {
+		return fmt.Errorf("%w: %s/%d slot %s was planned on topic ID %s, and Kafka's topic now has topic ID %s: "+
+			"its offsets [%d,%d) now mean other records; recompute the slot from the raw archive (--source raw), "+
+			"and see `starter topic adopt` for the new topic", ErrTopicChanged, plan.Topic, plan.Partition,
+			plan.Slot.UTC().Format(time.RFC3339), plan.TopicID, id, plan.Start, plan.End)
+	}
+	return nil
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
 
-const batchColumns = `topic, kafka_partition, slot, start_offset, end_offset, idle, high_water, state, events, late_events,
+const batchColumns = `topic, topic_id, kafka_partition, slot, start_offset, end_offset, idle, high_water, state, events, late_events,
  early_events, dead_letters, control_markers, skipped_offsets, archived, windows, min_event_time, max_event_time, planned_at, finished_at,
  duration_ms, workflow_id, run_id, attempt, version`
 
@@ -18,7 +18,7 @@ type scanner interface{ Scan(dest ...any) error }
 func scanBatch(r scanner) (ledger.Batch, error) {
 	var b ledger.Batch
 	var idle, archived uint8
-	err := r.Scan(&b.Topic, &b.Partition, &b.Slot, &b.Start, &b.End, &idle, &b.HighWater, &b.State, &b.Events, &b.LateEvents,
+	err := r.Scan(&b.Topic, &b.TopicID, &b.Partition, &b.Slot, &b.Start, &b.End, &idle, &b.HighWater, &b.State, &b.Events, &b.LateEvents,
 		&b.EarlyEvents, &b.DeadLetters, &b.Markers, &b.Skipped, &archived, &b.Windows, &b.MinEventTime, &b.MaxEventTime, &b.PlannedAt,
 		&b.FinishedAt, &b.DurationMs, &b.WorkflowID, &b.RunID, &b.Attempt, &b.Version)
 	b.Idle, b.Archived = idle == 1, archived == 1
@@ -113,7 +113,7 @@ func (s *Store) WriteBatches(ctx context.Context, bs []ledger.Batch) error {
 	}
 	defer batch.Abort()
 	for _, b := range bs {
-		if err := batch.Append(b.Topic, b.Partition, b.Slot.UTC(), b.Start, b.End, flag(b.Idle), b.HighWater, b.State, b.Events, b.LateEvents,
+		if err := batch.Append(b.Topic, b.TopicID, b.Partition, b.Slot.UTC(), b.Start, b.End, flag(b.Idle), b.HighWater, b.State, b.Events, b.LateEvents,
 			b.EarlyEvents, b.DeadLetters, b.Markers, b.Skipped, flag(b.Archived), b.Windows, sink.ClampTime(b.MinEventTime), sink.ClampTime(b.MaxEventTime),
 			sink.ClampTime(b.PlannedAt), sink.ClampTime(b.FinishedAt), b.DurationMs, b.WorkflowID, b.RunID, b.Attempt, b.Version); err != nil {
 			return fmt.Errorf("write ledger: %w", err)
@@ -130,4 +130,41 @@ func flag(b bool) uint8 {
 		return 1
 	}
 	return 0
+}
+
+// AdoptTopicID records that the topic's incarnation with this topic ID is
+// the one to plan from now on (ledger.Incarnation).
+func (s *Store) AdoptTopicID(ctx context.Context, in ledger.Incarnation) error {
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("topic_incarnations")+" (topic, topic_id, adopted_at, adopted_by, version)")
+	if err == nil {
+		defer b.Abort()
+		if err = b.Append(in.Topic, in.TopicID, in.AdoptedAt.UTC(), in.AdoptedBy, ledger.Version()); err == nil {
+			err = b.Send()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("adopt topic ID %s of %s: %w", in.TopicID, in.Topic, err)
+	}
+	return nil
+}
+
+// AdoptedTopicIDs returns the topic IDs adopted for the topic.
+func (s *Store) AdoptedTopicIDs(ctx context.Context, topic string) (map[string]bool, error) {
+	rows, err := s.conn.Query(ctx, "SELECT DISTINCT topic_id FROM "+s.Table("topic_incarnations")+" WHERE topic = ?", topic)
+	if err != nil {
+		return nil, fmt.Errorf("read adopted topic IDs of %s: %w", topic, err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read adopted topic IDs of %s: %w", topic, err)
+		}
+		out[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read adopted topic IDs of %s: %w", topic, err)
+	}
+	return out, nil
 }

@@ -168,3 +168,30 @@ func listOffsets(cl sarama.Client, topic string, parts []int32, when int64) (map
 	}
 	return out, nil
 }
+
+// TopicID returns the topic's ID, which Kafka (2.8 and later) gives a topic
+// when it is created: a topic deleted and created again under the same name
+// has a new one. It is "" when the broker gives none.
+func TopicID(cl sarama.Client, topic string) (string, error) {
+	b, err := cl.Controller()
+	if err != nil {
+		return "", fmt.Errorf("topic ID of %s: no broker: %w", topic, err)
+	}
+	res, err := b.GetMetadata(&sarama.MetadataRequest{Version: 10, Topics: []string{topic}})
+	if err != nil {
+		return "", fmt.Errorf("topic ID of %s: %w", topic, err)
+	}
+	for _, t := range res.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if t.Err != sarama.ErrNoError {
+			return "", fmt.Errorf("topic ID of %s: %w", topic, t.Err)
+		}
+		if t.Uuid == (sarama.Uuid{}) {
+			return "", nil
+		}
+		return t.Uuid.String(), nil
+	}
+	return "", fmt.Errorf("topic ID of %s: the broker did not answer for it", topic)
+}

@@ -24,6 +24,7 @@ type BatchID struct {
 // processed, its outcome.
 type Batch struct {
 	Topic        string    `json:"topic"`
+	TopicID      string    `json:"topic_id,omitempty"` // Kafka's ID of the topic it was planned for ("" if unknown)
 	Partition    int32     `json:"partition"`
 	Slot         time.Time `json:"slot"`
 	Start        int64     `json:"start"`
@@ -50,9 +51,26 @@ type Batch struct {
 	Version      uint64    `json:"version"`
 }
 
+// Incarnation is a topic ID an operator adopted for a topic that was
+// deleted and created again (starter topic adopt): plans of the new
+// incarnation start at its log start instead of refusing to follow the
+// old incarnation's plans.
+type Incarnation struct {
+	Topic, TopicID string
+	AdoptedAt      time.Time
+	AdoptedBy      string
+}
+
 // ID is the batch's identity.
 func (b *Batch) ID() BatchID {
 	return BatchID{Topic: b.Topic, Partition: b.Partition, Slot: b.Slot.UTC()}
+}
+
+// OtherTopic says whether the batch was planned for a topic ID other than
+// id (both known): on an incarnation of its topic since deleted and created
+// again.
+func (b *Batch) OtherTopic(id string) bool {
+	return b.TopicID != "" && id != "" && b.TopicID != id
 }
 
 // Offsets is the number of offsets in the plan.

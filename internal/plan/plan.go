@@ -22,6 +22,8 @@ type Input struct {
 	EndOffset int64         // first offset whose timestamp >= slot end ...
 	EndFound  bool          // ... if Kafka holds such a record
 	Now       time.Time     // for PlannedAt
+	TopicID   string        // Kafka's ID of the topic now ("" if the broker gives none)
+	Adopted   bool          // an operator adopted TopicID (starter topic adopt)
 }
 
 // Partition returns the plan [Start, End) of in.Partition for in.Slot.
@@ -48,9 +50,31 @@ type Input struct {
 //     later slot's batch already holds those offsets.
 //   - A slot planned after missed slots takes their offsets too: the gap is
 //     never lost, it is counted in this slot.
+//
+// The plan records the topic ID it was made for. A neighbour made for
+// another topic ID was made on a topic since deleted and created again,
+// whose offsets meant other records: planning stops with an error, unless
+// the operator adopted the new topic ID, after which its first plan starts
+// at the new log's start.
 func Partition(in Input) (ledger.Batch, error) {
-	b := ledger.Batch{Topic: in.Topic, Partition: in.Partition, Slot: in.Slot, State: ledger.StatePlanned,
+	b := ledger.Batch{Topic: in.Topic, TopicID: in.TopicID, Partition: in.Partition, Slot: in.Slot, State: ledger.StatePlanned,
 		PlannedAt: in.Now, HighWater: in.HighWater}
+	if in.Next != nil && in.Next.OtherTopic(in.TopicID) {
+		return b, fmt.Errorf("%s/%d: slot %s lies before plans made for topic ID %s, and Kafka's topic now has topic ID %s: "+
+			"the topic was deleted and created again, and its offsets now mean other records; "+
+			"recompute that slot from the raw archive (--source raw)", in.Topic, in.Partition, in.Slot.Format(time.RFC3339),
+			in.Next.TopicID, in.TopicID)
+	}
+	if in.Prev != nil && in.Prev.OtherTopic(in.TopicID) {
+		if !in.Adopted {
+			return b, fmt.Errorf("%s/%d: the topic was deleted and created again: its plans up to slot %s were made for topic ID %s, "+
+				"and Kafka's topic now has topic ID %s, whose offsets start again. Planning stops rather than read the new log "+
+				"as the old one's continuation; the windows written so far stay as they are. To process the new topic from its "+
+				"first offset, run `starter topic adopt --topic %s`; to recompute slots of the old topic, use --source raw",
+				in.Topic, in.Partition, in.Prev.Slot.Format(time.RFC3339), in.Prev.TopicID, in.TopicID, in.Topic)
+		}
+		in.Prev = nil // the adopted incarnation's first plan
+	}
 	floor := Floor(in.Prev, in.Slot)
 	if in.Next != nil {
 		b.Start = in.Next.Start
@@ -68,7 +92,8 @@ func Partition(in Input) (ledger.Batch, error) {
 		b.Start = in.Prev.End
 		if b.Start > in.HighWater {
 			return b, fmt.Errorf("%s/%d: the ledger's last plan (slot %s) ends at offset %d but Kafka's high watermark is %d: "+
-				"the topic was recreated or truncated; recompute from the raw archive", in.Topic, in.Partition,
+				"the log was truncated (records lost to an unclean leader election, or deleted), or the topic was created again "+
+				"on a broker that gives no topic IDs; recompute from the raw archive (--source raw)", in.Topic, in.Partition,
 				in.Prev.Slot.Format(time.RFC3339), b.Start, in.HighWater)
 		}
 	}

@@ -45,10 +45,28 @@ func TestPartition(t *testing.T) {
 	}
 }
 
-func TestPartitionTopicRecreated(t *testing.T) {
+func TestPartitionLogTruncated(t *testing.T) {
 	_, err := Partition(Input{Topic: "t", Slot: slot, Prev: batch(0, 400, -1), HighWater: 10, EndFound: false})
-	if err == nil || !strings.Contains(err.Error(), "recreated") {
+	if err == nil || !strings.Contains(err.Error(), "truncated") {
 		t.Fatalf("want a clear error, got %v", err)
+	}
+}
+
+func TestPartitionTopicRecreated(t *testing.T) {
+	prev := batch(0, 400, -1)
+	prev.TopicID = "old"
+	in := Input{Topic: "t", Slot: slot, Prev: prev, LogStart: 0, HighWater: 500, EndOffset: 450, EndFound: true, TopicID: "new"}
+	if _, err := Partition(in); err == nil || !strings.Contains(err.Error(), "deleted and created again") {
+		t.Fatalf("want a clear error, got %v", err)
+	}
+	in.Adopted = true
+	b, err := Partition(in)
+	if err != nil || b.Start != 0 || b.End != 450 || b.TopicID != "new" {
+		t.Fatalf("adopted: got [%d,%d) for %q, %v; want [0,450) for new", b.Start, b.End, b.TopicID, err)
+	}
+	in.Prev, in.Next = nil, prev
+	if _, err := Partition(in); err == nil || !strings.Contains(err.Error(), "raw archive") {
+		t.Fatalf("a slot before plans of the old topic: want a clear error, got %v", err)
 	}
 }
 

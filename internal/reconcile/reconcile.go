@@ -26,6 +26,8 @@ const (
 	Overlap     = "overlap"     // plans overlap: offsets planned twice
 	Behind      = "behind"      // Kafka holds records older than the grace past the last plan
 	Trailing    = "trailing"    // plans end below what Kafka held minutes ago (records stamped ahead)
+	Recreated   = "recreated"   // Kafka's topic has another topic ID than the plans: deleted and created again
+	Truncated   = "truncated"   // Kafka's high watermark is below the last plan's end: records lost
 )
 
 // NotDoneAfter is how long after its planning, beyond the grace, a batch
@@ -79,6 +81,10 @@ type Input struct {
 	// Seen is the latest plan of a slot before SeenBefore(Now, Grace): the
 	// high watermark it saw when it was made is what Kafka held then.
 	Seen map[int32]ledger.Batch
+
+	HighWater map[int32]int64 // the high watermark (last stable offset) now
+	TopicID   string          // Kafka's ID of the topic now ("" if the broker gives none)
+	Adopted   map[string]bool // topic IDs an operator adopted (starter topic adopt)
 }
 
 // SeenBefore is the slot before which Input.Seen's plans lie: two minutes
@@ -145,6 +151,10 @@ func Check(in Input) Report {
 		have[key{b.Partition, b.Slot.Unix()}] = true
 		if pb, ok := last[b.Partition]; ok {
 			switch {
+			case pb.OtherTopic(b.TopicID) && !in.Adopted[b.TopicID]:
+				add(Finding{b.Slot, b.Partition, Recreated, fmt.Sprintf("planned for topic ID %s after plans for topic ID %s (slot %s), "+
+					"which was never adopted", b.TopicID, pb.TopicID, pb.Slot.Format("15:04")), false})
+			case pb.OtherTopic(b.TopicID): // the adopted incarnation's first plan starts again
 			case b.Start > pb.End:
 				add(Finding{b.Slot, b.Partition, Gap, fmt.Sprintf("starts at %d, the plan of %s ends at %d: offsets [%d,%d) in no batch",
 					b.Start, pb.Slot.Format("15:04"), pb.End, pb.End, b.Start), false})
@@ -202,9 +212,23 @@ func Check(in Input) Report {
 	cutoff := Cutoff(in.Now, in.Grace)
 	for _, p := range in.Partitions {
 		off := in.AtCutoff[p]
+		b, ok := in.Latest[p]
 		seen, saw := in.Seen[p]
-		saw = saw && !seen.PlannedAt.After(cutoff.Add(-time.Minute))
-		switch b, ok := in.Latest[p]; {
+		saw = saw && !seen.PlannedAt.After(cutoff.Add(-time.Minute)) && !seen.OtherTopic(b.TopicID)
+		if ok && b.OtherTopic(in.TopicID) {
+			if !in.Adopted[in.TopicID] {
+				add(Finding{cutoff.Add(-time.Minute), p, Recreated, fmt.Sprintf("Kafka's topic has topic ID %s, its last plan "+
+					"(slot %s) was made for topic ID %s: the topic was deleted and created again, and no plan is made until "+
+					"`starter topic adopt` adopts the new one", in.TopicID, b.Slot.Format(time.RFC3339), b.TopicID), false})
+				continue
+			}
+			ok = false // the adopted incarnation has no plan yet
+		}
+		switch {
+		case ok && in.HighWater[p] < b.End:
+			add(Finding{cutoff.Add(-time.Minute), p, Truncated, fmt.Sprintf("Kafka's high watermark %d is below the end of "+
+				"the last plan (slot %s, offset %d): records were lost (an unclean leader election, or records deleted), "+
+				"or the topic was created again on a broker that gives no topic IDs", in.HighWater[p], b.Slot.Format(time.RFC3339), b.End), false})
 		case ok && b.End < off:
 			add(Finding{cutoff.Add(-time.Minute), p, Behind, fmt.Sprintf("records [%d,%d) stamped before %s are in no plan (last plan: slot %s)",
 				b.End, off, cutoff.Format(time.RFC3339), b.Slot.Format(time.RFC3339)), true})

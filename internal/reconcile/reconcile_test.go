@@ -31,6 +31,9 @@ type world struct {
 	plans    map[int32][]ledger.Batch // in slot order
 	logStart map[int32]int64
 	atCutoff map[int32]int64 // overrides
+	high     map[int32]int64 // overrides of the high watermark (default: AtCutoff)
+	topicID  string          // Kafka's topic ID now
+	adopted  map[string]bool
 }
 
 func (w world) input() Input {
@@ -69,6 +72,13 @@ func (w world) input() Input {
 	}
 	for p, off := range w.atCutoff {
 		in.AtCutoff[p] = off
+	}
+	in.TopicID, in.Adopted, in.HighWater = w.topicID, w.adopted, map[int32]int64{}
+	for p, off := range in.AtCutoff {
+		in.HighWater[p] = off
+	}
+	for p, off := range w.high {
+		in.HighWater[p] = off
 	}
 	slices.Sort(in.Partitions)
 	return in
@@ -254,6 +264,37 @@ func TestCheck(t *testing.T) {
 				at(bs, 4).HighWater += 9 // records the next slot will take
 				return bs
 			})},
+		},
+		{
+			name: "recreated: Kafka's topic has another topic ID than the last plans",
+			w: world{from: 0, to: 5, grace: grace, topicID: "new", plans: twoParts(func(p int32, bs []ledger.Batch) []ledger.Batch {
+				for i := range bs {
+					bs[i].TopicID = "old"
+				}
+				return bs
+			}), atCutoff: map[int32]int64{0: 3, 1: 500}},
+			// offsets of the new log are not compared with the old plans
+			want: []string{"recreated p0@4", "recreated p1@4"},
+		},
+		{
+			name: "an adopted incarnation: its first plans start again, no gap, overlap or finding",
+			w: world{from: 0, to: 5, grace: grace, topicID: "new", adopted: map[string]bool{"new": true},
+				plans: twoParts(func(p int32, bs []ledger.Batch) []ledger.Batch {
+					for i := range bs {
+						bs[i].TopicID = "old"
+					}
+					for i := 3; i < 5; i++ { // slots 3, 4 on the new topic, from offset 0
+						b := at(bs, i)
+						b.TopicID, b.Start, b.End = "new", int64(10*(i-3)), int64(10*(i-2))
+						b.HighWater = b.End
+					}
+					return bs
+				})},
+		},
+		{
+			name: "truncated: Kafka's high watermark below the last plan's end",
+			w:    world{from: 0, to: 5, grace: grace, plans: twoParts(nil), high: map[int32]int64{1: 100 + 7*10 - 4}},
+			want: []string{"truncated p1@4"},
 		},
 		{
 			name: "an idle topic after its last plan: nothing",
