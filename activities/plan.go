@@ -84,6 +84,9 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 	if err != nil {
 		return PlanResult{}, err
 	}
+	if err := a.stillFree(ctx, in.Topic, slot, newPlans); err != nil {
+		return PlanResult{}, err
+	}
 	if err := a.Plans.WriteBatches(ctx, newPlans); err != nil {
 		return PlanResult{}, err
 	}
@@ -246,4 +249,37 @@ func (a *Activities) adopted(ctx context.Context, topic, topicID string, prev, n
 	}
 	ids, err := a.Plans.AdoptedTopicIDs(ctx, topic)
 	return ids[topicID], err
+}
+
+// stillFree reads the ledger again right before new plans are written: the
+// planner workflow is the lock on a topic's plans, but an activity can
+// outlive its workflow (a timed-out attempt, a planner terminated by hand)
+// while another planner writes. A plan of the slot written meanwhile, or a
+// neighbour the new plans would not continue exactly or would overlap, is
+// an error; the retry plans from what the ledger holds then.
+func (a *Activities) stillFree(ctx context.Context, topic string, slot time.Time, plans []ledger.Batch) error {
+	now, err := a.Plans.SlotBatches(ctx, topic, slot)
+	if err != nil {
+		return err
+	}
+	prev, next, err := a.Plans.Neighbours(ctx, topic, slot)
+	if err != nil {
+		return err
+	}
+	for _, b := range plans {
+		where := fmt.Sprintf("%s/%d slot %s", topic, b.Partition, slot.Format(time.RFC3339))
+		if o, ok := now[b.Partition]; ok {
+			return fmt.Errorf("%s: planned meanwhile by %s as [%d,%d): not writing an overlapping plan [%d,%d)",
+				where, o.WorkflowID, o.Start, o.End, b.Start, b.End)
+		}
+		if p, ok := prev[b.Partition]; ok && !p.OtherTopic(b.TopicID) && p.End != b.Start {
+			return fmt.Errorf("%s: the plan of slot %s, written meanwhile by %s, ends at %d, not at %d where this plan starts: "+
+				"not writing a plan that would overlap it or leave a gap", where, p.Slot.Format(time.RFC3339), p.WorkflowID, p.End, b.Start)
+		}
+		if n, ok := next[b.Partition]; ok && n.Start < b.End {
+			return fmt.Errorf("%s: the plan of slot %s, written meanwhile by %s, starts at %d: not writing [%d,%d), which would overlap it",
+				where, n.Slot.Format(time.RFC3339), n.WorkflowID, n.Start, b.Start, b.End)
+		}
+	}
+	return nil
 }

@@ -25,6 +25,9 @@ type memPlans struct {
 	mu      sync.Mutex
 	bs      map[int32]map[time.Time]ledger.Batch
 	adopted map[string]bool
+	// afterNeighbours, if set, runs once after the first Neighbours read:
+	// another planner writing meanwhile.
+	afterNeighbours func()
 }
 
 func (m *memPlans) SlotBatches(_ context.Context, _ string, slot time.Time) (map[int32]ledger.Batch, error) {
@@ -52,6 +55,10 @@ func (m *memPlans) Neighbours(_ context.Context, _ string, slot time.Time) (prev
 				next[p] = b
 			}
 		}
+	}
+	if f := m.afterNeighbours; f != nil {
+		m.afterNeighbours = nil
+		f()
 	}
 	return prev, next, nil
 }
@@ -272,5 +279,41 @@ func TestPlanningARecreatedTopicStops(t *testing.T) {
 	if b.Start != 0 || b.End != 30 || b.TopicID != id {
 		t.Errorf("after adoption, slot %s planned [%d,%d) for topic ID %s, want [0,30) for %s",
 			b.Slot.Format("15:04"), b.Start, b.End, b.TopicID, id)
+	}
+}
+
+// The planner workflow is the lock on a topic's plans, but an activity can
+// outlive its workflow (a terminated parent, a timed-out attempt): another
+// planner may then write plans while this one computes. Right before
+// writing, the planner reads the neighbouring plans again and refuses a plan
+// that would overlap them.
+func TestPlannerRefusesAnOverlapWrittenMeanwhile(t *testing.T) {
+	f := newPlanFixture(t)
+	base := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	f.produce(stamps(10, base.Add(time.Second))...)
+	f.produce(stamps(10, base.Add(61*time.Second))...)
+	f.produce(stamps(10, base.Add(121*time.Second))...)
+	f.clock = time.Now().UTC()
+	first := f.plan(base)
+
+	// While the plan of slot base+1 is computed, another planner writes the
+	// plan of slot base+2 from where slot base's plan ends.
+	other := ledger.Batch{Topic: planTopic, Partition: 0, Slot: base.Add(2 * time.Minute), Start: first.End, End: 30,
+		State: ledger.StatePlanned, PlannedAt: f.clock, TopicID: first.TopicID}
+	f.plans.afterNeighbours = func() { f.plans.bs[0][other.Slot] = other }
+
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(f.a)
+	_, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: base.Add(time.Minute), IdleWait: time.Second})
+	f.plans.mu.Lock()
+	b, written := f.plans.bs[0][base.Add(time.Minute)]
+	f.plans.mu.Unlock()
+	if written {
+		t.Fatalf("slot %s planned [%d,%d) although the plan of slot %s, written meanwhile, holds [%d,%d): offsets planned twice",
+			b.Slot.Format("15:04"), b.Start, b.End, other.Slot.Format("15:04"), other.Start, other.End)
+	}
+	if err == nil || !strings.Contains(err.Error(), "overlap") {
+		t.Fatalf("got %v, want an error about the overlap", err)
 	}
 }

@@ -34,6 +34,11 @@ func planSlots(ctx workflow.Context, in PlannerInput) ([]activities.PlanResult, 
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		StaticSummary:         summary,
 		WorkflowRunTimeout:    time.Duration(len(in.Slots))*(in.IdleWait+time.Minute) + 30*time.Minute,
+		// The planner is the lock on the topic's plans: its end must not
+		// come with its parent's (a slot terminated or timed out) while its
+		// activity may still write. Abandoned, it finishes its writes, and
+		// only then can another planner start.
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 	})
 	backoff := 100 * time.Millisecond
 	deadline := workflow.Now(ctx).Add(plannerWaitMax)
