@@ -23,6 +23,22 @@ type Activities struct {
 	Ops OperateStore
 	// Clock is the wall clock planning reads; nil is time.Now. Tests set it.
 	Clock func() time.Time
+	// MaxBatchOffsets splits a slot's plan of a partition holding more
+	// offsets into sub-batches of at most this many (0: DefaultMaxBatchOffsets).
+	MaxBatchOffsets int64
+}
+
+// DefaultMaxBatchOffsets bounds a batch: a few seconds of reading, so that a
+// slot that takes a long history (a schedule's first slot, the slot after an
+// outage) runs as many batches in parallel, across workers, each resumed on
+// its own.
+const DefaultMaxBatchOffsets = 2_000_000
+
+func (a *Activities) maxBatchOffsets() int64 {
+	if a.MaxBatchOffsets > 0 {
+		return a.MaxBatchOffsets
+	}
+	return DefaultMaxBatchOffsets
 }
 
 func (a *Activities) now() time.Time {

@@ -18,10 +18,10 @@ import (
 
 // PlanLedger is the ledger as the planner reads and writes it.
 type PlanLedger interface {
-	// SlotBatches returns the plans of one slot, by partition.
-	SlotBatches(ctx context.Context, topic string, slot time.Time) (map[int32]ledger.Batch, error)
-	// Neighbours returns, per partition, the latest plan before slot and
-	// the earliest plan after it.
+	// SlotBatches returns the plans of one slot, by partition and sub-batch.
+	SlotBatches(ctx context.Context, topic string, slot time.Time) ([]ledger.Batch, error)
+	// Neighbours returns, per partition, the latest plan before slot (its
+	// last sub-batch) and the earliest plan after it (its first).
 	Neighbours(ctx context.Context, topic string, slot time.Time) (prev, next map[int32]ledger.Batch, err error)
 	WriteBatches(ctx context.Context, bs []ledger.Batch) error
 	// AdoptedTopicIDs returns the topic IDs an operator adopted for the
@@ -90,10 +90,7 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 	if err := a.Plans.WriteBatches(ctx, newPlans); err != nil {
 		return PlanResult{}, err
 	}
-	for _, b := range newPlans {
-		existing[b.Partition] = b
-	}
-	return sortedPlans(PlanResult{New: len(newPlans), Waited: waited, Complete: true}, existing), nil
+	return sortedPlans(PlanResult{New: len(newPlans), Waited: waited, Complete: true}, append(existing, newPlans...)), nil
 }
 
 // TopicPartitions lists the topic's partitions.
@@ -110,7 +107,7 @@ func (a *Activities) SlotPlans(ctx context.Context, in PlanInput) (PlanResult, e
 
 // existingPlans reads the slot's plans and, unless in.ExistingOnly, lists
 // the partitions that have none.
-func (a *Activities) existingPlans(ctx context.Context, in PlanInput, slot time.Time) (PlanResult, map[int32]ledger.Batch, []int32, error) {
+func (a *Activities) existingPlans(ctx context.Context, in PlanInput, slot time.Time) (PlanResult, []ledger.Batch, []int32, error) {
 	existing, err := a.Plans.SlotBatches(ctx, in.Topic, slot)
 	if err != nil {
 		return PlanResult{}, nil, nil, err
@@ -124,18 +121,21 @@ func (a *Activities) existingPlans(ctx context.Context, in PlanInput, slot time.
 	}
 	var missing []int32
 	for _, p := range parts {
-		if _, ok := existing[p]; !ok {
+		if !slices.ContainsFunc(existing, func(b ledger.Batch) bool { return b.Partition == p }) {
 			missing = append(missing, p)
 		}
 	}
 	return sortedPlans(PlanResult{Complete: len(missing) == 0}, existing), existing, missing, nil
 }
 
-func sortedPlans(res PlanResult, plans map[int32]ledger.Batch) PlanResult {
-	for _, b := range plans {
-		res.Batches = append(res.Batches, b)
-	}
-	slices.SortFunc(res.Batches, func(x, y ledger.Batch) int { return int(x.Partition - y.Partition) })
+func sortedPlans(res PlanResult, plans []ledger.Batch) PlanResult {
+	res.Batches = slices.Clone(plans)
+	slices.SortFunc(res.Batches, func(x, y ledger.Batch) int {
+		if x.Partition != y.Partition {
+			return int(x.Partition - y.Partition)
+		}
+		return int(x.Sub) - int(y.Sub)
+	})
 	return res
 }
 
@@ -230,7 +230,7 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 				"slot", slot.Format(time.RFC3339), "stamped_end", ends[p].off, "end", b.End)
 		}
 		b.WorkflowID, b.Version = in.WorkflowID, ledger.Version()
-		out = append(out, b)
+		out = append(out, plan.Split(b, a.maxBatchOffsets())...)
 	}
 	return out, waited, nil
 }
@@ -268,11 +268,14 @@ func (a *Activities) stillFree(ctx context.Context, topic string, slot time.Time
 	}
 	for _, b := range plans {
 		where := fmt.Sprintf("%s/%d slot %s", topic, b.Partition, slot.Format(time.RFC3339))
-		if o, ok := now[b.Partition]; ok {
+		if i := slices.IndexFunc(now, func(o ledger.Batch) bool { return o.Partition == b.Partition }); i >= 0 {
+			o := now[i]
 			return fmt.Errorf("%s: planned meanwhile by %s as [%d,%d): not writing an overlapping plan [%d,%d)",
 				where, o.WorkflowID, o.Start, o.End, b.Start, b.End)
 		}
-		if p, ok := prev[b.Partition]; ok && !p.OtherTopic(b.TopicID) && p.End != b.Start {
+		// Sub-batches of one plan are contiguous (plan.Split): only the
+		// first meets the previous plan.
+		if p, ok := prev[b.Partition]; ok && b.Sub == 0 && !p.OtherTopic(b.TopicID) && p.End != b.Start {
 			return fmt.Errorf("%s: the plan of slot %s, written meanwhile by %s, ends at %d, not at %d where this plan starts: "+
 				"not writing a plan that would overlap it or leave a gap", where, p.Slot.Format(time.RFC3339), p.WorkflowID, p.End, b.Start)
 		}

@@ -3,6 +3,8 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,37 +25,49 @@ const planTopic = "plan-test"
 // memPlans is the ledger as the planner sees it, in memory.
 type memPlans struct {
 	mu      sync.Mutex
-	bs      map[int32]map[time.Time]ledger.Batch
+	bs      []ledger.Batch
 	adopted map[string]bool
 	// afterNeighbours, if set, runs once after the first Neighbours read:
 	// another planner writing meanwhile.
 	afterNeighbours func()
 }
 
-func (m *memPlans) SlotBatches(_ context.Context, _ string, slot time.Time) (map[int32]ledger.Batch, error) {
+func (m *memPlans) SlotBatches(_ context.Context, _ string, slot time.Time) ([]ledger.Batch, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := map[int32]ledger.Batch{}
-	for p, slots := range m.bs {
-		if b, ok := slots[slot.UTC()]; ok {
-			out[p] = b
+	var out []ledger.Batch
+	for _, b := range m.bs {
+		if b.Slot.Equal(slot) {
+			out = append(out, b)
 		}
 	}
 	return out, nil
+}
+
+// plan returns partition p's plan of slot (its first sub-batch).
+func (m *memPlans) plan(p int32, slot time.Time) (ledger.Batch, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, b := range m.bs {
+		if b.Partition == p && b.Slot.Equal(slot) && b.Sub == 0 {
+			return b, true
+		}
+	}
+	return ledger.Batch{}, false
 }
 
 func (m *memPlans) Neighbours(_ context.Context, _ string, slot time.Time) (prev, next map[int32]ledger.Batch, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	prev, next = map[int32]ledger.Batch{}, map[int32]ledger.Batch{}
-	for p, slots := range m.bs {
-		for s, b := range slots {
-			if pb, ok := prev[p]; s.Before(slot) && (!ok || s.After(pb.Slot)) {
-				prev[p] = b
-			}
-			if nb, ok := next[p]; s.After(slot) && (!ok || s.Before(nb.Slot)) {
-				next[p] = b
-			}
+	before := func(x, y ledger.Batch) bool { return x.Slot.Before(y.Slot) || x.Slot.Equal(y.Slot) && x.Sub < y.Sub }
+	for _, b := range m.bs {
+		p := b.Partition
+		if pb, ok := prev[p]; b.Slot.Before(slot) && (!ok || before(pb, b)) {
+			prev[p] = b
+		}
+		if nb, ok := next[p]; b.Slot.After(slot) && (!ok || before(b, nb)) {
+			next[p] = b
 		}
 	}
 	if f := m.afterNeighbours; f != nil {
@@ -73,10 +87,12 @@ func (m *memPlans) WriteBatches(_ context.Context, bs []ledger.Batch) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, b := range bs {
-		if m.bs[b.Partition] == nil {
-			m.bs[b.Partition] = map[time.Time]ledger.Batch{}
+		i := slices.IndexFunc(m.bs, func(o ledger.Batch) bool { return o.ID() == b.ID() })
+		if i < 0 {
+			m.bs = append(m.bs, b)
+		} else {
+			m.bs[i] = b
 		}
-		m.bs[b.Partition][b.Slot.UTC()] = b
 	}
 	return nil
 }
@@ -103,7 +119,7 @@ func newPlanFixture(t *testing.T) *planFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sc.Close() })
-	f := &planFixture{t: t, brokers: c.ListenAddrs(), plans: &memPlans{bs: map[int32]map[time.Time]ledger.Batch{}}}
+	f := &planFixture{t: t, brokers: c.ListenAddrs(), plans: &memPlans{}}
 	f.a = &Activities{Kafka: sc, Plans: f.plans, Clock: func() time.Time { return f.clock }}
 	return f
 }
@@ -300,20 +316,61 @@ func TestPlannerRefusesAnOverlapWrittenMeanwhile(t *testing.T) {
 	// plan of slot base+2 from where slot base's plan ends.
 	other := ledger.Batch{Topic: planTopic, Partition: 0, Slot: base.Add(2 * time.Minute), Start: first.End, End: 30,
 		State: ledger.StatePlanned, PlannedAt: f.clock, TopicID: first.TopicID}
-	f.plans.afterNeighbours = func() { f.plans.bs[0][other.Slot] = other }
+	f.plans.afterNeighbours = func() { f.plans.bs = append(f.plans.bs, other) }
 
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(f.a)
 	_, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: base.Add(time.Minute), IdleWait: time.Second})
-	f.plans.mu.Lock()
-	b, written := f.plans.bs[0][base.Add(time.Minute)]
-	f.plans.mu.Unlock()
+	b, written := f.plans.plan(0, base.Add(time.Minute))
 	if written {
 		t.Fatalf("slot %s planned [%d,%d) although the plan of slot %s, written meanwhile, holds [%d,%d): offsets planned twice",
 			b.Slot.Format("15:04"), b.Start, b.End, other.Slot.Format("15:04"), other.Start, other.End)
 	}
 	if err == nil || !strings.Contains(err.Error(), "overlap") {
 		t.Fatalf("got %v, want an error about the overlap", err)
+	}
+}
+
+// A slot that takes a long history (a schedule created on a topic with
+// history, the slot after an outage) would be one batch per partition:
+// hours of work in one activity. Plans larger than MaxBatchOffsets are split
+// into sub-batches that still partition the log.
+func TestHugePlanIsSplitIntoSubBatches(t *testing.T) {
+	f := newPlanFixture(t)
+	f.a.MaxBatchOffsets = 300
+	base := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	f.produce(stamps(1000, base.Add(-time.Hour))...) // an hour of history before the first slot
+	f.produce(base.Add(90 * time.Second))            // ends slot base at 1000
+	f.clock = time.Now().UTC()
+
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(f.a)
+	v, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: base, IdleWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res PlanResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	next := int64(0)
+	for i, b := range res.Batches {
+		got = append(got, fmt.Sprintf("%d:[%d,%d)", b.Sub, b.Start, b.End))
+		if b.Start != next || b.Sub != uint32(i) || b.Offsets() > 300 || b.Offsets() == 0 {
+			t.Errorf("sub-batch %d is %d:[%d,%d), want sub %d from %d, of 1 to 300 offsets", i, b.Sub, b.Start, b.End, i, next)
+		}
+		next = b.End
+	}
+	if next != 1000 || len(res.Batches) != 4 {
+		t.Errorf("the plan of 1000 offsets is %v, want 4 sub-batches of at most 300 covering [0,1000)", got)
+	}
+	// Written so: a second call reads them back.
+	v, err = env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: base, IdleWait: time.Second})
+	var again PlanResult
+	if err != nil || v.Get(&again) != nil || len(again.Batches) != len(res.Batches) || again.New != 0 {
+		t.Errorf("read back %d plans (%d new), %v; want the same %d", len(again.Batches), again.New, err, len(res.Batches))
 	}
 }

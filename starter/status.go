@@ -34,10 +34,10 @@ func (a *app) statusCmd() *cobra.Command {
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 2, 2, ' ', tabwriter.AlignRight)
 				if perPartition {
-					fmt.Fprintln(tw, "slot\tpartition\tstart\tend\tstate\tevents\tlate\tearly\tdead\tmarkers\tskipped\twindows\tms\t")
+					fmt.Fprintln(tw, "slot\tpartition\tsub\tstart\tend\tstate\tevents\tlate\tearly\tdead\tmarkers\tskipped\twindows\tms\t")
 					for _, b := range bs {
-						fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", b.Slot.Format("2006-01-02 15:04"), b.Partition,
-							b.Start, b.End, stateOf(b), b.Events, b.LateEvents, b.EarlyEvents, b.DeadLetters, b.Markers, b.Skipped, b.Windows, b.DurationMs)
+						fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", b.Slot.Format("2006-01-02 15:04"), b.Partition,
+							b.Sub, b.Start, b.End, stateOf(b), b.Events, b.LateEvents, b.EarlyEvents, b.DeadLetters, b.Markers, b.Skipped, b.Windows, b.DurationMs)
 					}
 					return tw.Flush()
 				}
@@ -64,7 +64,7 @@ func stateOf(b ledger.Batch) string {
 
 type slotSummary struct {
 	slot                               time.Time
-	parts                              int
+	parts                              int // partitions, whatever their sub-batches
 	offsets                            int64
 	state                              string
 	events, late, early, dead, skipped uint64
@@ -82,7 +82,9 @@ func summarise(bs []ledger.Batch) []slotSummary {
 			s = &slotSummary{slot: b.Slot, state: ledger.StateDone}
 			by[b.Slot] = s
 		}
-		s.parts++
+		if b.Sub == 0 {
+			s.parts++ // a partition's plan split in sub-batches counts once
+		}
 		s.offsets += b.Offsets()
 		if b.State != ledger.StateDone {
 			s.state = b.State

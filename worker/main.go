@@ -56,8 +56,16 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		return fmt.Errorf("RTB_WORKER_HEARTBEAT: want a duration like 2s: %w", err)
 	}
 	fs.DurationVar(&beat, "heartbeat", beat, "how often a batch stores what it read and heartbeats its progress, from which a retry resumes (env RTB_WORKER_HEARTBEAT)")
+	maxOffsets, err := strconv.ParseInt(config.Env("RTB_MAX_BATCH_OFFSETS", strconv.Itoa(activities.DefaultMaxBatchOffsets)), 10, 64)
+	if err != nil {
+		return fmt.Errorf("RTB_MAX_BATCH_OFFSETS: want a number of offsets: %w", err)
+	}
+	fs.Int64Var(&maxOffsets, "max-batch-offsets", maxOffsets, "split a slot's plan of a partition larger than this into sub-batches that run in parallel (env RTB_MAX_BATCH_OFFSETS)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if maxOffsets < 1000 {
+		return fmt.Errorf("--max-batch-offsets must be at least 1000, got %d", maxOffsets)
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -127,12 +135,12 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	w.RegisterWorkflow(workflows.BackfillWorkflow)
 	w.RegisterWorkflow(workflows.ReconcileWorkflow)
 	w.RegisterWorkflow(workflows.ScheduledReconcileWorkflow)
-	w.RegisterActivity(&activities.Activities{Kafka: kc, Plans: store, Ops: store, Batches: &batch.Processor{
+	w.RegisterActivity(&activities.Activities{Kafka: kc, Plans: store, Ops: store, MaxBatchOffsets: maxOffsets, Batches: &batch.Processor{
 		Ledger: store, Sink: store, Archive: store, Kafka: kc, Brokers: cfg.KafkaBrokers, Raw: archive,
 		Reads: make(chan struct{}, reads), BeatEvery: beat}})
 
 	logger.Info("worker started", "task_queue", cfg.TaskQueue, "temporal", cfg.TemporalAddress,
-		"kafka", cfg.KafkaBrokers, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency, "reads", reads, "raw_archive", archive)
+		"kafka", cfg.KafkaBrokers, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency, "reads", reads, "raw_archive", archive, "max_batch_offsets", maxOffsets)
 	if err := w.Run(worker.InterruptCh()); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}

@@ -129,13 +129,20 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("processing %d batches", len(plan.Batches)))
 	futures := make([]workflow.Future, len(plan.Batches))
+	split := map[int32]bool{} // partitions whose plan is split into sub-batches
+	for _, b := range plan.Batches {
+		split[b.Partition] = split[b.Partition] || b.Sub > 0
+	}
 	for i, b := range plan.Batches {
-		if f, ok := tails[b.Partition]; ok {
+		if f, ok := tails[b.Partition]; ok && b.Sub == 0 { // a tail is its partition's first sub-batch
 			futures[i] = f
 			continue
 		}
-		actx := workflow.WithActivityOptions(ctx, batchOptions(in, 2*time.Hour,
-			fmt.Sprintf("%s/%d offsets [%d,%d)", b.Topic, b.Partition, b.Start, b.End)))
+		summary := fmt.Sprintf("%s/%d offsets [%d,%d)", b.Topic, b.Partition, b.Start, b.End)
+		if split[b.Partition] {
+			summary += fmt.Sprintf(" (sub-batch %d)", b.Sub)
+		}
+		actx := workflow.WithActivityOptions(ctx, batchOptions(in, 2*time.Hour, summary))
 		futures[i] = workflow.ExecuteActivity(actx, a.ProcessBatch, activities.BatchInput{
 			Plan: b, Source: in.Source, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID})
 	}

@@ -33,7 +33,7 @@ import (
 // Ledger is what a batch reads and writes in the ledger.
 type Ledger interface {
 	// PartitionPlans returns the plans of the topic's partition p for the
-	// slots from first to last, both included, in slot order.
+	// slots from first to last, both included, in slot and sub-batch order.
 	PartitionPlans(ctx context.Context, topic string, p int32, first, last time.Time) ([]ledger.Batch, error)
 	// WriteBatches writes ledger rows; a later version replaces an earlier.
 	WriteBatches(ctx context.Context, bs []ledger.Batch) error

@@ -218,18 +218,21 @@ func (t *tail) check(ctx context.Context, force bool) error {
 	return nil
 }
 
-// readLedger reads the plans of the slot and of the one before it.
+// readLedger reads the plans of the slot and of the one before it. A tail
+// is the batch of its slot's first sub-batch: a plan split in sub-batches
+// (plan.Split) has its others run as batches of their own.
 func (t *tail) readLedger(ctx context.Context) error {
 	bs, err := t.p.Ledger.PartitionPlans(ctx, t.in.Plan.Topic, t.in.Plan.Partition, t.slot.Add(-time.Minute), t.slot)
 	if err != nil {
 		return err
 	}
 	t.plan, t.hasPrev = nil, false
-	for i := range bs {
-		if bs[i].Slot.Equal(t.slot) {
+	for i := range bs { // by slot and sub-batch
+		switch {
+		case bs[i].Slot.Equal(t.slot) && bs[i].Sub == 0:
 			t.plan = &bs[i]
-		} else {
-			t.prevEnd, t.hasPrev = bs[i].End, true
+		case !bs[i].Slot.Equal(t.slot):
+			t.prevEnd, t.hasPrev = bs[i].End, true // the previous plan's last sub-batch
 		}
 	}
 	return nil

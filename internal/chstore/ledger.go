@@ -9,7 +9,7 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
 
-const batchColumns = `topic, topic_id, kafka_partition, slot, start_offset, end_offset, idle, high_water, state, events, late_events,
+const batchColumns = `topic, topic_id, kafka_partition, slot, sub, start_offset, end_offset, idle, high_water, state, events, late_events,
  early_events, dead_letters, control_markers, skipped_offsets, archived, windows, min_event_time, max_event_time, planned_at, finished_at,
  duration_ms, workflow_id, run_id, attempt, version`
 
@@ -18,7 +18,7 @@ type scanner interface{ Scan(dest ...any) error }
 func scanBatch(r scanner) (ledger.Batch, error) {
 	var b ledger.Batch
 	var idle, archived uint8
-	err := r.Scan(&b.Topic, &b.TopicID, &b.Partition, &b.Slot, &b.Start, &b.End, &idle, &b.HighWater, &b.State, &b.Events, &b.LateEvents,
+	err := r.Scan(&b.Topic, &b.TopicID, &b.Partition, &b.Slot, &b.Sub, &b.Start, &b.End, &idle, &b.HighWater, &b.State, &b.Events, &b.LateEvents,
 		&b.EarlyEvents, &b.DeadLetters, &b.Markers, &b.Skipped, &archived, &b.Windows, &b.MinEventTime, &b.MaxEventTime, &b.PlannedAt,
 		&b.FinishedAt, &b.DurationMs, &b.WorkflowID, &b.RunID, &b.Attempt, &b.Version)
 	b.Idle, b.Archived = idle == 1, archived == 1
@@ -51,20 +51,23 @@ func (s *Store) queryBatches(ctx context.Context, where, orderLimit string, args
 	return out, nil
 }
 
-// SlotBatches returns the plans of one slot, by partition.
-func (s *Store) SlotBatches(ctx context.Context, topic string, slot time.Time) (map[int32]ledger.Batch, error) {
-	return s.byPartition(ctx, "topic = ? AND slot = ?", topic, slot.UTC())
+// SlotBatches returns the plans of one slot, by partition and sub-batch.
+func (s *Store) SlotBatches(ctx context.Context, topic string, slot time.Time) ([]ledger.Batch, error) {
+	return s.queryBatches(ctx, "topic = ? AND slot = ?", "ORDER BY kafka_partition, sub", topic, slot.UTC())
 }
 
-// byPartition returns the ledger rows matching where, one per partition.
-func (s *Store) byPartition(ctx context.Context, where string, args ...any) (map[int32]ledger.Batch, error) {
-	bs, err := s.queryBatches(ctx, where, "", args...)
+// byPartition returns the ledger rows matching where, one per partition:
+// of a plan split into sub-batches, the last one if last, else the first.
+func (s *Store) byPartition(ctx context.Context, last bool, where string, args ...any) (map[int32]ledger.Batch, error) {
+	bs, err := s.queryBatches(ctx, where, "ORDER BY kafka_partition, slot, sub", args...)
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[int32]ledger.Batch, len(bs))
 	for _, b := range bs {
-		out[b.Partition] = b
+		if _, seen := out[b.Partition]; !seen || last {
+			out[b.Partition] = b
+		}
 	}
 	return out, nil
 }
@@ -72,31 +75,27 @@ func (s *Store) byPartition(ctx context.Context, where string, args ...any) (map
 // PartitionPlans returns the plans of the topic's partition p for the
 // slots from first to last, both included (batch.Ledger).
 func (s *Store) PartitionPlans(ctx context.Context, topic string, p int32, first, last time.Time) ([]ledger.Batch, error) {
-	return s.queryBatches(ctx, "topic = ? AND kafka_partition = ? AND slot >= ? AND slot <= ?", "ORDER BY slot",
+	return s.queryBatches(ctx, "topic = ? AND kafka_partition = ? AND slot >= ? AND slot <= ?", "ORDER BY slot, sub",
 		topic, p, first.UTC(), last.UTC())
 }
 
 // TopicBatches returns every ledger row of a topic, by slot and partition.
 func (s *Store) TopicBatches(ctx context.Context, topic string) ([]ledger.Batch, error) {
-	return s.queryBatches(ctx, "topic = ?", "ORDER BY slot, kafka_partition", topic)
+	return s.queryBatches(ctx, "topic = ?", "ORDER BY slot, kafka_partition, sub", topic)
 }
 
-// Neighbours returns, per partition, the latest plan before slot and the
-// earliest plan after it.
+// Neighbours returns, per partition, the latest plan before slot (its last
+// sub-batch) and the earliest plan after it (its first).
 func (s *Store) Neighbours(ctx context.Context, topic string, slot time.Time) (prev, next map[int32]ledger.Batch, err error) {
-	prev, next = map[int32]ledger.Batch{}, map[int32]ledger.Batch{}
 	for _, q := range []struct {
 		cond, agg string
-		into      map[int32]ledger.Batch
-	}{{"slot < ?", "max", prev}, {"slot > ?", "min", next}} {
+		last      bool
+		into      *map[int32]ledger.Batch
+	}{{"slot < ?", "max", true, &prev}, {"slot > ?", "min", false, &next}} {
 		where := fmt.Sprintf("topic = ? AND (kafka_partition, slot) IN (SELECT kafka_partition, %s(slot) FROM %s FINAL WHERE topic = ? AND %s GROUP BY kafka_partition)",
 			q.agg, s.Table("batches"), q.cond)
-		bs, err := s.queryBatches(ctx, where, "", topic, topic, slot.UTC())
-		if err != nil {
+		if *q.into, err = s.byPartition(ctx, q.last, where, topic, topic, slot.UTC()); err != nil {
 			return nil, nil, err
-		}
-		for _, b := range bs {
-			q.into[b.Partition] = b
 		}
 	}
 	return prev, next, nil
@@ -113,7 +112,7 @@ func (s *Store) WriteBatches(ctx context.Context, bs []ledger.Batch) error {
 	}
 	defer batch.Abort()
 	for _, b := range bs {
-		if err := batch.Append(b.Topic, b.TopicID, b.Partition, b.Slot.UTC(), b.Start, b.End, flag(b.Idle), b.HighWater, b.State, b.Events, b.LateEvents,
+		if err := batch.Append(b.Topic, b.TopicID, b.Partition, b.Slot.UTC(), b.Sub, b.Start, b.End, flag(b.Idle), b.HighWater, b.State, b.Events, b.LateEvents,
 			b.EarlyEvents, b.DeadLetters, b.Markers, b.Skipped, flag(b.Archived), b.Windows, sink.ClampTime(b.MinEventTime), sink.ClampTime(b.MaxEventTime),
 			sink.ClampTime(b.PlannedAt), sink.ClampTime(b.FinishedAt), b.DurationMs, b.WorkflowID, b.RunID, b.Attempt, b.Version); err != nil {
 			return fmt.Errorf("write ledger: %w", err)

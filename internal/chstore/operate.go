@@ -54,12 +54,12 @@ func (s *Store) SlotsHoldingWindows(ctx context.Context, topic string, from, to 
 // BatchesInRange returns the ledger rows of slots [from, to), by partition
 // and slot.
 func (s *Store) BatchesInRange(ctx context.Context, topic string, from, to time.Time) ([]ledger.Batch, error) {
-	return s.queryBatches(ctx, "topic = ? AND slot >= ? AND slot < ?", "ORDER BY kafka_partition, slot", topic, from.UTC(), to.UTC())
+	return s.queryBatches(ctx, "topic = ? AND slot >= ? AND slot < ?", "ORDER BY kafka_partition, slot, sub", topic, from.UTC(), to.UTC())
 }
 
-// LatestPlans returns each partition's latest plan.
+// LatestPlans returns each partition's latest plan (its last sub-batch).
 func (s *Store) LatestPlans(ctx context.Context, topic string) (map[int32]ledger.Batch, error) {
-	return s.byPartition(ctx, "topic = ? AND (kafka_partition, slot) IN (SELECT kafka_partition, max(slot) FROM "+
+	return s.byPartition(ctx, true, "topic = ? AND (kafka_partition, slot) IN (SELECT kafka_partition, max(slot) FROM "+
 		s.Table("batches")+" FINAL WHERE topic = ? GROUP BY kafka_partition)", topic, topic)
 }
 

@@ -19,7 +19,7 @@ func (s *Store) WritePartials(ctx context.Context, id ledger.BatchID, t agg.Tabl
 		return err
 	}
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("window_partials")+
-		" (window_start, event_type, country, ad_format, topic, kafka_partition, slot, events, revenue_micros, version)")
+		" (window_start, event_type, country, ad_format, topic, kafka_partition, slot, sub, events, revenue_micros, version)")
 	if err != nil {
 		return fmt.Errorf("write partials: %w", err)
 	}
@@ -27,7 +27,7 @@ func (s *Store) WritePartials(ctx context.Context, id ledger.BatchID, t agg.Tabl
 	slot := id.Slot.UTC()
 	appendRow := func(k agg.Key, v agg.Totals) error {
 		return batch.Append(time.Unix(k.Window, 0).UTC(), k.EventType, k.Country, k.AdFormat, id.Topic, id.Partition,
-			slot, uint64(v.Count), v.RevenueMicros, version)
+			slot, id.Sub, uint64(v.Count), v.RevenueMicros, version)
 	}
 	for k, v := range t {
 		if err := appendRow(k, v); err != nil {
@@ -52,7 +52,7 @@ func (s *Store) WritePartials(ctx context.Context, id ledger.BatchID, t agg.Tabl
 
 // PartialKeys returns the keys with events that the batch has in ClickHouse.
 func (s *Store) PartialKeys(ctx context.Context, id ledger.BatchID) ([]agg.Key, error) {
-	t, err := s.sumPartials(ctx, "topic = ? AND kafka_partition = ? AND slot = ?", id.Topic, id.Partition, id.Slot.UTC())
+	t, err := s.sumPartials(ctx, "topic = ? AND kafka_partition = ? AND slot = ? AND sub = ?", id.Topic, id.Partition, id.Slot.UTC(), id.Sub)
 	if err != nil {
 		return nil, err
 	}

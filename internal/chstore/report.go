@@ -67,7 +67,7 @@ func (s *Store) LedgerTotals(ctx context.Context, topic string) (LedgerTotals, e
 // partition.
 func (s *Store) RecentSlots(ctx context.Context, topic string, minutes int) ([]ledger.Batch, error) {
 	return s.queryBatches(ctx, "topic = ? AND slot >= (SELECT max(slot) FROM "+s.Table("batches")+" WHERE topic = ?) - ?",
-		"ORDER BY slot DESC, kafka_partition", topic, topic, uint32((max(minutes, 1)-1)*60))
+		"ORDER BY slot DESC, kafka_partition, sub", topic, topic, uint32((max(minutes, 1)-1)*60))
 }
 
 // TopicWindows returns the exact windows of topic: its partials summed per

@@ -13,20 +13,26 @@ const (
 	StateDone    = "done"
 )
 
-// BatchID names one batch: a partition's offsets for one slot.
+// BatchID names one batch: a partition's offsets for one slot, or the
+// Sub'th part of them when the slot's plan was split (see Batch.Sub).
 type BatchID struct {
 	Topic     string
 	Partition int32
 	Slot      time.Time
+	Sub       uint32
 }
 
 // Batch is one ledger row: the plan of one partition for one slot and, once
 // processed, its outcome.
 type Batch struct {
-	Topic        string    `json:"topic"`
-	TopicID      string    `json:"topic_id,omitempty"` // Kafka's ID of the topic it was planned for ("" if unknown)
-	Partition    int32     `json:"partition"`
-	Slot         time.Time `json:"slot"`
+	Topic     string    `json:"topic"`
+	TopicID   string    `json:"topic_id,omitempty"` // Kafka's ID of the topic it was planned for ("" if unknown)
+	Partition int32     `json:"partition"`
+	Slot      time.Time `json:"slot"`
+	// Sub numbers the parts of a slot's plan that was split (internal/plan.Split):
+	// sub-batches 0..n-1 hold consecutive offset ranges, each a batch of its
+	// own. 0 for a plan not split.
+	Sub          uint32    `json:"sub,omitempty"`
 	Start        int64     `json:"start"`
 	End          int64     `json:"end"`
 	Idle         bool      `json:"idle,omitempty"` // planned to the high watermark: no record past the slot's end yet
@@ -63,7 +69,7 @@ type Incarnation struct {
 
 // ID is the batch's identity.
 func (b *Batch) ID() BatchID {
-	return BatchID{Topic: b.Topic, Partition: b.Partition, Slot: b.Slot.UTC()}
+	return BatchID{Topic: b.Topic, Partition: b.Partition, Slot: b.Slot.UTC(), Sub: b.Sub}
 }
 
 // OtherTopic says whether the batch was planned for a topic ID other than

@@ -123,3 +123,26 @@ func clamp(v, lo, hi int64) int64 {
 	}
 	return max(lo, min(v, hi))
 }
+
+// Split divides a plan of more than max offsets into sub-batches of at most
+// max (as equal as can be), numbered 0..n-1 in offset order: each is a batch
+// of its own, run in parallel and resumed on its own, and together they
+// hold exactly the plan's offsets. A plan of at most max offsets (or max <
+// 1) is returned as it is. The last sub-batch keeps the plan's Idle flag.
+func Split(b ledger.Batch, max int64) []ledger.Batch {
+	n := b.Offsets()
+	if max < 1 || n <= max {
+		return []ledger.Batch{b}
+	}
+	parts := (n + max - 1) / max
+	out := make([]ledger.Batch, 0, parts)
+	start := b.Start
+	for i := range parts {
+		sb := b
+		sb.Sub, sb.Start, sb.End = uint32(i), start, b.Start+n*(i+1)/parts
+		sb.Idle = b.Idle && i == parts-1
+		out = append(out, sb)
+		start = sb.End
+	}
+	return out
+}

@@ -93,3 +93,28 @@ func TestPartitionChainCoversLog(t *testing.T) {
 		prev = &b
 	}
 }
+
+func TestSplit(t *testing.T) {
+	b := *batch(100, 1100, 0)
+	b.Idle = true
+	for _, c := range []struct {
+		max  int64
+		want int
+	}{{0, 1}, {1000, 1}, {999, 2}, {300, 4}, {1, 1000}} {
+		subs := Split(b, c.max)
+		if len(subs) != c.want {
+			t.Errorf("max %d: %d sub-batches, want %d", c.max, len(subs), c.want)
+		}
+		next := b.Start
+		for i, s := range subs {
+			if s.Start != next || s.Sub != uint32(i) || (c.max > 0 && s.Offsets() > c.max) || s.Offsets() < 1 ||
+				s.Idle != (i == len(subs)-1) || !s.Slot.Equal(b.Slot) {
+				t.Fatalf("max %d: sub-batch %d is %+v", c.max, i, s)
+			}
+			next = s.End
+		}
+		if next != b.End {
+			t.Errorf("max %d: sub-batches end at %d, want %d", c.max, next, b.End)
+		}
+	}
+}

@@ -134,7 +134,10 @@ func Check(in Input) Report {
 		if x.Partition != y.Partition {
 			return int(x.Partition - y.Partition)
 		}
-		return x.Slot.Compare(y.Slot)
+		if c := x.Slot.Compare(y.Slot); c != 0 {
+			return c
+		}
+		return int(x.Sub) - int(y.Sub)
 	})
 	type key struct {
 		p    int32
@@ -202,10 +205,28 @@ func Check(in Input) Report {
 			sums[key{p, s.Unix()}] += n
 		}
 	}
+	// The partials hold a slot's events per partition, over its sub-batches.
+	type counted struct {
+		events  uint64
+		allDone bool
+	}
+	ledgerSums := map[key]counted{}
+	var keys []key
 	for i := range bs {
 		b := &bs[i]
-		if n := sums[key{b.Partition, b.Slot.Unix()}]; b.Done() && n != b.Events {
-			add(Finding{b.Slot, b.Partition, Partials, fmt.Sprintf("partials hold %d events, the ledger %d", n, b.Events), true})
+		k := key{b.Partition, b.Slot.Unix()}
+		c, seen := ledgerSums[k]
+		if !seen {
+			c.allDone = true
+			keys = append(keys, k)
+		}
+		c.events += b.Events
+		c.allDone = c.allDone && b.Done()
+		ledgerSums[k] = c
+	}
+	for _, k := range keys {
+		if c := ledgerSums[k]; c.allDone && sums[k] != c.events {
+			add(Finding{time.Unix(k.slot, 0).UTC(), k.p, Partials, fmt.Sprintf("partials hold %d events, the ledger %d", sums[k], c.events), true})
 		}
 	}
 	// Work never done: records older than the grace past the last plan.

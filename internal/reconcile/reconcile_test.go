@@ -57,7 +57,9 @@ func (w world) input() Input {
 				if in.Partials[p] == nil {
 					in.Partials[p] = map[time.Time]uint64{}
 				}
-				in.Partials[p][b.Slot] = b.Events
+				if b.Done() {
+					in.Partials[p][b.Slot] += b.Events
+				}
 			}
 			if b.Slot.After(in.From) {
 				if _, ok := in.Next[p]; !ok {
@@ -295,6 +297,28 @@ func TestCheck(t *testing.T) {
 			name: "truncated: Kafka's high watermark below the last plan's end",
 			w:    world{from: 0, to: 5, grace: grace, plans: twoParts(nil), high: map[int32]int64{1: 100 + 7*10 - 4}},
 			want: []string{"truncated p1@4"},
+		},
+		{
+			name: "sub-batches: a plan split in two, contiguous, partials per slot agree with their sum",
+			w: world{from: 0, to: 5, grace: grace, plans: twoParts(func(p int32, bs []ledger.Batch) []ledger.Batch {
+				b := *at(bs, 2)
+				first, second := b, b
+				first.End, first.Events = b.Start+4, 4
+				second.Sub, second.Start, second.Events = 1, b.Start+4, uint64(b.End-b.Start-4)
+				out := append(slices.Clone(bs[:4]), first, second)
+				return append(out, bs[5:]...)
+			})},
+		},
+		{
+			name: "sub-batches: one of two not done yet is no partials finding",
+			w: world{from: 0, to: 5, grace: grace, plans: twoParts(func(p int32, bs []ledger.Batch) []ledger.Batch {
+				b := *at(bs, 4)
+				first, second := b, b
+				first.End, first.Events = b.Start+4, 4
+				second.Sub, second.Start, second.Events = 1, b.Start+4, 0
+				second.State, second.PlannedAt = ledger.StatePlanned, slot(5).Add(grace)
+				return append(slices.Clone(bs[:6]), first, second)
+			})},
 		},
 		{
 			name: "an idle topic after its last plan: nothing",
