@@ -132,11 +132,20 @@ func (t Table) UnmarshalBinary(b []byte) error {
 		}
 		return dict[i]
 	}
+	// Keys come sorted and distinct (MarshalBinary): a key twice would drop
+	// one of its totals, a window delta that overflows would move it.
 	keys := uv()
 	var window int64
 	for i := uint64(0); i < keys && bad == nil; i++ {
-		window += sv()
+		w, ok := addInt64(window, sv())
+		if !ok {
+			return fmt.Errorf("decode table: key %d: window overflows", i)
+		}
+		window = w
 		k := Key{Window: window, EventType: word(), Country: word(), AdFormat: word()}
+		if _, dup := t[k]; dup {
+			return fmt.Errorf("decode table: key %d (%+v) appears twice", i, k)
+		}
 		t[k] = Totals{Count: sv(), RevenueMicros: sv()}
 	}
 	if bad != nil {

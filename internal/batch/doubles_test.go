@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -91,6 +92,11 @@ type memSink struct {
 	raw          map[int64]time.Time // offset -> slot of the row
 	failPartials int                 // the next failPartials writes fail
 	failDead     int
+	// deadCalls counts the WriteDeadLetters calls with dead letters in
+	// them; maxDeadBytes is the largest such call's total payload bytes:
+	// what the batch held in memory at once.
+	deadCalls    int
+	maxDeadBytes int
 }
 
 func newSink() *memSink {
@@ -108,7 +114,9 @@ func (s *memSink) WritePartials(_ context.Context, id ledger.BatchID, t agg.Tabl
 		return nil // as ReplacingMergeTree(version): the older write loses
 	}
 	c := agg.Table{}
-	c.Merge(t)
+	if err := c.Merge(t); err != nil {
+		return err
+	}
 	s.partials[id], s.versions[id] = c, version
 	return nil
 }
@@ -130,10 +138,23 @@ func (s *memSink) WriteDeadLetters(_ context.Context, dls []sink.DeadLetter) err
 		s.failDead--
 		return errors.New("injected: dead letter write failed")
 	}
+	if len(dls) > 0 {
+		s.deadCalls++
+	}
+	size := 0
 	for _, d := range dls {
 		s.dead[d.Offset] = d
+		size += len(d.Payload)
 	}
+	s.maxDeadBytes = max(s.maxDeadBytes, size)
 	return nil
+}
+
+// deadWrites returns deadCalls and maxDeadBytes.
+func (s *memSink) deadWrites() (calls, maxBytes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deadCalls, s.maxDeadBytes
 }
 
 func (s *memSink) deadOffsets() []int64 {
@@ -225,8 +246,10 @@ type rec struct {
 	bad     bool      // not a valid event: a dead letter
 	evTime  time.Time // event time (default: at)
 	country string
-	marker  bool // a transaction's marker (added by produceTxn)
-	aborted bool // in a transaction that was aborted
+	marker  bool   // a transaction's marker (added by produceTxn)
+	aborted bool   // in a transaction that was aborted
+	size    int    // a bad record's payload is padded to about size bytes
+	revenue string // the revenue's JSON number (default: 0.<offset mod 1000>)
 }
 
 type fixture struct {
@@ -259,7 +282,13 @@ func (f *fixture) processor() *Processor {
 
 func (r rec) value(i int) []byte {
 	if r.bad {
-		return fmt.Appendf(nil, `{"event_id": "e%d", "revenue": "lots"}`, i)
+		v := fmt.Appendf(nil, `{"event_id": "e%d", "revenue": "lots"`, i)
+		if pad := r.size - len(v) - len(`, "pad": ""}`); pad > 0 {
+			v = append(v, `, "pad": "`...)
+			v = append(v, bytes.Repeat([]byte{byte('a' + i%26)}, pad)...)
+			v = append(v, '"')
+		}
+		return append(v, '}')
 	}
 	et := r.evTime
 	if et.IsZero() {
@@ -273,8 +302,12 @@ func (r rec) value(i int) []byte {
 	if id == "" {
 		id = fmt.Sprintf("e%d", i)
 	}
+	revenue := r.revenue
+	if revenue == "" {
+		revenue = fmt.Sprintf("0.%03d", i%1000)
+	}
 	return fmt.Appendf(nil, `{"event_id":%q,"timestamp":%q,"user_id":"u","campaign_id":"c","ad_format":"banner",`+
-		`"country":%q,"device":"ios","event_type":"impression","revenue":0.%03d}`, id, et.Format(time.RFC3339Nano), country, i%1000)
+		`"country":%q,"device":"ios","event_type":"impression","revenue":%s}`, id, et.Format(time.RFC3339Nano), country, revenue)
 }
 
 // produce appends records to the partition, in order.
@@ -357,7 +390,9 @@ func (f *fixture) want(start, end int64) (agg.Table, []int64) {
 			dead = append(dead, o)
 			continue
 		}
-		t.Add(&ev)
+		if err := t.Add(&ev); err != nil {
+			f.t.Fatal(err)
+		}
 	}
 	return t, dead
 }

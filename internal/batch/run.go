@@ -1,8 +1,8 @@
 package batch
 
 import (
-	"bytes"
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
@@ -12,10 +12,16 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
 
+// A run writes its dead letters once it holds deadLetterFlush of them or
+// could not take one more within deadLetterFlushBytes of payload (each
+// stores at most sink.MaxDeadLetterPayload bytes, however large its
+// record): a held run stops reading there instead. Its raw events are sent
+// every rawFlush.
 const (
-	defaultBeatEvery = 2 * time.Second
-	deadLetterFlush  = 1000
-	rawFlush         = 10_000
+	defaultBeatEvery     = 2 * time.Second
+	deadLetterFlush      = 1000
+	deadLetterFlushBytes = 4 << 20
+	rawFlush             = 10_000
 )
 
 // run is one batch being read from Kafka: its counts, its aggregate and
@@ -26,8 +32,10 @@ type run struct {
 	id            ledger.BatchID
 	slot, slotEnd time.Time
 	st            progress
+	end           int64 // the plan's end; 0 while a tail does not know it
 	table         agg.Table
 	dead          []sink.DeadLetter
+	deadBytes     int            // payload bytes in dead
 	raw           sink.RawBuffer // events not yet sent to the archive
 	ins           RawWriter      // the archive insert they go to
 	parser        event.Parser
@@ -41,7 +49,7 @@ type run struct {
 
 func (p *Processor) newRun(plan ledger.Batch, hb Heartbeat, start int64, hold bool) *run {
 	id := plan.ID()
-	return &run{p: p, hb: hb, id: id, slot: id.Slot, slotEnd: id.Slot.Add(time.Minute),
+	return &run{p: p, hb: hb, id: id, slot: id.Slot, slotEnd: id.Slot.Add(time.Minute), end: plan.End,
 		st: progress{Start: start, Next: start}, table: agg.Table{}, ins: p.Sink.NewRawWriter(),
 		parser: event.Parser{SkipIDs: !p.Raw}, hold: hold, lastBeat: time.Now()}
 }
@@ -60,14 +68,19 @@ func (r *run) add(ctx context.Context, m *kafka.Record) error {
 	ev, err := r.parser.Parse(m.Value)
 	if err != nil {
 		reason, _ := event.IsInvalid(err)
-		r.dead = append(r.dead, sink.DeadLetter{Topic: r.id.Topic, Partition: r.id.Partition, Offset: m.Offset, Slot: r.slot,
-			LogTime: m.Timestamp, Reason: reason, Payload: bytes.Clone(m.Value)})
+		d := sink.DeadLetter{Topic: r.id.Topic, Partition: r.id.Partition, Offset: m.Offset, Slot: r.slot,
+			LogTime: m.Timestamp, Reason: reason}
+		d.SetPayload(m.Value)
+		r.dead = append(r.dead, d)
+		r.deadBytes += len(d.Payload)
 		st.Dead++
-		if len(r.dead) >= deadLetterFlush && !r.hold {
+		if r.deadFull() && !r.hold {
 			return r.flush(ctx)
 		}
 	} else {
-		r.table.Add(&ev)
+		if err := r.table.Add(&ev); err != nil {
+			return r.overflow(m.Offset, err)
+		}
 		if r.p.Raw {
 			r.raw.Add(r.id, m.Offset, m.Timestamp, &ev)
 			if r.raw.Len() >= rawFlush && !r.hold {
@@ -101,8 +114,31 @@ func (r *run) maybeBeat(ctx context.Context) error {
 	return nil
 }
 
+// overflow is the error of the record at offset, whose revenue would make
+// its key's sum pass an Int64 (agg.Totals). In a run of a known plan no
+// retry can fix it: bad input (non-retryable). A run that a tail started
+// before its plan was known (end 0) cannot tell whether the record is the
+// batch's (its start a wrong guess, or the record past the plan's end), and
+// keeps end 0 while it reads the rest of the plan: its error is an ordinary
+// one, retried, and the retry, with the plan in the ledger, reads the plan
+// as a planned batch and knows.
+func (r *run) overflow(offset int64, err error) error {
+	where := fmt.Sprintf("%s/%d slot %s, offset %d", r.id.Topic, r.id.Partition, r.slot.UTC().Format(time.RFC3339), offset)
+	if r.end == 0 {
+		return fmt.Errorf("%s, read while tailing (before the plan was known): %w", where, err)
+	}
+	return fmt.Errorf("%w: %s: the batch's sums cannot be stored exactly: %w", ErrBadInput, where, err)
+}
+
+// deadFull says that the dead letters must be written before the run takes
+// another: they are deadLetterFlush, or one more of the largest size could
+// pass deadLetterFlushBytes. So the buffer never holds more than that.
+func (r *run) deadFull() bool {
+	return len(r.dead) >= deadLetterFlush || r.deadBytes > deadLetterFlushBytes-sink.MaxDeadLetterPayload
+}
+
 // full says that a held run should stop reading until its start is confirmed.
-func (r *run) full() bool { return len(r.dead) >= deadLetterFlush || r.raw.Len() >= rawFlush }
+func (r *run) full() bool { return r.deadFull() || r.raw.Len() >= rawFlush }
 
 // flush stores the dead letters and raw events read so far, unless held.
 func (r *run) flush(ctx context.Context) error {
@@ -116,7 +152,8 @@ func (r *run) flush(ctx context.Context) error {
 	if err := r.p.Sink.WriteDeadLetters(ctx, r.dead); err != nil {
 		return err
 	}
-	r.dead = r.dead[:0]
+	clear(r.dead) // let the payloads go
+	r.dead, r.deadBytes = r.dead[:0], 0
 	return nil
 }
 

@@ -109,6 +109,6 @@ func (s *Store) KafkaPeerEvents(ctx context.Context) (uint64, error) {
 
 // KafkaPeerWindows returns the peer's windows.
 func (s *Store) KafkaPeerWindows(ctx context.Context) (agg.Table, error) {
-	return s.queryTable(ctx, "SELECT window_start, event_type, country, ad_format, sum(events), sum(revenue_micros) FROM "+
+	return s.queryTable(ctx, "SELECT window_start, event_type, country, ad_format, "+totalsColumns+" FROM "+
 		s.Table("peer_windows")+" GROUP BY window_start, event_type, country, ad_format")
 }

@@ -3,6 +3,7 @@ package chstore
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
@@ -66,13 +67,29 @@ func (s *Store) PartialKeys(ctx context.Context, id ledger.BatchID) ([]agg.Key, 
 // sumPartials sums the partials matching where (with ? args) per window and
 // key: the exact windows.
 func (s *Store) sumPartials(ctx context.Context, where string, args ...any) (agg.Table, error) {
-	return s.queryTable(ctx, "SELECT window_start, event_type, country, ad_format, sum(events), sum(revenue_micros) FROM "+
+	return s.queryTable(ctx, "SELECT window_start, event_type, country, ad_format, "+totalsColumns+" FROM "+
 		s.Table("window_partials")+" FINAL WHERE events > 0 AND ("+where+") GROUP BY window_start, event_type, country, ad_format", args...)
 }
 
+// totalsColumns are the sums queryTable reads: the count, the revenue in
+// micro-units (an Int64 sum, which ClickHouse wraps silently past its
+// range) and the same revenue summed as Float64, which cannot wrap: a
+// wrapped sum is off from it by about 2^64 (checkRevenue).
+const totalsColumns = "sum(events), sum(revenue_micros), sum(toFloat64(revenue_micros))"
+
+// checkRevenue fails when ClickHouse's Int64 revenue sum wrapped: it then
+// differs from the Float64 sum by far more than the Float64 sum's rounding
+// (at most about 2^10 micro-units for sums below 2^63).
+func checkRevenue(what string, sum int64, fsum float64) error {
+	if math.Abs(float64(sum)-fsum) > 1e15 {
+		return fmt.Errorf("%s: revenue sums to %.0f micro-units, past the range of an Int64 (ClickHouse's sum wrapped to %d): %w",
+			what, fsum, sum, agg.ErrOverflow)
+	}
+	return nil
+}
+
 // queryTable runs a query whose rows are (window start, event type,
-// country, ad format, count UInt64, revenue micro-units Int64) and returns
-// them as a table.
+// country, ad format, totalsColumns) and returns them as a table.
 func (s *Store) queryTable(ctx context.Context, q string, args ...any) (agg.Table, error) {
 	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {
@@ -85,8 +102,12 @@ func (s *Store) queryTable(ctx context.Context, q string, args ...any) (agg.Tabl
 		var k agg.Key
 		var n uint64
 		var rev int64
-		if err := rows.Scan(&w, &k.EventType, &k.Country, &k.AdFormat, &n, &rev); err != nil {
+		var frev float64
+		if err := rows.Scan(&w, &k.EventType, &k.Country, &k.AdFormat, &n, &rev, &frev); err != nil {
 			return nil, fmt.Errorf("read windows: %w", err)
+		}
+		if err := checkRevenue(fmt.Sprintf("window %s %s/%s/%s", w.UTC().Format("2006-01-02T15:04Z"), k.EventType, k.Country, k.AdFormat), rev, frev); err != nil {
+			return nil, err
 		}
 		k.Window = w.Unix()
 		t[k] = agg.Totals{Count: int64(n), RevenueMicros: rev}
@@ -104,14 +125,14 @@ func (s *Store) WriteDeadLetters(ctx context.Context, dls []sink.DeadLetter) err
 		return nil
 	}
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("dead_letters")+
-		" (topic, kafka_partition, kafka_offset, slot, log_time, reason, payload, version)")
+		" (topic, kafka_partition, kafka_offset, slot, log_time, reason, payload, payload_bytes, payload_sha256, version)")
 	if err != nil {
 		return fmt.Errorf("write dead letters: %w", err)
 	}
 	defer batch.Abort()
 	v := ledger.Version()
 	for _, d := range dls {
-		if err := batch.Append(d.Topic, d.Partition, d.Offset, d.Slot.UTC(), sink.ClampTime(d.LogTime), d.Reason, string(d.Payload), v); err != nil {
+		if err := batch.Append(d.Topic, d.Partition, d.Offset, d.Slot.UTC(), sink.ClampTime(d.LogTime), d.Reason, string(d.Payload), d.PayloadBytes, d.PayloadSHA256, v); err != nil {
 			return fmt.Errorf("write dead letters: %w", err)
 		}
 	}

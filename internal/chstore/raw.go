@@ -90,7 +90,7 @@ func (ins *RawInsert) Abort() {
 func (s *Store) AggregateRaw(ctx context.Context, id ledger.BatchID, start, end int64) (agg.Table, sink.RawOffsets, error) {
 	var ro sink.RawOffsets
 	slot := id.Slot.UTC()
-	rows, err := s.conn.Query(ctx, "SELECT toStartOfMinute(timestamp) AS w, event_type, country, ad_format, count(), sum(revenue_micros),"+
+	rows, err := s.conn.Query(ctx, "SELECT toStartOfMinute(timestamp) AS w, event_type, country, ad_format, count(), sum(revenue_micros), sum(toFloat64(revenue_micros)),"+
 		" min(timestamp), max(timestamp), countIf(timestamp < ?), countIf(timestamp >= ?) FROM "+s.Table("ad_events_raw")+
 		" FINAL WHERE topic = ? AND kafka_partition = ? AND slot = ? AND kafka_offset >= ? AND kafka_offset < ?"+
 		" GROUP BY w, event_type, country, ad_format", slot, slot.Add(time.Minute), id.Topic, id.Partition, slot, start, end)
@@ -104,8 +104,12 @@ func (s *Store) AggregateRaw(ctx context.Context, id ledger.BatchID, start, end 
 		var k agg.Key
 		var n, late, early uint64
 		var rev int64
-		if err := rows.Scan(&w, &k.EventType, &k.Country, &k.AdFormat, &n, &rev, &lo, &hi, &late, &early); err != nil {
+		var frev float64
+		if err := rows.Scan(&w, &k.EventType, &k.Country, &k.AdFormat, &n, &rev, &frev, &lo, &hi, &late, &early); err != nil {
 			return nil, ro, fmt.Errorf("read raw archive: %w", err)
+		}
+		if err := checkRevenue(fmt.Sprintf("raw archive, window %s %s/%s/%s", w.UTC().Format("2006-01-02T15:04Z"), k.EventType, k.Country, k.AdFormat), rev, frev); err != nil {
+			return nil, ro, err
 		}
 		k.Window = w.Unix()
 		t[k] = agg.Totals{Count: int64(n), RevenueMicros: rev}

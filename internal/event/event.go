@@ -16,8 +16,9 @@ import (
 // which must agree).
 var adFormats = map[string]string{"banner": "banner", "interstitial": "interstitial", "rewarded_video": "rewarded_video"}
 
-// MaxRevenueMicros bounds one event's revenue (one million currency units),
-// so that sums of billions of events cannot overflow an Int64.
+// MaxRevenueMicros bounds one event's revenue (one million currency units).
+// It does not make sums safe: an Int64 holds 9,223,372 events at the cap, so
+// internal/agg checks every sum and reports an overflow instead of wrapping.
 const MaxRevenueMicros = 1_000_000 * 1_000_000
 
 // Earliest and latest event times that ClickHouse's DateTime can hold.

@@ -6,6 +6,8 @@
 package sink
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 
 	"github.com/rtbpipe/rtbpipe/internal/event"
@@ -13,6 +15,12 @@ import (
 )
 
 // DeadLetter is a record that could not be parsed or failed validation.
+//
+// Its payload is stored cut to MaxDeadLetterPayload bytes: an invalid
+// record may be megabytes, and a batch buffers its dead letters before it
+// writes them. PayloadBytes and PayloadSHA256 (the full payload's length
+// and SHA-256) still identify the record; Kafka keeps it whole at Offset
+// until its retention. SetPayload is the one place that applies the rule.
 type DeadLetter struct {
 	Topic     string
 	Partition int32
@@ -20,8 +28,28 @@ type DeadLetter struct {
 	Slot      time.Time
 	LogTime   time.Time
 	Reason    string
-	Payload   []byte
+	Payload   []byte // the payload's first MaxDeadLetterPayload bytes at most
+	// PayloadBytes is the full payload's length, PayloadSHA256 its
+	// SHA-256, lower-case hex.
+	PayloadBytes  uint64
+	PayloadSHA256 string
 }
+
+// MaxDeadLetterPayload bounds the payload bytes a dead letter stores.
+const MaxDeadLetterPayload = 64 << 10
+
+// SetPayload stores a copy of payload's first MaxDeadLetterPayload bytes in
+// d, with the full payload's length and SHA-256. It keeps no reference to
+// payload (a reader's buffer, reused).
+func (d *DeadLetter) SetPayload(payload []byte) {
+	sum := sha256.Sum256(payload)
+	d.Payload = append([]byte(nil), payload[:min(len(payload), MaxDeadLetterPayload)]...)
+	d.PayloadBytes = uint64(len(payload))
+	d.PayloadSHA256 = hex.EncodeToString(sum[:])
+}
+
+// Truncated says whether the stored payload is shorter than the record's.
+func (d *DeadLetter) Truncated() bool { return uint64(len(d.Payload)) < d.PayloadBytes }
 
 // RawBuffer collects events for the raw archive column by column, so that
 // a flush is one columnar insert with no per-row reflection.
