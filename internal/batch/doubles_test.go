@@ -42,7 +42,12 @@ func (l *memLedger) PartitionPlans(_ context.Context, topic string, p int32, fir
 			out = append(out, b)
 		}
 	}
-	slices.SortFunc(out, func(x, y ledger.Batch) int { return x.Slot.Compare(y.Slot) })
+	slices.SortFunc(out, func(x, y ledger.Batch) int {
+		if c := x.Slot.Compare(y.Slot); c != 0 {
+			return c
+		}
+		return int(x.Sub) - int(y.Sub)
+	})
 	return out, nil
 }
 
@@ -402,8 +407,14 @@ func (f *fixture) want(start, end int64) (agg.Table, []int64) {
 // letters stored for exactly the invalid offsets.
 func (f *fixture) checkDone(res Result, start, end int64) {
 	f.t.Helper()
+	f.checkSubDone(res, 0, start, end)
+}
+
+// checkSubDone is checkDone for sub-batch sub of slot's plan.
+func (f *fixture) checkSubDone(res Result, sub uint32, start, end int64) {
+	f.t.Helper()
 	wantT, wantDead := f.want(start, end)
-	id := ledger.BatchID{Topic: topic, Partition: 0, Slot: slot}
+	id := ledger.BatchID{Topic: topic, Partition: 0, Slot: slot, Sub: sub}
 	b, ok := f.ledger.row(id)
 	if !ok || !b.Done() {
 		f.t.Fatalf("ledger row %+v (found %v): not done", b, ok)
