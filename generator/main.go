@@ -49,6 +49,7 @@ type options struct {
 	codec        sarama.CompressionCodec
 	progress     time.Duration
 	drainTimeout time.Duration
+	idempotent   bool
 }
 
 func main() {
@@ -129,6 +130,7 @@ retention soon after, and Kafka 4 rejects timestamps more than an hour in the fu
 	f.DurationVar(&o.linger, "linger", 5*time.Millisecond, "producer: flush a batch at the latest after this long (Flush.Frequency)")
 	f.StringVar(&o.compression, "compression", "none", "producer compression: none, lz4, snappy, gzip or zstd")
 	f.DurationVar(&o.progress, "progress", 10*time.Second, "interval of progress logs")
+	f.BoolVar(&o.idempotent, "idempotent", false, "producer: idempotent (retries after a lost acknowledgement write nothing twice; the manifest then matches the log even under network faults)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "at the end, how long to wait for Kafka to acknowledge the records in flight; the rest count as failed")
 	return cmd
 }

@@ -25,7 +25,10 @@ func producerConfig(o options) *sarama.Config {
 	c.Producer.Return.Successes = true // the manifest counts acknowledged records only
 	c.Producer.Return.Errors = true
 	c.Producer.RequiredAcks = sarama.WaitForAll
-	c.Producer.Idempotent = false
+	// Idempotent on request (--idempotent): a retry after a lost
+	// acknowledgement would otherwise write the record twice, and the log
+	// would hold a record the manifest counts once.
+	c.Producer.Idempotent = o.idempotent
 	c.Producer.Partitioner = sarama.NewManualPartitioner
 	c.Producer.Compression = o.codec
 	c.Producer.Flush.Messages = o.batch

@@ -33,6 +33,8 @@ import (
 type options struct {
 	addr          string
 	advertised    string
+	brokers       int
+	moveEvery     time.Duration
 	dataDir       string
 	partitions    int
 	seedTopics    []string
@@ -59,7 +61,9 @@ func main() {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", "127.0.0.1:9092", "host:port to listen on (only that host is bound)")
-	f.StringVar(&o.advertised, "advertised-addr", "", "host:port announced to clients in metadata (default: the listen address)")
+	f.StringVar(&o.advertised, "advertised-addr", "", "host:port announced to clients in metadata (default: the listen address); with --brokers N, N of them, comma-separated")
+	f.IntVar(&o.brokers, "brokers", 1, "brokers in the cluster, on consecutive ports from --addr's (for tests of leader moves)")
+	f.DurationVar(&o.moveEvery, "move-leaders-every", 0, "move every partition's leader to the next broker this often (0: never; for tests)")
 	f.StringVar(&o.dataDir, "data-dir", ".local/kafka", "directory for persisted topics, offsets and groups (empty: in memory only)")
 	f.IntVar(&o.partitions, "default-partitions", 4, "partitions of auto-created topics and of CreateTopics with -1 partitions")
 	f.StringSliceVar(&o.seedTopics, "seed-topic", nil, "topic to create at first start, as name or name:partitions (repeatable)")
@@ -101,31 +105,54 @@ func run(ctx context.Context, o options) error {
 	if o.partitions < 1 {
 		return fmt.Errorf("--default-partitions must be >= 1")
 	}
+	if o.brokers < 1 || port+o.brokers-1 > 65535 {
+		return fmt.Errorf("--brokers must be at least 1, with ports from %d free", port)
+	}
+	if o.moveEvery < 0 || (o.moveEvery > 0 && o.brokers < 2) {
+		return fmt.Errorf("--move-leaders-every needs --brokers 2 or more and a positive duration")
+	}
+	ports := make([]int, o.brokers)
+	for i := range ports {
+		ports[i] = port + i
+	}
 
 	// Brokers announce the address their listener reports. A wildcard host
 	// would be announced as such, which clients cannot dial: require an
 	// explicit --advertised-addr then.
-	advertised := o.advertised
-	if advertised == "" {
+	advertised := map[string]string{} // listen port -> announced address
+	if o.advertised == "" {
 		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 			return fmt.Errorf("--addr %q listens on all interfaces: set --advertised-addr to an address clients can reach", o.addr)
 		}
-	} else if _, _, err := net.SplitHostPort(advertised); err != nil {
-		return fmt.Errorf("--advertised-addr %q: %w", advertised, err)
+	} else {
+		addrs := strings.Split(o.advertised, ",")
+		if len(addrs) != o.brokers {
+			return fmt.Errorf("--advertised-addr %q: want %d addresses, one per broker", o.advertised, o.brokers)
+		}
+		for i, a := range addrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return fmt.Errorf("--advertised-addr %q: %w", a, err)
+			}
+			advertised[strconv.Itoa(ports[i])] = a
+		}
 	}
 
 	opts := []kfake.Opt{
-		kfake.NumBrokers(1),
-		kfake.Ports(port),
+		kfake.NumBrokers(o.brokers),
+		kfake.Ports(ports...),
 		// kfake always asks for 127.0.0.1:<port>; bind the host we were
 		// told to (and only that host) instead.
-		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
-			ln, err := net.Listen(network, net.JoinHostPort(host, strconv.Itoa(port)))
+		kfake.ListenFn(func(network, addr string) (net.Listener, error) {
+			_, p, err := net.SplitHostPort(addr)
 			if err != nil {
 				return nil, err
 			}
-			if advertised != "" {
-				return advertisedListener{ln, advertisedAddr(advertised)}, nil
+			ln, err := net.Listen(network, net.JoinHostPort(host, p))
+			if err != nil {
+				return nil, err
+			}
+			if a, ok := advertised[p]; ok {
+				return advertisedListener{ln, advertisedAddr(a)}, nil
 			}
 			return ln, nil
 		}),
@@ -169,6 +196,9 @@ func run(ctx context.Context, o options) error {
 		"auto_create", o.autoCreate,
 		"startup", time.Since(start).Round(time.Millisecond))
 
+	if o.moveEvery > 0 {
+		go moveLeaders(ctx, c, o.moveEvery, log)
+	}
 	<-ctx.Done()
 	if o.dataDir != "" {
 		log.Info("shutting down, flushing state to disk", "data_dir", o.dataDir)
@@ -190,6 +220,23 @@ func run(ctx context.Context, o options) error {
 		return nil
 	case <-force:
 		return errors.New("forced exit before the state was flushed")
+	}
+}
+
+// moveLeaders moves the partitions' leaders among the brokers every
+// interval, as a cluster does when brokers restart or rebalance: clients
+// reading a partition get NOT_LEADER and must follow the new leader.
+func moveLeaders(ctx context.Context, c *kfake.Cluster, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.ShufflePartitionLeaders()
+		log.Info("moved partition leaders")
 	}
 }
 

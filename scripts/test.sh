@@ -38,3 +38,6 @@ fi
 
 step "end-to-end tests (real ClickHouse, Temporal, Kafka broker)"
 RTB_E2E=1 go test -count=1 -timeout 30m -v ./e2e/ 2>&1 | grep --line-buffered -Ev '^\s*$'
+
+step "chaos soak, short (make chaos runs the 6-minute one)"
+go run ./chaos --duration 2m --rate 1000 --kill-every 20s --stall 20s --move-leaders-every 20s

@@ -94,7 +94,12 @@ func verify(ctx context.Context, out io.Writer, store *chstore.Store, m *manifes
 	check("events (sum over windows)", uint64(wantEv), uint64(gotEv))
 	check("valid events produced / in ledger", uint64(m.Valid), lt.Events)
 	check("dead letters (malformed records)", uint64(m.Malformed), dead)
-	check("offsets produced / processed", uint64(m.Produced), lt.Offsets)
+	// Records delivered read-committed: the log's offsets less transaction
+	// markers and records of aborted transactions (skipped).
+	check("records acknowledged / counted", uint64(m.Produced), lt.Events+lt.Dead)
+	if m.Aborted > 0 {
+		check("aborted records / skipped offsets", uint64(m.Aborted), lt.Skipped)
+	}
 	check("batches not accounted for", 0, lt.Unbalanced)
 	fmt.Fprintf(out, "  accounting: %d offsets = %d events + %d dead letters + %d transaction markers + %d skipped (aborted or compacted)\n",
 		lt.Offsets, lt.Events, lt.Dead, lt.Markers, lt.Skipped)

@@ -14,11 +14,15 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/IBM/sarama"
+	"github.com/cenkalti/backoff/v4"
 	"github.com/spf13/pflag"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/rtbpipe/rtbpipe/activities"
 	"github.com/rtbpipe/rtbpipe/internal/batch"
+	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/config"
 	"github.com/rtbpipe/rtbpipe/internal/connect"
 	"github.com/rtbpipe/rtbpipe/workflows"
@@ -61,6 +65,11 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		return fmt.Errorf("RTB_MAX_BATCH_OFFSETS: want a number of offsets: %w", err)
 	}
 	fs.Int64Var(&maxOffsets, "max-batch-offsets", maxOffsets, "split a slot's plan of a partition larger than this into sub-batches that run in parallel (env RTB_MAX_BATCH_OFFSETS)")
+	connectWait, err := time.ParseDuration(config.Env("RTB_WORKER_CONNECT_WAIT", "2m"))
+	if err != nil {
+		return fmt.Errorf("RTB_WORKER_CONNECT_WAIT: want a duration like 2m: %w", err)
+	}
+	fs.DurationVar(&connectWait, "connect-wait", connectWait, "at start, how long to wait for a server that cannot be reached (restarting) before giving up (env RTB_WORKER_CONNECT_WAIT)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -109,17 +118,17 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 			}
 		}()
 	}
-	store, err := connect.ClickHouse(ctx, cfg)
+	store, err := waitFor(ctx, logger, "ClickHouse", connectWait, func() (*chstore.Store, error) { return connect.ClickHouse(ctx, cfg) })
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	kc, err := connect.Kafka(cfg, "rtbpipe-worker")
+	kc, err := waitFor(ctx, logger, "Kafka", connectWait, func() (sarama.Client, error) { return connect.Kafka(cfg, "rtbpipe-worker") })
 	if err != nil {
 		return err
 	}
 	defer kc.Close()
-	tc, err := connect.Temporal(ctx, cfg, logger)
+	tc, err := waitFor(ctx, logger, "Temporal", connectWait, func() (client.Client, error) { return connect.Temporal(ctx, cfg, logger) })
 	if err != nil {
 		return err
 	}
@@ -146,4 +155,13 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	}
 	logger.Info("worker stopped")
 	return nil
+}
+
+// waitFor calls open until it succeeds, with backoff, for at most within:
+// a worker started while a server restarts waits for it instead of exiting.
+func waitFor[T any](ctx context.Context, logger *slog.Logger, what string, within time.Duration, open func() (T, error)) (T, error) {
+	b := backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(within), backoff.WithMaxInterval(5*time.Second))
+	return backoff.RetryNotifyWithData(open, backoff.WithContext(b, ctx), func(err error, next time.Duration) {
+		logger.Warn("waiting for "+what, "err", err, "retry_in", next.Round(time.Millisecond))
+	})
 }

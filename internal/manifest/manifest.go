@@ -17,11 +17,12 @@ type Manifest struct {
 	Topic      string    `json:"topic"`
 	Started    time.Time `json:"started"`
 	Finished   time.Time `json:"finished"`
-	Produced   int64     `json:"produced"`  // records acknowledged, valid or not
-	Valid      int64     `json:"valid"`     // valid events among them
-	Malformed  int64     `json:"malformed"` // records that must become dead letters
-	Late       int64     `json:"late"`      // events whose event time precedes their log minute
-	Failed     int64     `json:"failed"`    // records Kafka did not acknowledge (not counted above)
+	Produced   int64     `json:"produced"`          // records acknowledged, valid or not
+	Valid      int64     `json:"valid"`             // valid events among them
+	Malformed  int64     `json:"malformed"`         // records that must become dead letters
+	Late       int64     `json:"late"`              // events whose event time precedes their log minute
+	Failed     int64     `json:"failed"`            // records Kafka did not acknowledge (not counted above)
+	Aborted    int64     `json:"aborted,omitempty"` // records of aborted transactions: in the log, never counted
 	Partitions int32     `json:"partitions"`
 	Rows       []agg.Row `json:"rows"` // per window and key
 }
