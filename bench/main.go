@@ -125,6 +125,9 @@ func run(ctx context.Context, o options) error {
 	cfg := config.FromEnv()
 	cfg.ClickHouseDatabase = fmt.Sprintf("rtb_bench_%d", time.Now().Unix()) // one per run: runs never collide
 	cfg.TaskQueue = fmt.Sprintf("bench-%d", time.Now().Unix())
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	b, err := newBench(ctx, cfg, log, o)
 	if err != nil {
 		return err

@@ -23,6 +23,9 @@ func run(ctx context.Context, o options) (err error) {
 	s := &soak{o: o, stack: config.FromEnv(), db: "rtb_chaos_" + stamp, topic: "chaos-" + stamp, queue: "chaos-" + stamp,
 		dir: filepath.Join(".local", "chaos", stamp)}
 	s.bin = filepath.Join(s.dir, "bin")
+	if err := s.stack.Validate(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(s.bin, 0o755); err != nil {
 		return err
 	}

@@ -65,6 +65,9 @@ func setup() (*env, func(), error) {
 	cfg := config.FromEnv()
 	cfg.ClickHouseDatabase = config.Env("RTB_E2E_DATABASE", "rtb_e2e")
 	cfg.TaskQueue = fmt.Sprintf("e2e-%d", time.Now().UnixNano())
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
 	store, err := connect.ClickHouse(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
@@ -73,7 +76,7 @@ func setup() (*env, func(), error) {
 		return nil, nil, fmt.Errorf("drop test database: %w", err)
 	}
 	db, err := clickhouse.Open(&clickhouse.Options{Addr: []string{cfg.ClickHouseAddr}, Protocol: clickhouse.Native,
-		Auth: clickhouse.Auth{Database: "default", Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword}})
+		Auth: clickhouse.Auth{Database: "default", Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword.Reveal()}})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/agg"
 	"github.com/rtbpipe/rtbpipe/internal/batch"
 	"github.com/rtbpipe/rtbpipe/internal/event"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
 	"github.com/rtbpipe/rtbpipe/workflows"
 )
 
@@ -217,7 +218,7 @@ func TestRetryAfterWriteCountsOnce(t *testing.T) {
 	e.produce(t, topic, d.recs)
 
 	real := &activities.Activities{Kafka: e.kafka, Plans: e.store, Batches: &batch.Processor{
-		Ledger: e.store, Sink: e.store, Archive: e.store, Kafka: e.kafka, Brokers: e.cfg.KafkaBrokers}}
+		Ledger: e.store, Sink: e.store, Archive: e.store, Kafka: e.kafka, Conn: kafka.ConnOf(e.cfg)}}
 	var mu sync.Mutex // activities run on the worker's goroutines
 	failed := map[int32]bool{}
 	w := worker.New(e.temporal, e.cfg.TaskQueue+"-inproc", worker.Options{})

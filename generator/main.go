@@ -25,6 +25,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/rtbpipe/rtbpipe/internal/config"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
 )
 
 // options are the command's settings.
@@ -50,6 +51,7 @@ type options struct {
 	progress     time.Duration
 	drainTimeout time.Duration
 	idempotent   bool
+	conn         kafka.Conn // the brokers, TLS and SASL
 }
 
 func main() {
@@ -99,7 +101,10 @@ retention soon after, and Kafka 4 rejects timestamps more than an hour in the fu
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.brokers, o.topic = env.KafkaBrokers, env.Topic // bound by env.BindFlags below
+			if err := env.Validate(); err != nil { // reads the Kafka TLS and SASL settings
+				return err
+			}
+			o.brokers, o.topic, o.conn = env.KafkaBrokers, env.Topic, kafka.ConnOf(env) // bound by env.BindFlags below
 			o.seedSet = cmd.Flags().Changed("seed")
 			if err := o.validate(); err != nil {
 				return err
@@ -112,7 +117,8 @@ retention soon after, and Kafka 4 rejects timestamps more than an hour in the fu
 	// Only the Kafka settings of the shared configuration concern the generator.
 	shared := pflag.NewFlagSet("shared", pflag.ContinueOnError)
 	env.BindFlags(shared)
-	for _, name := range []string{"kafka-brokers", "topic"} {
+	for _, name := range []string{"kafka-brokers", "topic", "kafka-tls", "kafka-tls-ca", "kafka-tls-cert", "kafka-tls-key",
+		"kafka-tls-server-name", "kafka-sasl-mechanism", "kafka-sasl-user", "kafka-sasl-password-file"} {
 		f.AddFlag(shared.Lookup(name))
 	}
 

@@ -21,7 +21,7 @@ import (
 
 // producerConfig is the sarama configuration of the generator's producer.
 func producerConfig(o options) *sarama.Config {
-	c := kafka.NewConfig("rtbpipe-generator")
+	c := o.conn.Config("rtbpipe-generator")
 	c.Producer.Return.Successes = true // the manifest counts acknowledged records only
 	c.Producer.Return.Errors = true
 	c.Producer.RequiredAcks = sarama.WaitForAll

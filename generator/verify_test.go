@@ -47,7 +47,7 @@ func readTopic(t *testing.T, brokers []string, topic string) topicContents {
 		var n int64
 		var last time.Time
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err = kafka.ReadRange(ctx, brokers, topic, part, b.Start, b.End, func(m *kafka.Record) error {
+		err = kafka.ReadRange(ctx, kafka.Conn{Brokers: brokers}, topic, part, b.Start, b.End, func(m *kafka.Record) error {
 			n++
 			if m.Timestamp.Before(last) {
 				t.Errorf("partition %d offset %d: timestamp %v before the previous %v", part, m.Offset, m.Timestamp, last)

@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,10 @@ type options struct {
 	advertised    string
 	brokers       int
 	moveEvery     time.Duration
+	tlsCert       string // server certificate and key (PEM): every listener speaks TLS
+	tlsKey        string
+	saslUser      string // with a password: SASL is required (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)
+	saslPassFile  string
 	dataDir       string
 	partitions    int
 	seedTopics    []string
@@ -64,6 +69,10 @@ func main() {
 	f.StringVar(&o.advertised, "advertised-addr", "", "host:port announced to clients in metadata (default: the listen address); with --brokers N, N of them, comma-separated")
 	f.IntVar(&o.brokers, "brokers", 1, "brokers in the cluster, on consecutive ports from --addr's (for tests of leader moves)")
 	f.DurationVar(&o.moveEvery, "move-leaders-every", 0, "move every partition's leader to the next broker this often (0: never; for tests)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM file of the brokers' certificate: clients must connect over TLS (with --tls-key)")
+	f.StringVar(&o.tlsKey, "tls-key", "", "PEM file of the certificate's key")
+	f.StringVar(&o.saslUser, "sasl-user", "", "require SASL (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512) as this user (with --sasl-password-file)")
+	f.StringVar(&o.saslPassFile, "sasl-password-file", "", "file holding the SASL user's password")
 	f.StringVar(&o.dataDir, "data-dir", ".local/kafka", "directory for persisted topics, offsets and groups (empty: in memory only)")
 	f.IntVar(&o.partitions, "default-partitions", 4, "partitions of auto-created topics and of CreateTopics with -1 partitions")
 	f.StringSliceVar(&o.seedTopics, "seed-topic", nil, "topic to create at first start, as name or name:partitions (repeatable)")
@@ -160,6 +169,11 @@ func run(ctx context.Context, o options) error {
 		kfake.DefaultNumPartitions(o.partitions),
 		kfake.WithLogger(slogLogger{log: log.With("component", "kfake"), level: kl}),
 	}
+	sec, err := o.security()
+	if err != nil {
+		return err
+	}
+	opts = append(opts, sec...)
 	if o.dataDir != "" {
 		if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 			return fmt.Errorf("--data-dir: %w", err)
@@ -221,6 +235,36 @@ func run(ctx context.Context, o options) error {
 	case <-force:
 		return errors.New("forced exit before the state was flushed")
 	}
+}
+
+// security returns kfake's options for --tls-cert/--tls-key and --sasl-user.
+func (o options) security() ([]kfake.Opt, error) {
+	var opts []kfake.Opt
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return nil, fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		opts = append(opts, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	}
+	if (o.saslUser == "") != (o.saslPassFile == "") {
+		return nil, fmt.Errorf("--sasl-user and --sasl-password-file go together")
+	}
+	if o.saslUser != "" {
+		b, err := os.ReadFile(o.saslPassFile)
+		if err != nil {
+			return nil, fmt.Errorf("--sasl-password-file: %w", err)
+		}
+		pass := strings.TrimRight(string(b), "\r\n")
+		opts = append(opts, kfake.EnableSASL())
+		for _, m := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+			opts = append(opts, kfake.Superuser(m, o.saslUser, pass))
+		}
+	}
+	return opts, nil
 }
 
 // moveLeaders moves the partitions' leaders among the brokers every

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -25,12 +26,16 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/config"
 	"github.com/rtbpipe/rtbpipe/internal/connect"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
 	"github.com/rtbpipe/rtbpipe/workflows"
 )
 
 func main() {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if err := run(context.Background(), logger, os.Args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return // --help: the usage is printed
+		}
 		logger.Error("worker failed", "err", err)
 		os.Exit(1)
 	}
@@ -145,11 +150,11 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	w.RegisterWorkflow(workflows.ReconcileWorkflow)
 	w.RegisterWorkflow(workflows.ScheduledReconcileWorkflow)
 	w.RegisterActivity(&activities.Activities{Kafka: kc, Plans: store, Ops: store, MaxBatchOffsets: maxOffsets, Batches: &batch.Processor{
-		Ledger: store, Sink: store, Archive: store, Kafka: kc, Brokers: cfg.KafkaBrokers, Raw: archive,
+		Ledger: store, Sink: store, Archive: store, Kafka: kc, Conn: kafka.ConnOf(cfg), Raw: archive,
 		Reads: make(chan struct{}, reads), BeatEvery: beat}})
 
 	logger.Info("worker started", "task_queue", cfg.TaskQueue, "temporal", cfg.TemporalAddress,
-		"kafka", cfg.KafkaBrokers, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency, "reads", reads, "raw_archive", archive, "max_batch_offsets", maxOffsets)
+		"kafka", cfg.KafkaBrokers, "kafka_tls", cfg.KafkaTLS != nil, "kafka_sasl", cfg.KafkaSASLMechanism, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency, "reads", reads, "raw_archive", archive, "max_batch_offsets", maxOffsets)
 	if err := w.Run(worker.InterruptCh()); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}

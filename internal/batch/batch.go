@@ -26,6 +26,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
@@ -120,11 +121,11 @@ type Processor struct {
 	Ledger  Ledger
 	Sink    Sink
 	Archive Archive
-	// Kafka answers offset questions (the tail's first guess); Brokers are
-	// where reads connect: each read has a connection of its own, since
-	// reads that share one wait for each other's fetches.
-	Kafka   sarama.Client
-	Brokers []string
+	// Kafka answers offset questions (the tail's first guess); Conn is how
+	// reads connect (brokers, TLS, SASL): each read has a connection of its
+	// own, since reads that share one wait for each other's fetches.
+	Kafka sarama.Client
+	Conn  kafka.Conn
 	// Raw writes every valid event to the raw archive.
 	Raw bool
 	// Reads, when not nil, bounds the batches that read a backlog at once

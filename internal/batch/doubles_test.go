@@ -282,7 +282,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) processor() *Processor {
-	return &Processor{Ledger: f.ledger, Sink: f.sink, Kafka: f.kafka, Brokers: f.brokers, Raw: true}
+	return &Processor{Ledger: f.ledger, Sink: f.sink, Kafka: f.kafka, Conn: kafka.Conn{Brokers: f.brokers}, Raw: true}
 }
 
 func (r rec) value(i int) []byte {

@@ -75,7 +75,7 @@ func (r *run) finish(ctx context.Context, in Input, plan ledger.Batch, began tim
 // the partition sends nothing, it keeps heartbeating: silence is waited for.
 func (r *run) readTo(ctx context.Context, end int64) error {
 	if r.st.Next < end {
-		err := kafka.ReadRange(ctx, r.p.Brokers, r.id.Topic, r.id.Partition, r.st.Next, end, func(m *kafka.Record) error {
+		err := kafka.ReadRange(ctx, r.p.Conn, r.id.Topic, r.id.Partition, r.st.Next, end, func(m *kafka.Record) error {
 			return r.add(ctx, m)
 		}, func() error {
 			slog.InfoContext(ctx, "partition silent: waiting for the rest of the plan", "topic", r.id.Topic,

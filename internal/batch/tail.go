@@ -120,7 +120,7 @@ func (t *tail) read(ctx context.Context) error {
 	r := t.r
 	for {
 		atEnd := false
-		err := kafka.Consume(ctx, t.p.Brokers, r.id.Topic, r.id.Partition, r.st.Next, tailPollEnded,
+		err := kafka.Consume(ctx, t.p.Conn, r.id.Topic, r.id.Partition, r.st.Next, tailPollEnded,
 			func(m *kafka.Record) error {
 				if t.plan != nil {
 					return kafka.ErrStop

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"strings"
@@ -13,12 +14,25 @@ import (
 // Config is what every rtbpipe process needs to reach Kafka, ClickHouse and
 // Temporal.
 type Config struct {
-	KafkaBrokers       []string
+	KafkaBrokers []string
+	// Kafka security (internal/config/kafka.go), set by Validate: KafkaTLS
+	// from RTB_KAFKA_TLS*, nil for plaintext; the SASL login from
+	// RTB_KAFKA_SASL_MECHANISM, _USER and _PASSWORD (or _PASSWORD_FILE).
+	KafkaTLS           *tls.Config
+	KafkaSASLMechanism string
+	KafkaSASLUser      string
+	KafkaSASLPassword  Secret
+	kafkaSec           kafkaSecurity
+
 	Topic              string
 	ClickHouseAddr     string
 	ClickHouseDatabase string
 	ClickHouseUser     string
-	ClickHousePassword string
+	// ClickHousePassword comes from RTB_CLICKHOUSE_PASSWORD, or from the
+	// file named by RTB_CLICKHOUSE_PASSWORD_FILE or --clickhouse-password-file
+	// (read by Validate).
+	ClickHousePassword Secret
+	chPassword         secretSource
 	TemporalAddress    string
 	TemporalNamespace  string
 	TaskQueue          string
@@ -39,11 +53,14 @@ const (
 func FromEnv() Config {
 	return Config{
 		KafkaBrokers:       SplitList(Env("RTB_KAFKA_BROKERS", DefaultKafkaBrokers)),
+		KafkaSASLMechanism: Env("RTB_KAFKA_SASL_MECHANISM", ""),
+		KafkaSASLUser:      Env("RTB_KAFKA_SASL_USER", ""),
+		kafkaSec:           kafkaSecurityFromEnv(),
 		Topic:              Env("RTB_KAFKA_TOPIC", DefaultTopic),
 		ClickHouseAddr:     Env("RTB_CLICKHOUSE_ADDR", DefaultClickHouseAddr),
 		ClickHouseDatabase: Env("RTB_CLICKHOUSE_DATABASE", DefaultDatabase),
 		ClickHouseUser:     Env("RTB_CLICKHOUSE_USER", "default"),
-		ClickHousePassword: Env("RTB_CLICKHOUSE_PASSWORD", ""),
+		chPassword:         newSecretSource("RTB_CLICKHOUSE_PASSWORD"),
 		TemporalAddress:    Env("RTB_TEMPORAL_ADDRESS", DefaultTemporalAddress),
 		TemporalNamespace:  Env("RTB_TEMPORAL_NAMESPACE", DefaultNamespace),
 		TaskQueue:          Env("RTB_TASK_QUEUE", DefaultTaskQueue),
@@ -54,18 +71,28 @@ func FromEnv() Config {
 // already in c (normally from FromEnv), so that flags win over the environment.
 func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&c.KafkaBrokers, "kafka-brokers", c.KafkaBrokers, "Kafka bootstrap brokers (env RTB_KAFKA_BROKERS)")
+	c.bindKafkaSecurityFlags(fs)
 	fs.StringVar(&c.Topic, "topic", c.Topic, "Kafka topic of the ad events (env RTB_KAFKA_TOPIC)")
 	fs.StringVar(&c.ClickHouseAddr, "clickhouse-addr", c.ClickHouseAddr, "ClickHouse native address host:port (env RTB_CLICKHOUSE_ADDR)")
 	fs.StringVar(&c.ClickHouseDatabase, "clickhouse-database", c.ClickHouseDatabase, "ClickHouse database (env RTB_CLICKHOUSE_DATABASE)")
 	fs.StringVar(&c.ClickHouseUser, "clickhouse-user", c.ClickHouseUser, "ClickHouse user (env RTB_CLICKHOUSE_USER)")
-	fs.StringVar(&c.ClickHousePassword, "clickhouse-password", c.ClickHousePassword, "ClickHouse password (env RTB_CLICKHOUSE_PASSWORD)")
+	fs.StringVar(&c.chPassword.file, "clickhouse-password-file", c.chPassword.file,
+		"file holding the ClickHouse password (env RTB_CLICKHOUSE_PASSWORD_FILE; or the password itself in RTB_CLICKHOUSE_PASSWORD, never in a flag)")
 	fs.StringVar(&c.TemporalAddress, "temporal-address", c.TemporalAddress, "Temporal frontend host:port (env RTB_TEMPORAL_ADDRESS)")
 	fs.StringVar(&c.TemporalNamespace, "temporal-namespace", c.TemporalNamespace, "Temporal namespace (env RTB_TEMPORAL_NAMESPACE)")
 	fs.StringVar(&c.TaskQueue, "task-queue", c.TaskQueue, "Temporal task queue (env RTB_TASK_QUEUE)")
 }
 
-// Validate reports settings that cannot work.
+// Validate reports settings that cannot work, and reads the secrets (from
+// their environment variables or files).
 func (c *Config) Validate() error {
+	var err error
+	if c.ClickHousePassword, err = c.chPassword.load(); err != nil {
+		return err
+	}
+	if err := c.validateKafka(); err != nil {
+		return err
+	}
 	if len(c.KafkaBrokers) == 0 {
 		return fmt.Errorf("no Kafka brokers: set RTB_KAFKA_BROKERS or --kafka-brokers")
 	}

@@ -34,7 +34,7 @@ func Temporal(ctx context.Context, cfg config.Config, logger *slog.Logger) (clie
 
 // Kafka connects a sarama client to the configured brokers.
 func Kafka(cfg config.Config, clientID string) (sarama.Client, error) {
-	return kafka.NewClient(cfg.KafkaBrokers, kafka.NewConfig(clientID))
+	return kafka.ConnOf(cfg).Client(clientID)
 }
 
 // ClickHouse opens the store.

@@ -44,12 +44,11 @@ type reader struct {
 	from      int64
 }
 
-func newReader(brokers []string, clientID, topic string, p int32, from int64) (*reader, error) {
-	if len(brokers) == 0 {
+func newReader(conn Conn, clientID, topic string, p int32, from int64) (*reader, error) {
+	if len(conn.Brokers) == 0 {
 		return nil, fmt.Errorf("kafka reader for %s/%d: no brokers given", topic, p)
 	}
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(brokers...),
+	cl, err := kgo.NewClient(append(conn.opts(),
 		kgo.ClientID(clientID),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(from)}}),
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()), // offsets gone are an error, never a silent jump
@@ -69,9 +68,9 @@ func newReader(brokers []string, clientID, topic string, p int32, from int64) (*
 		kgo.FetchMaxWait(250*time.Millisecond),
 		kgo.DialTimeout(5*time.Second),
 		kgo.RetryTimeout(10*time.Second),
-	)
+	)...)
 	if err != nil {
-		return nil, fmt.Errorf("kafka reader for %s/%d at %v: %w", topic, p, brokers, err)
+		return nil, fmt.Errorf("kafka reader for %s/%d at %v: %w", topic, p, conn.Brokers, err)
 	}
 	return &reader{cl: cl, topic: topic, partition: p, from: from}, nil
 }
@@ -172,11 +171,11 @@ var ErrLogTruncated = errors.New("the partition's log is shorter than the range"
 // while nothing arrives; the read ends with an error when the partition
 // cannot be reached or its log no longer reaches to, or when ctx ends. fn
 // may stop the read early by returning an error.
-func ReadRange(ctx context.Context, brokers []string, topic string, p int32, from, to int64, fn func(*Record) error, idle func() error) error {
+func ReadRange(ctx context.Context, conn Conn, topic string, p int32, from, to int64, fn func(*Record) error, idle func() error) error {
 	if from >= to {
 		return nil
 	}
-	r, err := newReader(brokers, "rtbpipe-read", topic, p, from)
+	r, err := newReader(conn, "rtbpipe-read", topic, p, from)
 	if err != nil {
 		return err
 	}
@@ -221,9 +220,9 @@ func ReadRange(ctx context.Context, brokers []string, topic string, p int32, fro
 // brokers, and tick every `every` with the number of records since the
 // last tick, until ctx ends or fn or tick returns an error (ErrStop: the
 // read ends without one).
-func Consume(ctx context.Context, brokers []string, topic string, p int32, from int64, every time.Duration,
+func Consume(ctx context.Context, conn Conn, topic string, p int32, from int64, every time.Duration,
 	fn func(*Record) error, tick func(seen int) error) error {
-	r, err := newReader(brokers, "rtbpipe-tail", topic, p, from)
+	r, err := newReader(conn, "rtbpipe-tail", topic, p, from)
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func readAll(t *testing.T, brokers []string, from, to int64) ([]int64, error) {
 // control records (transaction markers).
 func readRange(t *testing.T, brokers []string, from, to int64) (data, control []int64, err error) {
 	var got []int64
-	err = ReadRange(ctxT(t), brokers, topic, 0, from, to, func(r *Record) error {
+	err = ReadRange(ctxT(t), Conn{Brokers: brokers}, topic, 0, from, to, func(r *Record) error {
 		if r.Attrs.IsControl() {
 			control = append(control, r.Offset)
 			return nil
@@ -139,7 +139,7 @@ func TestReadRangeSkipsAbortedTransactions(t *testing.T) {
 	txn(5, kgo.TryAbort, "aborted") // 11-15, marker 16
 	txn(10, kgo.TryCommit, "ok")    // 17-26, marker 27
 	var data, markers int
-	err := ReadRange(ctx, brokers, topic, 0, 0, 28, func(r *Record) error {
+	err := ReadRange(ctx, Conn{Brokers: brokers}, topic, 0, 0, 28, func(r *Record) error {
 		switch {
 		case r.Attrs.IsControl():
 			markers++
@@ -219,7 +219,7 @@ func TestConsumeTicksAndStops(t *testing.T) {
 	var got []int64
 	ticks, quiet := 0, 0
 	produce(t, cl, 5)
-	err := Consume(ctxT(t), brokers, topic, 0, 0, 50*time.Millisecond, func(r *Record) error {
+	err := Consume(ctxT(t), Conn{Brokers: brokers}, topic, 0, 0, 50*time.Millisecond, func(r *Record) error {
 		got = append(got, r.Offset)
 		return nil
 	}, func(seen int) error {
@@ -238,7 +238,7 @@ func TestConsumeTicksAndStops(t *testing.T) {
 		t.Fatalf("read %v with %d ticks", got, ticks)
 	}
 	stop := errors.New("enough")
-	err = Consume(ctxT(t), brokers, topic, 0, 2, time.Second, func(r *Record) error {
+	err = Consume(ctxT(t), Conn{Brokers: brokers}, topic, 0, 2, time.Second, func(r *Record) error {
 		if r.Offset != 2 {
 			t.Errorf("first record at offset %d, want 2", r.Offset)
 		}
@@ -253,7 +253,7 @@ func TestReadEndsWithItsContext(t *testing.T) {
 	brokers := cluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	err := ReadRange(ctx, brokers, topic, 0, 0, 10, func(*Record) error { return nil }, nil)
+	err := ReadRange(ctx, Conn{Brokers: brokers}, topic, 0, 0, 10, func(*Record) error { return nil }, nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want the context's error, got %v", err)
 	}

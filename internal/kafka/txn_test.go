@@ -13,7 +13,7 @@ import (
 func readValues(t *testing.T, brokers []string, from, to int64) map[string]int {
 	t.Helper()
 	got := map[string]int{}
-	err := ReadRange(ctxT(t), brokers, topic, 0, from, to, func(r *Record) error {
+	err := ReadRange(ctxT(t), Conn{Brokers: brokers}, topic, 0, from, to, func(r *Record) error {
 		if !r.Attrs.IsControl() {
 			got[string(r.Value)]++
 		}

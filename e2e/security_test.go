@@ -1,0 +1,201 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/rtbpipe/rtbpipe/internal/config"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
+)
+
+// writeCerts writes a CA and a certificate it signed for 127.0.0.1, as PEM
+// files in dir: ca.pem, cert.pem, key.pem.
+func writeCerts(t *testing.T, dir string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rtbpipe test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localkafka"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localkafka.test"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, block := range map[string]*pem.Block{"ca.pem": {Type: "CERTIFICATE", Bytes: caDER},
+		"cert.pem": {Type: "CERTIFICATE", Bytes: leafDER}, "key.pem": {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// secureConn reads the Kafka settings from env (KEY=value) as a command
+// would, and returns the connection they describe, or the settings' error.
+func secureConn(t *testing.T, env ...string) (kafka.Conn, error) {
+	t.Helper()
+	for _, k := range []string{"RTB_KAFKA_TLS", "RTB_KAFKA_TLS_CA", "RTB_KAFKA_TLS_CERT", "RTB_KAFKA_TLS_KEY", "RTB_KAFKA_TLS_SERVER_NAME",
+		"RTB_KAFKA_SASL_MECHANISM", "RTB_KAFKA_SASL_USER", "RTB_KAFKA_SASL_PASSWORD", "RTB_KAFKA_SASL_PASSWORD_FILE"} {
+		t.Setenv(k, "") // empty is unset: only env counts
+	}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	cfg := config.FromEnv()
+	if err := cfg.Validate(); err != nil {
+		return kafka.Conn{}, err
+	}
+	return kafka.ConnOf(cfg), nil
+}
+
+// Kafka over TLS with SASL: the local broker run with a certificate and a
+// SASL user, and every Kafka client of rtbpipe configured by the same
+// settings. The worker (sarama for planning, franz-go for reading) runs
+// slots exactly with SCRAM-SHA-512; the clients log in with each mechanism;
+// wrong settings fail with a line that names the setting or the server.
+func TestKafkaOverTLSWithSASL(t *testing.T) {
+	e := getEnv(t)
+	dir := t.TempDir()
+	writeCerts(t, dir)
+	pass := filepath.Join(dir, "password")
+	if err := os.WriteFile(pass, []byte("p4ss-w0rd\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "localkafka")
+	if out, err := exec.Command("go", "build", "-o", bin, "../localkafka").CombinedOutput(); err != nil {
+		t.Fatalf("build localkafka: %v\n%s", err, out)
+	}
+	const addr = "127.0.0.1:29392"
+	broker := exec.Command(bin, "--addr", addr, "--data-dir", filepath.Join(dir, "data"), "--auto-create=false",
+		"--tls-cert", filepath.Join(dir, "cert.pem"), "--tls-key", filepath.Join(dir, "key.pem"),
+		"--sasl-user", "rtb", "--sasl-password-file", pass)
+	if err := broker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = broker.Process.Kill(); _ = broker.Wait() })
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if i == 100 {
+			t.Fatal("the secure broker did not listen in 10 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	settings := []string{"RTB_KAFKA_BROKERS=" + addr, "RTB_KAFKA_TLS_CA=" + filepath.Join(dir, "ca.pem"),
+		"RTB_KAFKA_SASL_USER=rtb", "RTB_KAFKA_SASL_PASSWORD_FILE=" + pass}
+
+	// Every mechanism logs in, with sarama (offsets, topics) and franz-go (reads).
+	topic := "secure-" + sanitize(t.Name())
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "scram-sha-512"} {
+		conn, err := secureConn(t, append(settings, "RTB_KAFKA_SASL_MECHANISM="+mech)...)
+		if err != nil {
+			t.Fatalf("%s: %v", mech, err)
+		}
+		cl, err := conn.Client("rtbpipe-e2e-secure")
+		if err != nil {
+			t.Fatalf("%s: sarama client: %v", mech, err)
+		}
+		if _, err := kafka.EnsureTopic(cl, topic, 2); err != nil {
+			t.Fatalf("%s: %v", mech, err)
+		}
+		cl.Close()
+	}
+	conn, err := secureConn(t, append(settings, "RTB_KAFKA_SASL_MECHANISM=SCRAM-SHA-512")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := pastBase(20)
+	d := standard(71, 2, base, 2, 300)
+	pc := conn.Config("rtbpipe-e2e-secure-producer")
+	pc.Producer.Partitioner = sarama.NewManualPartitioner
+	pc.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(conn.Brokers, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range d.recs {
+		if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: r.partition, Timestamp: r.logTime, Value: sarama.ByteEncoder(r.value)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prod.Close()
+
+	e.startWorker(t, append(settings, "RTB_KAFKA_SASL_MECHANISM=SCRAM-SHA-512")...)
+	for s := range 3 {
+		e.runSlot(t, topic, base.Add(time.Duration(s)*time.Minute))
+	}
+	e.checkExact(t, topic, d.want)
+
+	// Wrong settings: one clear line each.
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"RTB_KAFKA_SASL_MECHANISM=GSSAPI"}, "RTB_KAFKA_SASL_MECHANISM"},
+		{[]string{"RTB_KAFKA_SASL_MECHANISM=PLAIN", "RTB_KAFKA_TLS_CA=" + filepath.Join(dir, "nope.pem")}, "RTB_KAFKA_TLS_CA"},
+		{[]string{"RTB_KAFKA_SASL_MECHANISM=PLAIN", "RTB_KAFKA_SASL_PASSWORD_FILE=" + filepath.Join(dir, "nope")}, "RTB_KAFKA_SASL_PASSWORD_FILE"},
+		{[]string{"RTB_KAFKA_SASL_MECHANISM=PLAIN", "RTB_KAFKA_TLS_CERT=" + filepath.Join(dir, "cert.pem")}, "RTB_KAFKA_TLS_KEY"},
+	} {
+		_, err := secureConn(t, append(settings, c.env...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("settings %v: got %v, want an error naming %s", c.env, err, c.want)
+		}
+	}
+	wrong := filepath.Join(dir, "wrong")
+	if err := os.WriteFile(wrong, []byte("wrong"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"RTB_KAFKA_SASL_MECHANISM=SCRAM-SHA-256", "RTB_KAFKA_SASL_PASSWORD_FILE=" + wrong}, addr},
+		{[]string{"RTB_KAFKA_SASL_MECHANISM=PLAIN", "RTB_KAFKA_TLS_CA=", "RTB_KAFKA_TLS=true"}, addr}, // the system's CAs do not know the test CA
+	} {
+		conn, err := secureConn(t, append(settings, c.env...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := conn.Client("rtbpipe-e2e-wrong")
+		if err == nil {
+			cl.Close()
+			t.Errorf("settings %v: connected", c.env)
+		} else if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("settings %v: %v, want an error naming the broker %s", c.env, err, c.want)
+		}
+	}
+}
