@@ -1,29 +1,36 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 
 	"github.com/rtbpipe/rtbpipe/internal/config"
+	"github.com/rtbpipe/rtbpipe/internal/connect"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
 )
 
-// writeCerts writes a CA and a certificate it signed for 127.0.0.1, as PEM
-// files in dir: ca.pem, cert.pem, key.pem.
+// writeCerts writes a CA, a server certificate it signed for 127.0.0.1 and
+// a client certificate, as PEM files in dir: ca.pem, cert.pem, key.pem,
+// client.pem, client-key.pem.
 func writeCerts(t *testing.T, dir string) {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -53,8 +60,25 @@ func writeCerts(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A client certificate, for servers that require one (mTLS).
+	clientKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "rtbpipe"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	clientDER, err := x509.CreateCertificate(rand.Reader, client, ca, &clientKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientKeyDER, err := x509.MarshalECPrivateKey(clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, block := range map[string]*pem.Block{"ca.pem": {Type: "CERTIFICATE", Bytes: caDER},
-		"cert.pem": {Type: "CERTIFICATE", Bytes: leafDER}, "key.pem": {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
+		"cert.pem": {Type: "CERTIFICATE", Bytes: leafDER}, "key.pem": {Type: "EC PRIVATE KEY", Bytes: keyDER},
+		"client.pem": {Type: "CERTIFICATE", Bytes: clientDER}, "client-key.pem": {Type: "EC PRIVATE KEY", Bytes: clientKeyDER}} {
 		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -198,4 +222,110 @@ func TestKafkaOverTLSWithSASL(t *testing.T) {
 			t.Errorf("settings %v: %v, want an error naming the broker %s", c.env, err, c.want)
 		}
 	}
+}
+
+// tlsProxy terminates mutual TLS (the server certificate of dir, client
+// certificates signed by its CA) in front of upstream, as a load balancer in
+// front of Temporal would; it counts the clients that presented a valid
+// certificate.
+func tlsProxy(t *testing.T, dir, upstream string) (addr string, verified *atomic.Int64) {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool,
+		ClientAuth: tls.RequireAndVerifyClientCert, NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	verified = &atomic.Int64{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // closed
+			}
+			go func() {
+				defer c.Close()
+				tc := c.(*tls.Conn)
+				if err := tc.Handshake(); err != nil {
+					return
+				}
+				verified.Add(1)
+				up, err := net.Dial("tcp", upstream)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				done := make(chan struct{}, 2)
+				go func() { _, _ = io.Copy(up, tc); done <- struct{}{} }()
+				go func() { _, _ = io.Copy(tc, up); done <- struct{}{} }()
+				<-done
+			}()
+		}
+	}()
+	return ln.Addr().String(), verified
+}
+
+// Temporal over mutual TLS, with an API key: the worker and the starter's
+// connection reach Temporal through a proxy that terminates TLS and requires
+// a client certificate (the dev server speaks plaintext only; it ignores API
+// keys, so only that the key does not break the connection is tested). A
+// client without its certificate is refused, with an error naming the
+// address.
+func TestTemporalOverMutualTLS(t *testing.T) {
+	e := getEnv(t)
+	dir := t.TempDir()
+	writeCerts(t, dir)
+	addr, verified := tlsProxy(t, dir, e.cfg.TemporalAddress)
+	settings := []string{"RTB_TEMPORAL_ADDRESS=" + addr, "RTB_TEMPORAL_TLS_CA=" + filepath.Join(dir, "ca.pem"),
+		"RTB_TEMPORAL_TLS_CERT=" + filepath.Join(dir, "client.pem"), "RTB_TEMPORAL_TLS_KEY=" + filepath.Join(dir, "client-key.pem"),
+		"RTB_TEMPORAL_API_KEY=test-api-key"}
+
+	e.startWorker(t, settings...)
+	topic := e.newTopic(t, 1)
+	base := pastBase(20)
+	d := standard(81, 1, base, 1, 200)
+	e.produce(t, topic, d.recs)
+	for s := range 2 {
+		e.runSlot(t, topic, base.Add(time.Duration(s)*time.Minute))
+	}
+	e.checkExact(t, topic, d.want)
+	if verified.Load() == 0 {
+		t.Fatal("the worker did not connect through the mutual-TLS proxy")
+	}
+
+	for k, v := range map[string]string{"RTB_TEMPORAL_ADDRESS": addr, "RTB_TEMPORAL_TLS_CA": filepath.Join(dir, "ca.pem"),
+		"RTB_TEMPORAL_API_KEY": "test-api-key"} {
+		t.Setenv(k, v)
+	}
+	cfg := config.FromEnv()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := connect.Temporal(context.Background(), cfg, slog.New(slog.DiscardHandler)); err == nil {
+		c.Close()
+		t.Fatal("connected to a server that requires a client certificate without one")
+	} else if !strings.Contains(err.Error(), addr) {
+		t.Fatalf("without a client certificate: %v, want an error naming %s", err, addr)
+	}
+	t.Setenv("RTB_TEMPORAL_TLS_CERT", filepath.Join(dir, "client.pem"))
+	t.Setenv("RTB_TEMPORAL_TLS_KEY", filepath.Join(dir, "client-key.pem"))
+	cfg = config.FromEnv()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := connect.Temporal(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("with the client certificate: %v", err)
+	}
+	c.Close()
 }

@@ -35,7 +35,13 @@ type Config struct {
 	chPassword         secretSource
 	TemporalAddress    string
 	TemporalNamespace  string
-	TaskQueue          string
+	// TemporalTLS (nil: plaintext) and TemporalAPIKey, set by Validate from
+	// RTB_TEMPORAL_TLS* and RTB_TEMPORAL_API_KEY (or _FILE).
+	TemporalTLS    *tls.Config
+	TemporalAPIKey Secret
+	temporalTLS    tlsSettings
+	temporalAPIKey secretSource
+	TaskQueue      string
 }
 
 // Defaults of the local stack (see README).
@@ -62,6 +68,8 @@ func FromEnv() Config {
 		ClickHouseUser:     Env("RTB_CLICKHOUSE_USER", "default"),
 		chPassword:         newSecretSource("RTB_CLICKHOUSE_PASSWORD"),
 		TemporalAddress:    Env("RTB_TEMPORAL_ADDRESS", DefaultTemporalAddress),
+		temporalTLS:        tlsFromEnv("RTB_TEMPORAL", "temporal"),
+		temporalAPIKey:     newSecretSource("RTB_TEMPORAL_API_KEY"),
 		TemporalNamespace:  Env("RTB_TEMPORAL_NAMESPACE", DefaultNamespace),
 		TaskQueue:          Env("RTB_TASK_QUEUE", DefaultTaskQueue),
 	}
@@ -79,6 +87,9 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.chPassword.file, "clickhouse-password-file", c.chPassword.file,
 		"file holding the ClickHouse password (env RTB_CLICKHOUSE_PASSWORD_FILE; or the password itself in RTB_CLICKHOUSE_PASSWORD, never in a flag)")
 	fs.StringVar(&c.TemporalAddress, "temporal-address", c.TemporalAddress, "Temporal frontend host:port (env RTB_TEMPORAL_ADDRESS)")
+	c.temporalTLS.bindFlags(fs, "Temporal")
+	fs.StringVar(&c.temporalAPIKey.file, "temporal-api-key-file", c.temporalAPIKey.file,
+		"file holding a Temporal API key (env RTB_TEMPORAL_API_KEY_FILE; or the key itself in RTB_TEMPORAL_API_KEY, never in a flag)")
 	fs.StringVar(&c.TemporalNamespace, "temporal-namespace", c.TemporalNamespace, "Temporal namespace (env RTB_TEMPORAL_NAMESPACE)")
 	fs.StringVar(&c.TaskQueue, "task-queue", c.TaskQueue, "Temporal task queue (env RTB_TASK_QUEUE)")
 }
@@ -91,6 +102,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.validateKafka(); err != nil {
+		return err
+	}
+	if c.TemporalTLS, err = c.temporalTLS.config(); err != nil {
+		return err
+	}
+	if c.TemporalAPIKey, err = c.temporalAPIKey.load(); err != nil {
 		return err
 	}
 	if len(c.KafkaBrokers) == 0 {

@@ -1,11 +1,7 @@
 package config
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -21,29 +17,17 @@ const (
 // kafkaSecurity are the Kafka TLS and SASL settings as given (files and
 // names); Validate turns them into Config.KafkaTLS and the SASL fields.
 type kafkaSecurity struct {
-	tls                          bool
-	tlsErr                       error // RTB_KAFKA_TLS is not a boolean
-	tlsCA, tlsCert, tlsKey, name string
-	saslPassword                 secretSource
+	tls          tlsSettings
+	saslPassword secretSource
 }
 
 func kafkaSecurityFromEnv() kafkaSecurity {
-	on, err := strconv.ParseBool(Env("RTB_KAFKA_TLS", "false"))
-	if err != nil {
-		err = fmt.Errorf("RTB_KAFKA_TLS %q: want true or false", Env("RTB_KAFKA_TLS", ""))
-	}
-	return kafkaSecurity{tls: on, tlsErr: err, tlsCA: Env("RTB_KAFKA_TLS_CA", ""), tlsCert: Env("RTB_KAFKA_TLS_CERT", ""),
-		tlsKey: Env("RTB_KAFKA_TLS_KEY", ""), name: Env("RTB_KAFKA_TLS_SERVER_NAME", ""),
-		saslPassword: newSecretSource("RTB_KAFKA_SASL_PASSWORD")}
+	return kafkaSecurity{tls: tlsFromEnv("RTB_KAFKA", "kafka"), saslPassword: newSecretSource("RTB_KAFKA_SASL_PASSWORD")}
 }
 
 func (c *Config) bindKafkaSecurityFlags(fs *pflag.FlagSet) {
 	k := &c.kafkaSec
-	fs.BoolVar(&k.tls, "kafka-tls", k.tls, "connect to Kafka over TLS (env RTB_KAFKA_TLS; implied by the CA or client certificate settings)")
-	fs.StringVar(&k.tlsCA, "kafka-tls-ca", k.tlsCA, "PEM file of the CA that signed the brokers' certificates (env RTB_KAFKA_TLS_CA; default: the system's)")
-	fs.StringVar(&k.tlsCert, "kafka-tls-cert", k.tlsCert, "PEM file of a client certificate, for brokers that require one (env RTB_KAFKA_TLS_CERT)")
-	fs.StringVar(&k.tlsKey, "kafka-tls-key", k.tlsKey, "PEM file of the client certificate's key (env RTB_KAFKA_TLS_KEY)")
-	fs.StringVar(&k.name, "kafka-tls-server-name", k.name, "name the brokers' certificates must carry, if not their host (env RTB_KAFKA_TLS_SERVER_NAME)")
+	k.tls.bindFlags(fs, "Kafka")
 	fs.StringVar(&c.KafkaSASLMechanism, "kafka-sasl-mechanism", c.KafkaSASLMechanism, "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (env RTB_KAFKA_SASL_MECHANISM; empty: no SASL)")
 	fs.StringVar(&c.KafkaSASLUser, "kafka-sasl-user", c.KafkaSASLUser, "SASL user (env RTB_KAFKA_SASL_USER)")
 	fs.StringVar(&k.saslPassword.file, "kafka-sasl-password-file", k.saslPassword.file,
@@ -54,8 +38,9 @@ func (c *Config) bindKafkaSecurityFlags(fs *pflag.FlagSet) {
 // sets KafkaTLS and the SASL fields. Each error names the setting.
 func (c *Config) validateKafka() error {
 	k := c.kafkaSec
-	if k.tlsErr != nil {
-		return k.tlsErr
+	var err error
+	if c.KafkaTLS, err = k.tls.config(); err != nil {
+		return err
 	}
 	m := strings.ToUpper(strings.TrimSpace(c.KafkaSASLMechanism))
 	switch m {
@@ -64,7 +49,6 @@ func (c *Config) validateKafka() error {
 		return fmt.Errorf("RTB_KAFKA_SASL_MECHANISM %q: unknown; want %s, %s or %s", c.KafkaSASLMechanism, SASLPlain, SASLScramSHA256, SASLScramSHA512)
 	}
 	c.KafkaSASLMechanism = m
-	var err error
 	if c.KafkaSASLPassword, err = k.saslPassword.load(); err != nil {
 		return err
 	}
@@ -74,31 +58,5 @@ func (c *Config) validateKafka() error {
 	if m == "" && (c.KafkaSASLUser != "" || c.KafkaSASLPassword.Set()) {
 		return fmt.Errorf("RTB_KAFKA_SASL_USER or _PASSWORD is set but RTB_KAFKA_SASL_MECHANISM is not: set it (%s, %s or %s)", SASLPlain, SASLScramSHA256, SASLScramSHA512)
 	}
-	if !k.tls && k.tlsCA == "" && k.tlsCert == "" && k.tlsKey == "" && k.name == "" {
-		c.KafkaTLS = nil
-		return nil
-	}
-	t := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: k.name}
-	if k.tlsCA != "" {
-		pem, err := os.ReadFile(k.tlsCA)
-		if err != nil {
-			return fmt.Errorf("RTB_KAFKA_TLS_CA: cannot read %q: %w", k.tlsCA, unwrapPath(err))
-		}
-		t.RootCAs = x509.NewCertPool()
-		if !t.RootCAs.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("RTB_KAFKA_TLS_CA: %q holds no PEM certificate", k.tlsCA)
-		}
-	}
-	if (k.tlsCert == "") != (k.tlsKey == "") {
-		return fmt.Errorf("RTB_KAFKA_TLS_CERT and RTB_KAFKA_TLS_KEY go together: set both or neither")
-	}
-	if k.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(k.tlsCert, k.tlsKey)
-		if err != nil {
-			return fmt.Errorf("RTB_KAFKA_TLS_CERT/RTB_KAFKA_TLS_KEY (%q, %q): %w", k.tlsCert, k.tlsKey, unwrapPath(err))
-		}
-		t.Certificates = []tls.Certificate{cert}
-	}
-	c.KafkaTLS = t
 	return nil
 }
