@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/rtbpipe/rtbpipe/internal/agg"
 	"github.com/rtbpipe/rtbpipe/internal/config"
 	"github.com/rtbpipe/rtbpipe/internal/connect"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
@@ -328,4 +330,147 @@ func TestTemporalOverMutualTLS(t *testing.T) {
 		t.Fatalf("with the client certificate: %v", err)
 	}
 	c.Close()
+}
+
+// secureClickHouse starts a ClickHouse server of its own that speaks only
+// TLS on its native port (a certificate of dir) and knows one user, rtb,
+// with a password (in dir/password); it returns the server's address.
+func secureClickHouse(t *testing.T, dir string) string {
+	t.Helper()
+	bin, err := exec.LookPath("clickhouse-server")
+	if err != nil {
+		bin = "/usr/sbin/clickhouse-server" // Debian's package; not on every PATH
+	}
+	if err := os.WriteFile(filepath.Join(dir, "password"), []byte("p4ss-w0rd\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const addr, httpPort = "127.0.0.1:29440", "28123"
+	config := `<?xml version="1.0"?>
+<yandex>
+    <logger><level>warning</level><log>DIR/server.log</log><errorlog>DIR/server.err.log</errorlog></logger>
+    <listen_host>127.0.0.1</listen_host>
+    <http_port>` + httpPort + `</http_port>
+    <tcp_port_secure>29440</tcp_port_secure>
+    <openSSL><server>
+        <certificateFile>DIR/cert.pem</certificateFile><privateKeyFile>DIR/key.pem</privateKeyFile>
+        <verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile>
+        <disableProtocols>sslv2,sslv3</disableProtocols>
+    </server></openSSL>
+    <path>DIR/data/</path><tmp_path>DIR/tmp/</tmp_path>
+    <user_files_path>DIR/user_files/</user_files_path><format_schema_path>DIR/format_schemas/</format_schema_path>
+    <users_config>users.xml</users_config><default_profile>default</default_profile><default_database>default</default_database>
+    <timezone>UTC</timezone><mark_cache_size>268435456</mark_cache_size>
+</yandex>`
+	users := `<?xml version="1.0"?>
+<yandex>
+    <profiles><default></default></profiles>
+    <users><rtb><password>p4ss-w0rd</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></rtb></users>
+    <quotas><default></default></quotas>
+</yandex>`
+	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(strings.ReplaceAll(config, "DIR", dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(users), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := exec.Command(bin, "--config-file="+filepath.Join(dir, "config.xml"))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = srv.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = srv.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = srv.Process.Kill()
+			<-done
+		}
+	})
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+		if i == 300 {
+			b, _ := os.ReadFile(filepath.Join(dir, "server.err.log"))
+			t.Fatalf("the TLS ClickHouse did not listen in 30 s:\n%s", tail(b, 2000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ClickHouse over TLS on its secure native port, as a user with a password
+// (from a file): the worker writes a slot's windows exactly; a wrong
+// password, or a CA that does not know the server, fails with an error
+// naming the server.
+func TestClickHouseOverTLSWithPassword(t *testing.T) {
+	e := getEnv(t)
+	dir := t.TempDir()
+	writeCerts(t, dir)
+	addr := secureClickHouse(t, dir)
+	settings := []string{"RTB_CLICKHOUSE_ADDR=" + addr, "RTB_CLICKHOUSE_TLS_CA=" + filepath.Join(dir, "ca.pem"),
+		"RTB_CLICKHOUSE_USER=rtb", "RTB_CLICKHOUSE_PASSWORD_FILE=" + filepath.Join(dir, "password"),
+		"RTB_CLICKHOUSE_DATABASE=rtb_secure"}
+	load := func(env ...string) (config.Config, error) {
+		for _, k := range []string{"RTB_CLICKHOUSE_TLS", "RTB_CLICKHOUSE_TLS_CA", "RTB_CLICKHOUSE_PASSWORD", "RTB_CLICKHOUSE_PASSWORD_FILE"} {
+			t.Setenv(k, "")
+		}
+		for _, kv := range env {
+			k, v, _ := strings.Cut(kv, "=")
+			t.Setenv(k, v)
+		}
+		cfg := config.FromEnv()
+		return cfg, cfg.Validate()
+	}
+	cfg, err := load(settings...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	store, err := connect.ClickHouse(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := store.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	e.startWorker(t, settings...)
+	topic := e.newTopic(t, 1)
+	base := pastBase(20)
+	d := standard(91, 1, base, 1, 200)
+	e.produce(t, topic, d.recs)
+	for s := range 2 {
+		e.runSlot(t, topic, base.Add(time.Duration(s)*time.Minute))
+	}
+	got, err := store.TopicWindows(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diffs := agg.Diff(d.want, got); len(diffs) > 0 {
+		t.Fatalf("windows over TLS differ: %v", diffs)
+	}
+
+	wrong := filepath.Join(dir, "wrong")
+	if err := os.WriteFile(wrong, []byte("wrong"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range [][]string{
+		append(slices.Clone(settings), "RTB_CLICKHOUSE_PASSWORD_FILE="+wrong),
+		append(slices.Clone(settings), "RTB_CLICKHOUSE_TLS_CA=", "RTB_CLICKHOUSE_TLS=true"), // the system's CAs do not know the test CA
+	} {
+		cfg, err := load(env...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, err := connect.ClickHouse(ctx, cfg); err == nil {
+			s.Close()
+			t.Errorf("%v: connected", env[len(env)-1])
+		} else if !strings.Contains(err.Error(), addr) {
+			t.Errorf("%v: %v, want an error naming %s", env[len(env)-1], err, addr)
+		}
+	}
 }

@@ -28,6 +28,7 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 		Addr:             []string{cfg.ClickHouseAddr},
 		Protocol:         clickhouse.Native,
 		Auth:             clickhouse.Auth{Database: "default", Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword.Reveal()},
+		TLS:              cfg.ClickHouseTLS,
 		DialTimeout:      5 * time.Second,
 		ReadTimeout:      time.Minute,
 		MaxOpenConns:     64, // each of a worker's reads may hold one for its archive insert

@@ -33,8 +33,12 @@ type Config struct {
 	// (read by Validate).
 	ClickHousePassword Secret
 	chPassword         secretSource
-	TemporalAddress    string
-	TemporalNamespace  string
+	// ClickHouseTLS (nil: plaintext), set by Validate from RTB_CLICKHOUSE_TLS*:
+	// the secure native port (9440 by default on ClickHouse).
+	ClickHouseTLS     *tls.Config
+	chTLS             tlsSettings
+	TemporalAddress   string
+	TemporalNamespace string
 	// TemporalTLS (nil: plaintext) and TemporalAPIKey, set by Validate from
 	// RTB_TEMPORAL_TLS* and RTB_TEMPORAL_API_KEY (or _FILE).
 	TemporalTLS    *tls.Config
@@ -67,6 +71,7 @@ func FromEnv() Config {
 		ClickHouseDatabase: Env("RTB_CLICKHOUSE_DATABASE", DefaultDatabase),
 		ClickHouseUser:     Env("RTB_CLICKHOUSE_USER", "default"),
 		chPassword:         newSecretSource("RTB_CLICKHOUSE_PASSWORD"),
+		chTLS:              tlsFromEnv("RTB_CLICKHOUSE", "clickhouse"),
 		TemporalAddress:    Env("RTB_TEMPORAL_ADDRESS", DefaultTemporalAddress),
 		temporalTLS:        tlsFromEnv("RTB_TEMPORAL", "temporal"),
 		temporalAPIKey:     newSecretSource("RTB_TEMPORAL_API_KEY"),
@@ -84,6 +89,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ClickHouseAddr, "clickhouse-addr", c.ClickHouseAddr, "ClickHouse native address host:port (env RTB_CLICKHOUSE_ADDR)")
 	fs.StringVar(&c.ClickHouseDatabase, "clickhouse-database", c.ClickHouseDatabase, "ClickHouse database (env RTB_CLICKHOUSE_DATABASE)")
 	fs.StringVar(&c.ClickHouseUser, "clickhouse-user", c.ClickHouseUser, "ClickHouse user (env RTB_CLICKHOUSE_USER)")
+	c.chTLS.bindFlags(fs, "ClickHouse")
 	fs.StringVar(&c.chPassword.file, "clickhouse-password-file", c.chPassword.file,
 		"file holding the ClickHouse password (env RTB_CLICKHOUSE_PASSWORD_FILE; or the password itself in RTB_CLICKHOUSE_PASSWORD, never in a flag)")
 	fs.StringVar(&c.TemporalAddress, "temporal-address", c.TemporalAddress, "Temporal frontend host:port (env RTB_TEMPORAL_ADDRESS)")
@@ -99,6 +105,9 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 func (c *Config) Validate() error {
 	var err error
 	if c.ClickHousePassword, err = c.chPassword.load(); err != nil {
+		return err
+	}
+	if c.ClickHouseTLS, err = c.chTLS.config(); err != nil {
 		return err
 	}
 	if err := c.validateKafka(); err != nil {
