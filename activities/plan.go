@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
+	"github.com/rtbpipe/rtbpipe/internal/metrics"
 	"github.com/rtbpipe/rtbpipe/internal/plan"
 )
 
@@ -89,6 +91,10 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 	}
 	if err := a.Plans.WriteBatches(ctx, newPlans); err != nil {
 		return PlanResult{}, err
+	}
+	for _, b := range newPlans { // the last sub-batch of each partition holds its end
+		activity.GetMetricsHandler(ctx).WithTags(map[string]string{"topic": b.Topic, "partition": strconv.Itoa(int(b.Partition))}).
+			Gauge(metrics.Lag).Update(float64(b.HighWater - b.End))
 	}
 	return sortedPlans(PlanResult{New: len(newPlans), Waited: waited, Complete: true}, append(existing, newPlans...)), nil
 }

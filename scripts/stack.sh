@@ -320,6 +320,7 @@ start_worker() {
 	local pid
 	spawn worker env RTB_KAFKA_BROKERS="${RTB_KAFKA_BROKERS:-$KAFKA_ADDR}" \
 		RTB_CLICKHOUSE_ADDR="$CH_ADDR" RTB_TEMPORAL_ADDRESS="$TEMPORAL_ADDR" \
+		RTB_METRICS_ADDR="${RTB_METRICS_ADDR:-127.0.0.1:9464}" \
 		"$BIN/rtb-worker"
 	sleep 2
 	if ! pid="$(our_pid worker)"; then
@@ -327,7 +328,7 @@ start_worker() {
 		log_tail worker
 		die "worker exited right after start (log: $LOGS/worker.log)"
 	fi
-	say "worker running (pid $pid), log $LOGS/worker.log"
+	say "worker running (pid $pid), log $LOGS/worker.log, metrics http://${RTB_METRICS_ADDR:-127.0.0.1:9464}/metrics"
 }
 
 up_one() {

@@ -70,6 +70,8 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		return fmt.Errorf("RTB_MAX_BATCH_OFFSETS: want a number of offsets: %w", err)
 	}
 	fs.Int64Var(&maxOffsets, "max-batch-offsets", maxOffsets, "split a slot's plan of a partition larger than this into sub-batches that run in parallel (env RTB_MAX_BATCH_OFFSETS)")
+	metricsAddr := config.Env("RTB_METRICS_ADDR", "")
+	fs.StringVar(&metricsAddr, "metrics-addr", metricsAddr, "serve Prometheus metrics at host:port/metrics (env RTB_METRICS_ADDR; empty: none)")
 	connectWait, err := time.ParseDuration(config.Env("RTB_WORKER_CONNECT_WAIT", "2m"))
 	if err != nil {
 		return fmt.Errorf("RTB_WORKER_CONNECT_WAIT: want a duration like 2m: %w", err)
@@ -133,7 +135,18 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		return err
 	}
 	defer kc.Close()
-	tc, err := waitFor(ctx, logger, "Temporal", connectWait, func() (client.Client, error) { return connect.Temporal(ctx, cfg, logger) })
+	var handler client.MetricsHandler
+	if metricsAddr != "" {
+		ms, err := serveMetrics(metricsAddr, logger)
+		if err != nil {
+			return err
+		}
+		defer ms.Close(context.Background())
+		handler = ms.Handler
+	}
+	tc, err := waitFor(ctx, logger, "Temporal", connectWait, func() (client.Client, error) {
+		return connect.TemporalWithMetrics(ctx, cfg, logger, handler)
+	})
 	if err != nil {
 		return err
 	}

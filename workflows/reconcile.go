@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/rtbpipe/rtbpipe/activities"
+	"github.com/rtbpipe/rtbpipe/internal/metrics"
 )
 
 // ReconcileInput asks to check (and with Repair, heal) slots [From, To).
@@ -99,6 +100,11 @@ func ReconcileWorkflow(ctx workflow.Context, in ReconcileInput) (ReconcileResult
 	if err := workflow.ExecuteActivity(actx, a.RecordReconciliation, rec).Get(ctx, nil); err != nil {
 		return res, err
 	}
+	mh := workflow.GetMetricsHandler(ctx) // replay-safe
+	for _, f := range res.Found {
+		mh.WithTags(map[string]string{"topic": in.Topic, "kind": f.Kind}).Counter(metrics.Findings).Inc(1)
+	}
+	mh.WithTags(map[string]string{"topic": in.Topic}).Counter(metrics.Repairs).Inc(int64(len(res.RepairedSlots)))
 	workflow.SetCurrentDetails(ctx, res.String())
 	return res, nil
 }

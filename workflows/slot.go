@@ -10,6 +10,7 @@ import (
 
 	"github.com/rtbpipe/rtbpipe/activities"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
+	"github.com/rtbpipe/rtbpipe/internal/metrics"
 )
 
 // Defaults of a slot run.
@@ -184,6 +185,9 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	if firstErr != nil {
 		return res, firstErr
 	}
+	// Minute end to slot closed (replay-safe: not recorded on replay).
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"topic": in.Topic}).
+		Timer(metrics.SlotLatency).Record(workflow.Now(ctx).Sub(in.Slot.Add(time.Minute)))
 	workflow.SetCurrentDetails(ctx, res.String())
 	return res, nil
 }

@@ -19,6 +19,12 @@ import (
 
 // Temporal dials the Temporal frontend and checks that it answers.
 func Temporal(ctx context.Context, cfg config.Config, logger *slog.Logger) (client.Client, error) {
+	return TemporalWithMetrics(ctx, cfg, logger, nil)
+}
+
+// TemporalWithMetrics is Temporal with a metrics handler (nil: none), for
+// the worker, whose workflows and activities record through it.
+func TemporalWithMetrics(ctx context.Context, cfg config.Config, logger *slog.Logger, metrics client.MetricsHandler) (client.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	opts := client.Options{
@@ -26,6 +32,7 @@ func Temporal(ctx context.Context, cfg config.Config, logger *slog.Logger) (clie
 		Namespace:         cfg.TemporalNamespace,
 		Logger:            tlog.NewStructuredLogger(logger),
 		ConnectionOptions: client.ConnectionOptions{TLS: cfg.TemporalTLS},
+		MetricsHandler:    metrics,
 	}
 	if cfg.TemporalAPIKey.Set() {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(cfg.TemporalAPIKey.Reveal())
