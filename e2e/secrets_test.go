@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A secret given to any command (the ClickHouse password, in its variable or
@@ -58,6 +59,37 @@ func TestSecretsStaySecret(t *testing.T) {
 			if strings.Contains(string(out), canary) {
 				t.Errorf("%s printed the password:\n%s", what, out)
 			}
+		}
+	}
+}
+
+// A misspelt topic is an error that says so, and creates nothing: neither
+// the local broker (auto-creation off, as on most clusters) nor rtbpipe's
+// clients (which never ask for it) make a new, empty topic of it.
+func TestMisspeltTopicIsAnError(t *testing.T) {
+	e := getEnv(t)
+	bin := filepath.Join(t.TempDir(), "starter")
+	if out, err := exec.Command("go", "build", "-o", bin, "../starter").CombinedOutput(); err != nil {
+		t.Fatalf("build starter: %v\n%s", err, out)
+	}
+	topic := "ad-evnets-" + sanitize(t.Name())
+	slot := pastBase(5).Format(time.RFC3339)
+	for _, args := range [][]string{
+		{"run-slot", "--topic", topic, "--slot", slot},
+		{"backfill", "--topic", topic, "--from", slot, "--to", pastBase(3).Format(time.RFC3339)},
+		{"reconcile", "--topic", topic, "--from", slot, "--to", pastBase(3).Format(time.RFC3339)},
+		{"wait", "--topic", topic},
+	} {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "RTB_TASK_QUEUE="+e.cfg.TaskQueue, "RTB_CLICKHOUSE_DATABASE="+e.cfg.ClickHouseDatabase)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "topic "+topic+" does not exist") {
+			t.Errorf("starter %s: %v\n%s\nwant an error saying the topic does not exist", args[0], err, out)
+		}
+	}
+	if err := e.kafka.RefreshMetadata(topic); err == nil {
+		if ps, _ := e.kafka.Partitions(topic); len(ps) > 0 {
+			t.Fatalf("topic %s exists now, with %d partitions: reading it created it", topic, len(ps))
 		}
 	}
 }

@@ -8,8 +8,8 @@
 //
 //	localkafka --addr 127.0.0.1:9092 --data-dir .local/kafka --default-partitions 4
 //
-// Topics are created by clients (CreateTopics, any partition count) or
-// automatically on first use (metadata auto-create, --default-partitions).
+// Topics are created by clients (CreateTopics, any partition count), or
+// automatically on first use with --auto-create (--default-partitions).
 // SIGINT/SIGTERM close the cluster cleanly, which flushes its state to disk.
 package main
 
@@ -77,7 +77,7 @@ func main() {
 	f.IntVar(&o.partitions, "default-partitions", 4, "partitions of auto-created topics and of CreateTopics with -1 partitions")
 	f.StringSliceVar(&o.seedTopics, "seed-topic", nil, "topic to create at first start, as name or name:partitions (repeatable)")
 	f.StringToStringVar(&o.brokerConfigs, "broker-config", nil, "broker config key=value, e.g. log.retention.ms=604800000 (repeatable)")
-	f.BoolVar(&o.autoCreate, "auto-create", true, "create unknown topics on first use (metadata requests that allow it, e.g. sarama's default), with --default-partitions")
+	f.BoolVar(&o.autoCreate, "auto-create", false, "create unknown topics on first use (metadata requests that allow it), with --default-partitions; off, as on most Kafka clusters: a misspelt topic is an error")
 	f.BoolVar(&o.syncWrites, "sync-writes", false, "fsync every produced batch (slower, survives a crash of the machine)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.kfakeLogLevel, "kfake-log-level", "warn", "log level of kfake's internal messages: none, error, warn, info, debug")

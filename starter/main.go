@@ -15,6 +15,7 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/config"
 	"github.com/rtbpipe/rtbpipe/internal/connect"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
 )
 
 // app is the state the subcommands share: the configuration from env and
@@ -60,6 +61,19 @@ func (a *app) withStore(cmd *cobra.Command, fn func(*chstore.Store) error) error
 	}
 	defer store.Close()
 	return fn(store)
+}
+
+// requireTopic fails, with a line that says so, when the topic does not
+// exist on the brokers: a command would otherwise start workflows that
+// retry against it.
+func (a *app) requireTopic() error {
+	kc, err := connect.Kafka(a.cfg, "rtbpipe-starter")
+	if err != nil {
+		return err
+	}
+	defer kc.Close()
+	_, err = kafka.Partitions(kc, a.cfg.Topic)
+	return err
 }
 
 // workflowURL links to a workflow in the Temporal UI.

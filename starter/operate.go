@@ -91,6 +91,11 @@ func (a *app) backfillCmd() *cobra.Command {
 			if parallelism < 1 || parallelism > 64 {
 				return fmt.Errorf("--parallelism must be in [1, 64], got %d", parallelism)
 			}
+			if src == activities.SourceKafka { // the raw archive outlives its topic
+				if err := a.requireTopic(); err != nil {
+					return err
+				}
+			}
 			tc, err := connect.Temporal(cmd.Context(), a.cfg, a.logger)
 			if err != nil {
 				return err
@@ -169,6 +174,9 @@ func (a *app) reconcileCmd() *cobra.Command {
 			}
 			if grace < 0 {
 				return fmt.Errorf("--grace must not be negative")
+			}
+			if err := a.requireTopic(); err != nil {
+				return err
 			}
 			tc, err := connect.Temporal(cmd.Context(), a.cfg, a.logger)
 			if err != nil {

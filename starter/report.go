@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -30,8 +31,8 @@ func (a *app) reportCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withStore(cmd, func(store *chstore.Store) error {
-				topic := "" // every topic, as the prototype's table
-				if topicOnly {
+				topic := "" // every topic, as the prototype's table, unless one is given
+				if topicOnly || cmd.Flag("topic").Changed || os.Getenv("RTB_KAFKA_TOPIC") != "" {
 					if !kafkaTopicName(a.cfg.Topic) {
 						return fmt.Errorf("topic %q is not a valid Kafka topic name", a.cfg.Topic)
 					}
@@ -51,7 +52,7 @@ func (a *app) reportCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&topicOnly, "topic-only", false, "only the windows of --topic (default: all topics, as the prototype's table)")
+	cmd.Flags().BoolVar(&topicOnly, "topic-only", false, "only the windows of the default topic; a topic given with --topic or RTB_KAFKA_TOPIC filters anyway (default: all topics, as the prototype's table)")
 	return cmd
 }
 

@@ -48,6 +48,9 @@ func (a *app) runSlotCmd() *cobra.Command {
 			if idleWait < 0 {
 				return fmt.Errorf("--idle-wait must not be negative")
 			}
+			if err := a.requireTopic(); err != nil {
+				return err
+			}
 			tc, err := connect.Temporal(cmd.Context(), a.cfg, a.logger)
 			if err != nil {
 				return err

@@ -18,6 +18,9 @@ func NewConfig(clientID string) *sarama.Config {
 	c.Version = sarama.V2_8_0_0 // kfake needs >= 0.11; 2.8 gives ListOffsets by timestamp and record headers
 	c.Net.DialTimeout = 5 * time.Second
 	c.Metadata.Retry.Max = 2
+	// Never ask a broker to create a topic by reading it: a misspelt topic
+	// is an error, not a new empty topic.
+	c.Metadata.AllowAutoTopicCreation = false
 	c.Metadata.Retry.Backoff = 250 * time.Millisecond
 	c.Consumer.Return.Errors = true
 	c.Consumer.Fetch.Min = 1
@@ -61,10 +64,17 @@ func EnsureTopic(cl sarama.Client, topic string, partitions int32) (int32, error
 	return int32(len(ps)), nil
 }
 
+// ErrNoTopic says that a topic does not exist.
+var ErrNoTopic = errors.New("no such topic")
+
 // Partitions lists topic's partitions, refreshing metadata first so that
 // added partitions are seen.
 func Partitions(cl sarama.Client, topic string) ([]int32, error) {
 	if err := cl.RefreshMetadata(topic); err != nil {
+		if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			return nil, fmt.Errorf("topic %s does not exist on the brokers: create it (starter setup --topic %s) or check the topic name (RTB_KAFKA_TOPIC, --topic): %w",
+				topic, topic, ErrNoTopic)
+		}
 		return nil, fmt.Errorf("metadata of topic %s: %w", topic, err)
 	}
 	ps, err := cl.Partitions(topic)
