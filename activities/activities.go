@@ -3,6 +3,8 @@
 package activities
 
 import (
+	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -26,6 +28,27 @@ type Activities struct {
 	// MaxBatchOffsets splits a slot's plan of a partition holding more
 	// offsets into sub-batches of at most this many (0: DefaultMaxBatchOffsets).
 	MaxBatchOffsets int64
+	// SearchAttributes says whether the namespace has rtbpipe's custom
+	// search attributes (nil: never ask, they are not used).
+	SearchAttributes func(ctx context.Context) (bool, error)
+	attrsReady       atomic.Bool // once true, stays true
+}
+
+// SearchAttributesReady says whether slot runs can set rtbpipe's custom
+// search attributes: a workflow that set one the namespace lacks would
+// fail its tasks. A yes is remembered; a no is asked again next time.
+func (a *Activities) SearchAttributesReady(ctx context.Context) (bool, error) {
+	if a.attrsReady.Load() {
+		return true, nil
+	}
+	if a.SearchAttributes == nil {
+		return false, nil
+	}
+	ok, err := a.SearchAttributes(ctx)
+	if ok {
+		a.attrsReady.Store(true)
+	}
+	return ok, err
 }
 
 // DefaultMaxBatchOffsets bounds a batch: a few seconds of reading, so that a

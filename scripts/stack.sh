@@ -293,7 +293,8 @@ start_temporal() {
 	spawn temporal "$BIN/temporal" server start-dev \
 		--ip "$h" --port "$(port_of "$TEMPORAL_ADDR")" --ui-port "$TEMPORAL_UI_PORT" \
 		--db-filename "$LOCAL/temporal/temporal.db" --namespace default --log-level warn \
-		--search-attribute RtbTopic=Keyword --search-attribute RtbSlot=Datetime
+		--search-attribute RtbTopic=Keyword --search-attribute RtbSlot=Datetime \
+		--search-attribute RtbOutcome=Keyword --search-attribute RtbEvents=Int
 }
 
 start_kafka() {

@@ -2,12 +2,14 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rtbpipe/rtbpipe/internal/connect"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/workflows"
 )
 
 func (a *app) setupCmd() *cobra.Command {
@@ -34,6 +36,9 @@ func (a *app) setupCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "topic %s has %d partitions\n", a.cfg.Topic, n)
+			if err := a.searchAttributes(cmd); err != nil {
+				return err
+			}
 			create, _, err := a.scheduleCmd().Find([]string{"create"})
 			if err != nil {
 				return err
@@ -55,4 +60,23 @@ func (a *app) setupCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&idleWait, "idle-wait", 0, "wait for partitions with no record past the slot's end (default 10s)")
 	cmd.Flags().DurationVar(&recEvery, "reconcile-every", 15*time.Minute, "how often to reconcile (0: no reconciliation schedule)")
 	return cmd
+}
+
+// searchAttributes registers rtbpipe's search attributes where the
+// namespace lacks them. A server that refuses (Temporal Cloud registers
+// them in its own console) is no error: slot runs go on without them.
+func (a *app) searchAttributes(cmd *cobra.Command) error {
+	tc, err := connect.Temporal(cmd.Context(), a.cfg, a.logger)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	added, err := connect.EnsureSearchAttributes(cmd.Context(), tc, a.cfg.TemporalNamespace, workflows.SearchAttributes)
+	switch {
+	case err != nil:
+		fmt.Fprintf(cmd.OutOrStdout(), "search attributes: %v\n  slot runs go on without them; the UI's filters by topic and outcome need them\n", err)
+	case len(added) > 0:
+		fmt.Fprintf(cmd.OutOrStdout(), "search attributes registered: %s\n", strings.Join(added, ", "))
+	}
+	return nil
 }

@@ -162,9 +162,13 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	w.RegisterWorkflow(workflows.BackfillWorkflow)
 	w.RegisterWorkflow(workflows.ReconcileWorkflow)
 	w.RegisterWorkflow(workflows.ScheduledReconcileWorkflow)
-	w.RegisterActivity(&activities.Activities{Kafka: kc, Plans: store, Ops: store, MaxBatchOffsets: maxOffsets, Batches: &batch.Processor{
-		Ledger: store, Sink: store, Archive: store, Kafka: kc, Conn: kafka.ConnOf(cfg), Raw: archive,
-		Reads: make(chan struct{}, reads), BeatEvery: beat}})
+	w.RegisterActivity(&activities.Activities{Kafka: kc, Plans: store, Ops: store, MaxBatchOffsets: maxOffsets,
+		SearchAttributes: func(ctx context.Context) (bool, error) {
+			missing, err := connect.MissingSearchAttributes(ctx, tc, cfg.TemporalNamespace, workflows.SearchAttributes)
+			return err == nil && len(missing) == 0, err
+		}, Batches: &batch.Processor{
+			Ledger: store, Sink: store, Archive: store, Kafka: kc, Conn: kafka.ConnOf(cfg), Raw: archive,
+			Reads: make(chan struct{}, reads), BeatEvery: beat}})
 
 	logger.Info("worker started", "task_queue", cfg.TaskQueue, "temporal", cfg.TemporalAddress,
 		"kafka", cfg.KafkaBrokers, "kafka_tls", cfg.KafkaTLS != nil, "kafka_sasl", cfg.KafkaSASLMechanism, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency, "reads", reads, "raw_archive", archive, "max_batch_offsets", maxOffsets)

@@ -102,6 +102,43 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	if err := in.validate(); err != nil {
 		return SlotResult{}, err
 	}
+	attrs := startAttributes(ctx, in)
+	res, err := runSlot(ctx, in)
+	if attrs { // the outcome, for the UI's filters (AttrOutcome)
+		outcome := OutcomeDone
+		if err != nil {
+			outcome = OutcomeFailed
+		}
+		if uerr := workflow.UpsertTypedSearchAttributes(ctx, AttrOutcome.ValueSet(outcome), AttrEvents.ValueSet(int64(res.Events))); uerr != nil {
+			workflow.GetLogger(ctx).Warn("search attributes", "error", uerr)
+		}
+	}
+	return res, err
+}
+
+// startAttributes sets the run's search attributes (topic, slot, running)
+// when the namespace has them, and says whether it does. Runs started by a
+// worker older than them skip it (workflow.GetVersion).
+func startAttributes(ctx workflow.Context, in SlotInput) bool {
+	if workflow.GetVersion(ctx, "search-attributes", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return false
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 2}})
+	var ready bool
+	if err := workflow.ExecuteLocalActivity(lctx, "SearchAttributesReady").Get(ctx, &ready); err != nil || !ready {
+		return false // a run without them is still a run
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrTopic.ValueSet(in.Topic), AttrSlot.ValueSet(in.Slot),
+		AttrOutcome.ValueSet(OutcomeRunning)); err != nil {
+		workflow.GetLogger(ctx).Warn("search attributes", "error", err)
+		return false
+	}
+	return true
+}
+
+// runSlot is SlotWorkflow's work: plan, process, sum up.
+func runSlot(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	res := SlotResult{Topic: in.Topic, Slot: in.Slot}
 	info := workflow.GetInfo(ctx)
 
