@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/kafka/kafkatest"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 )
 
@@ -109,17 +109,8 @@ type planFixture struct {
 
 func newPlanFixture(t *testing.T) *planFixture {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, planTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	sc, err := kafka.NewClient(c.ListenAddrs(), kafka.NewConfig("plan-test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
-	f := &planFixture{t: t, brokers: c.ListenAddrs(), plans: &memPlans{}}
+	brokers, sc := kafkatest.Cluster(t, planTopic, 1)
+	f := &planFixture{t: t, brokers: brokers, plans: &memPlans{}}
 	f.a = &Activities{Kafka: sc, Plans: f.plans, Clock: func() time.Time { return f.clock }}
 	return f
 }

@@ -20,15 +20,14 @@ import (
 // soak holds the soak's processes: its broker, its workers, and the
 // stack's ClickHouse and Temporal, which it restarts.
 type soak struct {
-	o                  options
-	dir, bin           string // the soak's folder (logs, broker data) and its binaries
-	db, topic, queue   string
-	stack              config.Config // where the stack's ClickHouse and Temporal listen
-	proxies            *proxies
-	mu                 sync.Mutex // guards what follows
-	broker             *exec.Cmd
-	workers            []*workerproc.Proc
-	brokerRuns, starts int
+	o                options
+	dir, bin         string // the soak's folder (logs, broker data) and its binaries
+	db, topic, queue string
+	stack            config.Config // where the stack's ClickHouse and Temporal listen
+	proxies          *proxies
+	mu               sync.Mutex // guards what follows
+	broker           *exec.Cmd
+	workers          []*workerproc.Proc
 }
 
 // brokerAddrs are the addresses the brokers listen on, and those they
@@ -103,7 +102,6 @@ func (s *soak) startBroker(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.broker = cmd
-	s.brokerRuns++
 	s.mu.Unlock()
 	for _, a := range listen {
 		if err := waitListening(ctx, a, time.Minute); err != nil {
@@ -172,7 +170,6 @@ func (s *soak) startWorker(i int) error {
 		s.workers = append(s.workers, nil)
 	}
 	s.workers[i] = p
-	s.starts++
 	return nil
 }
 

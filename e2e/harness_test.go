@@ -223,6 +223,14 @@ func (e *env) runSlot(t *testing.T, topic string, slot time.Time) workflows.Slot
 	return e.waitSlot(t, run)
 }
 
+// runSlots runs the n slots from first on, one after the other.
+func (e *env) runSlots(t *testing.T, topic string, first time.Time, n int) {
+	t.Helper()
+	for s := range n {
+		e.runSlot(t, topic, first.Add(time.Duration(s)*time.Minute))
+	}
+}
+
 func (e *env) startSlot(t *testing.T, topic string, slot time.Time) client.WorkflowRun {
 	t.Helper()
 	run, err := e.temporal.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{

@@ -53,9 +53,7 @@ func TestWorkerMetrics(t *testing.T) {
 	base := pastBase(20)
 	d := standard(101, 2, base, 2, 400)
 	e.produce(t, topic, d.recs)
-	for s := range 3 {
-		e.runSlot(t, topic, base.Add(time.Duration(s)*time.Minute))
-	}
+	e.runSlots(t, topic, base, 3)
 	var page string
 	for i := 0; ; i++ { // tally reports every second
 		page = scrape(t, addr)

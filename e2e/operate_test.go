@@ -126,9 +126,7 @@ func TestLateEventsBackfillFindsTheirSlots(t *testing.T) {
 	}
 	d.add(r, 0, base.Add(2*time.Minute), base.Add(2*time.Minute))
 	e.produce(t, topic, d.recs)
-	for s := 0; s <= 2; s++ {
-		e.runSlot(t, topic, base.Add(time.Duration(s)*time.Minute))
-	}
+	e.runSlots(t, topic, base, 3)
 	e.checkExact(t, topic, d.want)
 
 	// Lose the late window, then recompute it by window range.
@@ -210,9 +208,7 @@ func TestBackfillFromRawArchiveAfterRetention(t *testing.T) {
 	base := pastBase(130)
 	d := standard(15, 2, base, 2, 800)
 	e.produce(t, topic, d.recs)
-	for s := 0; s <= 2; s++ {
-		e.runSlot(t, topic, base.Add(time.Duration(s)*time.Minute))
-	}
+	e.runSlots(t, topic, base, 3)
 	e.checkExact(t, topic, d.want)
 
 	admin, err := sarama.NewClusterAdminFromClient(e.kafka)

@@ -35,72 +35,73 @@ import (
 // client.pem, client-key.pem.
 func writeCerts(t *testing.T, dir string) {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rtbpipe test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localkafka"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localkafka.test"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A client certificate, for servers that require one (mTLS).
-	clientKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "rtbpipe"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	clientDER, err := x509.CreateCertificate(rand.Reader, client, ca, &clientKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientKeyDER, err := x509.MarshalECPrivateKey(clientKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, block := range map[string]*pem.Block{"ca.pem": {Type: "CERTIFICATE", Bytes: caDER},
-		"cert.pem": {Type: "CERTIFICATE", Bytes: leafDER}, "key.pem": {Type: "EC PRIVATE KEY", Bytes: keyDER},
-		"client.pem": {Type: "CERTIFICATE", Bytes: clientDER}, "client-key.pem": {Type: "EC PRIVATE KEY", Bytes: clientKeyDER}} {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+	// issue makes a key and a certificate of tmpl signed by parent (itself
+	// when nil), and writes them to certFile and keyFile (if not "").
+	issue := func(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, certFile, keyFile string) *ecdsa.PrivateKey {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
 			t.Fatal(err)
 		}
+		if parent == nil {
+			parent, parentKey = tmpl, key
+		}
+		tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyDER, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files := map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: der}, keyFile: {Type: "EC PRIVATE KEY", Bytes: keyDER}}
+		for name, block := range files {
+			if name == "" {
+				continue
+			}
+			if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return key
 	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rtbpipe test CA"},
+		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caKey := issue(ca, nil, nil, "ca.pem", "")
+	issue(&x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localkafka"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localkafka.test"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}},
+		ca, caKey, "cert.pem", "key.pem")
+	// A client certificate, for servers that require one (mTLS).
+	issue(&x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "rtbpipe"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+		ca, caKey, "client.pem", "client-key.pem")
 }
 
-// secureConn reads the Kafka settings from env (KEY=value) as a command
-// would, and returns the connection they describe, or the settings' error.
-func secureConn(t *testing.T, env ...string) (kafka.Conn, error) {
+// configFrom reads the settings from env (KEY=value) as a command would,
+// after clearing the variables of clear (empty is unset), so that only env
+// counts for them.
+func configFrom(t *testing.T, clear []string, env ...string) (config.Config, error) {
 	t.Helper()
-	for _, k := range []string{"RTB_KAFKA_TLS", "RTB_KAFKA_TLS_CA", "RTB_KAFKA_TLS_CERT", "RTB_KAFKA_TLS_KEY", "RTB_KAFKA_TLS_SERVER_NAME",
-		"RTB_KAFKA_SASL_MECHANISM", "RTB_KAFKA_SASL_USER", "RTB_KAFKA_SASL_PASSWORD", "RTB_KAFKA_SASL_PASSWORD_FILE"} {
-		t.Setenv(k, "") // empty is unset: only env counts
+	for _, k := range clear {
+		t.Setenv(k, "")
 	}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
 	cfg := config.FromEnv()
-	if err := cfg.Validate(); err != nil {
+	return cfg, cfg.Validate()
+}
+
+// secureConn reads the Kafka settings from env as a command would, and
+// returns the connection they describe, or the settings' error.
+func secureConn(t *testing.T, env ...string) (kafka.Conn, error) {
+	t.Helper()
+	cfg, err := configFrom(t, []string{"RTB_KAFKA_TLS", "RTB_KAFKA_TLS_CA", "RTB_KAFKA_TLS_CERT", "RTB_KAFKA_TLS_KEY",
+		"RTB_KAFKA_TLS_SERVER_NAME", "RTB_KAFKA_SASL_MECHANISM", "RTB_KAFKA_SASL_USER", "RTB_KAFKA_SASL_PASSWORD",
+		"RTB_KAFKA_SASL_PASSWORD_FILE"}, env...)
+	if err != nil {
 		return kafka.Conn{}, err
 	}
 	return kafka.ConnOf(cfg), nil
@@ -181,9 +182,7 @@ func TestKafkaOverTLSWithSASL(t *testing.T) {
 	prod.Close()
 
 	e.startWorker(t, append(settings, "RTB_KAFKA_SASL_MECHANISM=SCRAM-SHA-512")...)
-	for s := range 3 {
-		e.runSlot(t, topic, base.Add(time.Duration(s)*time.Minute))
-	}
+	e.runSlots(t, topic, base, 3)
 	e.checkExact(t, topic, d.want)
 
 	// Wrong settings: one clear line each.
@@ -297,20 +296,15 @@ func TestTemporalOverMutualTLS(t *testing.T) {
 	base := pastBase(20)
 	d := standard(81, 1, base, 1, 200)
 	e.produce(t, topic, d.recs)
-	for s := range 2 {
-		e.runSlot(t, topic, base.Add(time.Duration(s)*time.Minute))
-	}
+	e.runSlots(t, topic, base, 2)
 	e.checkExact(t, topic, d.want)
 	if verified.Load() == 0 {
 		t.Fatal("the worker did not connect through the mutual-TLS proxy")
 	}
 
-	for k, v := range map[string]string{"RTB_TEMPORAL_ADDRESS": addr, "RTB_TEMPORAL_TLS_CA": filepath.Join(dir, "ca.pem"),
-		"RTB_TEMPORAL_API_KEY": "test-api-key"} {
-		t.Setenv(k, v)
-	}
-	cfg := config.FromEnv()
-	if err := cfg.Validate(); err != nil {
+	cfg, err := configFrom(t, nil, "RTB_TEMPORAL_ADDRESS="+addr, "RTB_TEMPORAL_TLS_CA="+filepath.Join(dir, "ca.pem"),
+		"RTB_TEMPORAL_API_KEY=test-api-key")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if c, err := connect.Temporal(context.Background(), cfg, slog.New(slog.DiscardHandler)); err == nil {
@@ -319,10 +313,8 @@ func TestTemporalOverMutualTLS(t *testing.T) {
 	} else if !strings.Contains(err.Error(), addr) {
 		t.Fatalf("without a client certificate: %v, want an error naming %s", err, addr)
 	}
-	t.Setenv("RTB_TEMPORAL_TLS_CERT", filepath.Join(dir, "client.pem"))
-	t.Setenv("RTB_TEMPORAL_TLS_KEY", filepath.Join(dir, "client-key.pem"))
-	cfg = config.FromEnv()
-	if err := cfg.Validate(); err != nil {
+	if cfg, err = configFrom(t, nil, "RTB_TEMPORAL_TLS_CERT="+filepath.Join(dir, "client.pem"),
+		"RTB_TEMPORAL_TLS_KEY="+filepath.Join(dir, "client-key.pem")); err != nil {
 		t.Fatal(err)
 	}
 	c, err := connect.Temporal(context.Background(), cfg, slog.New(slog.DiscardHandler))
@@ -414,15 +406,8 @@ func TestClickHouseOverTLSWithPassword(t *testing.T) {
 		"RTB_CLICKHOUSE_USER=rtb", "RTB_CLICKHOUSE_PASSWORD_FILE=" + filepath.Join(dir, "password"),
 		"RTB_CLICKHOUSE_DATABASE=rtb_secure"}
 	load := func(env ...string) (config.Config, error) {
-		for _, k := range []string{"RTB_CLICKHOUSE_TLS", "RTB_CLICKHOUSE_TLS_CA", "RTB_CLICKHOUSE_PASSWORD", "RTB_CLICKHOUSE_PASSWORD_FILE"} {
-			t.Setenv(k, "")
-		}
-		for _, kv := range env {
-			k, v, _ := strings.Cut(kv, "=")
-			t.Setenv(k, v)
-		}
-		cfg := config.FromEnv()
-		return cfg, cfg.Validate()
+		return configFrom(t, []string{"RTB_CLICKHOUSE_TLS", "RTB_CLICKHOUSE_TLS_CA", "RTB_CLICKHOUSE_PASSWORD",
+			"RTB_CLICKHOUSE_PASSWORD_FILE"}, env...)
 	}
 	cfg, err := load(settings...)
 	if err != nil {
@@ -443,9 +428,7 @@ func TestClickHouseOverTLSWithPassword(t *testing.T) {
 	base := pastBase(20)
 	d := standard(91, 1, base, 1, 200)
 	e.produce(t, topic, d.recs)
-	for s := range 2 {
-		e.runSlot(t, topic, base.Add(time.Duration(s)*time.Minute))
-	}
+	e.runSlots(t, topic, base, 2)
 	got, err := store.TopicWindows(ctx, topic)
 	if err != nil {
 		t.Fatal(err)

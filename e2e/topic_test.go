@@ -25,9 +25,7 @@ func TestRecreatedTopicStopsUntilAdopted(t *testing.T) {
 	base := pastBase(40)
 	old := standard(31, 1, base, 2, 300) // 601 offsets, the last one in slot base+2
 	e.produce(t, topic, old.recs)
-	for s := range 3 {
-		e.runSlot(t, topic, base.Add(time.Duration(s)*time.Minute))
-	}
+	e.runSlots(t, topic, base, 3)
 	e.checkExact(t, topic, old.want)
 	oldID, err := kafka.TopicID(e.kafka, topic)
 	if err != nil || oldID == "" {
@@ -72,9 +70,7 @@ func TestRecreatedTopicStopsUntilAdopted(t *testing.T) {
 		AdoptedAt: time.Now(), AdoptedBy: "e2e"}); err != nil {
 		t.Fatal(err)
 	}
-	for s := range 3 {
-		e.runSlot(t, topic, next.Add(time.Duration(s)*time.Minute))
-	}
+	e.runSlots(t, topic, next, 3)
 	want := old.want
 	want.Merge(fresh.want)
 	e.checkExact(t, topic, want)

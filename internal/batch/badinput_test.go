@@ -99,17 +99,7 @@ func TestHeldTailBoundedByBytes(t *testing.T) {
 	f := newFixture(t)
 	f.produce(span(slot.Add(-time.Minute), 20, 0)...)
 	f.produce(bigBad(slot, 200, 100_000)...) // 20-219, 100 of them invalid
-	p := f.processor()
-	p.BeatEvery = time.Millisecond
-	done := startTail(t, p, &memBeat{})
-	eventually(t, "the tail reads the ledger while holding", func() bool { return f.ledger.readCount() >= 3 })
-	if got := f.sink.deadOffsets(); len(got) > 0 {
-		t.Fatalf("held dead letters %v written before confirmation", got)
-	}
-	f.ledger.plan(prevPlan(0, 20)) // confirms the guess
-	eventually(t, "the confirmed tail writes what it held", func() bool { return len(f.sink.deadOffsets()) > 0 })
-	f.ledger.plan(plan(20, 220))
-	res := wait(t, done)
+	res := f.holdThenConfirm(20, 220)
 	f.checkDone(res, 20, 220)
 	if calls, most := f.sink.deadWrites(); most > deadBytesBound {
 		t.Fatalf("a dead-letter write of %d payload bytes (%d writes in all): the tail held more than %d bytes of dead letters",

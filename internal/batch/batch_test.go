@@ -120,17 +120,7 @@ func TestTailHoldThenConfirm(t *testing.T) {
 	f.produce(span(slot.Add(-time.Minute), 20, 0)...)
 	f.produce(span(slot, 40, 3)...)
 	f.produce(span(slot.Add(time.Minute), 10, 0)...)
-	p := f.processor()
-	p.BeatEvery = time.Millisecond // a run that is not held writes at every heartbeat
-	done := startTail(t, p, &memBeat{})
-	eventually(t, "the tail reads the ledger while holding", func() bool { return f.ledger.readCount() >= 3 })
-	if got := f.sink.deadOffsets(); len(got) > 0 {
-		t.Fatalf("held dead letters %v written before confirmation", got)
-	}
-	f.ledger.plan(prevPlan(0, 20)) // confirms the guess
-	eventually(t, "the confirmed tail writes what it held", func() bool { return len(f.sink.deadOffsets()) > 0 })
-	f.ledger.plan(plan(20, 60))
-	res := wait(t, done)
+	res := f.holdThenConfirm(20, 60)
 	if !res.Tailed {
 		t.Fatal("a confirmed tail should finish from what it read (Tailed)")
 	}

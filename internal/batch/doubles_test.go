@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
 	"github.com/rtbpipe/rtbpipe/internal/event"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/internal/kafka/kafkatest"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
@@ -268,17 +268,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	sc, err := kafka.NewClient(c.ListenAddrs(), kafka.NewConfig("batch-test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
-	return &fixture{t: t, brokers: c.ListenAddrs(), kafka: sc, ledger: newLedger(), sink: newSink()}
+	brokers, sc := kafkatest.Cluster(t, topic, 1)
+	return &fixture{t: t, brokers: brokers, kafka: sc, ledger: newLedger(), sink: newSink()}
 }
 
 func (f *fixture) processor() *Processor {
@@ -458,4 +449,23 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// holdThenConfirm tails slot with a guessed start at prevEnd, checks that
+// the held run writes nothing until the previous plan (ending at prevEnd)
+// confirms it, and that it then writes what it held before its own plan
+// [prevEnd, end) exists; it returns the tail's result once planned.
+func (f *fixture) holdThenConfirm(prevEnd, end int64) Result {
+	f.t.Helper()
+	p := f.processor()
+	p.BeatEvery = time.Millisecond // a run that is not held writes at every heartbeat
+	done := startTail(f.t, p, &memBeat{})
+	eventually(f.t, "the tail reads the ledger while holding", func() bool { return f.ledger.readCount() >= 3 })
+	if got := f.sink.deadOffsets(); len(got) > 0 {
+		f.t.Fatalf("held dead letters %v written before confirmation", got)
+	}
+	f.ledger.plan(prevPlan(0, prevEnd)) // confirms the guess
+	eventually(f.t, "the confirmed tail writes what it held", func() bool { return len(f.sink.deadOffsets()) > 0 })
+	f.ledger.plan(plan(prevEnd, end))
+	return wait(f.t, done)
 }

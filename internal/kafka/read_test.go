@@ -120,26 +120,9 @@ func TestReadRangeEndsInAMarker(t *testing.T) {
 // delivered, and the markers are, so that every offset is accounted for.
 func TestReadRangeSkipsAbortedTransactions(t *testing.T) {
 	brokers := cluster(t)
-	cl := client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionalID("x"))
-	ctx := ctxT(t)
-	txn := func(n int, commit kgo.TransactionEndTry, value string) {
-		if err := cl.BeginTransaction(); err != nil {
-			t.Fatal(err)
-		}
-		for range n {
-			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(value), Partition: 0}).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := cl.EndTransaction(ctx, commit); err != nil {
-			t.Fatal(err)
-		}
-	}
-	txn(10, kgo.TryCommit, "ok")    // 0-9, marker 10
-	txn(5, kgo.TryAbort, "aborted") // 11-15, marker 16
-	txn(10, kgo.TryCommit, "ok")    // 17-26, marker 27
+	abortedTxn(t, brokers) // 0-9 ok, marker 10; 11-15 aborted, marker 16; 17-26 ok, marker 27
 	var data, markers int
-	err := ReadRange(ctx, Conn{Brokers: brokers}, topic, 0, 0, 28, func(r *Record) error {
+	err := ReadRange(ctxT(t), Conn{Brokers: brokers}, topic, 0, 0, 28, func(r *Record) error {
 		switch {
 		case r.Attrs.IsControl():
 			markers++

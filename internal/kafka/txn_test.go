@@ -25,6 +25,9 @@ func readValues(t *testing.T, brokers []string, from, to int64) map[string]int {
 	return got
 }
 
+// abortedTxn writes three transactions to partition 0: committed ("ok",
+// 0-9, marker 10), aborted ("aborted", 11-15, marker 16), committed (17-26,
+// marker 27).
 func abortedTxn(t *testing.T, brokers []string) {
 	t.Helper()
 	cl := client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionalID("x"))
