@@ -57,7 +57,7 @@ func (a *app) runSlotCmd() *cobra.Command {
 			}
 			defer tc.Close()
 			id := workflows.SlotWorkflowID(a.cfg.Topic, slot)
-			run, err := a.startOperation(cmd, tc, id, fmt.Sprintf("%s slot %s (run-slot)", a.cfg.Topic, slot.Format("2006-01-02T15:04Z")),
+			run, err := a.startOperation(cmd, tc, id, workflows.SlotSummary(a.cfg.Topic, slot, "run-slot"),
 				wait, workflows.SlotWorkflow, workflows.SlotInput{Topic: a.cfg.Topic, Slot: slot, IdleWait: idleWait})
 			if err != nil {
 				return err

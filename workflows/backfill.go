@@ -72,6 +72,26 @@ func BackfillWorkflow(ctx workflow.Context, in BackfillInput) (BackfillProgress,
 	if err := workflow.SetQueryHandler(ctx, BackfillQuery, func() (BackfillProgress, error) { return *p, nil }); err != nil {
 		return *p, err
 	}
+	attrs := startAttributes(ctx, in.Topic, time.Time{})
+	err := backfill(ctx, &in)
+	if workflow.IsContinueAsNewError(err) {
+		return *p, err
+	}
+	outcome := OutcomeDone
+	if err != nil {
+		outcome = OutcomeFailed
+	}
+	workflow.SetCurrentDetails(ctx, outcome+" · "+p.String())
+	if attrs {
+		endAttributes(ctx, outcome, AttrEvents.ValueSet(int64(p.Events)))
+	}
+	return *p, err
+}
+
+// backfill is BackfillWorkflow's work: find the slots, run up to
+// slotsPerRun of them, continue as new with the rest.
+func backfill(ctx workflow.Context, in *BackfillInput) error {
+	p := &in.Progress
 	if !p.Found {
 		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			StartToCloseTimeout: 5 * time.Minute,
@@ -79,7 +99,7 @@ func BackfillWorkflow(ctx workflow.Context, in BackfillInput) (BackfillProgress,
 		})
 		if err := workflow.ExecuteActivity(actx, a.FindBackfillSlots, activities.RangeInput{
 			Topic: in.Topic, From: in.From, To: in.To, Source: in.Source}).Get(ctx, &in.Remaining); err != nil {
-			return *p, err
+			return err
 		}
 		p.Found, p.Total = true, len(in.Remaining)
 	}
@@ -103,15 +123,15 @@ func BackfillWorkflow(ctx workflow.Context, in BackfillInput) (BackfillProgress,
 		workflow.SetCurrentDetails(ctx, p.String())
 	})
 	if err != nil {
-		return *p, err
+		return err
 	}
 	in.Remaining = in.Remaining[len(now):]
 	if len(in.Remaining) > 0 {
-		return *p, workflow.NewContinueAsNewError(ctx, BackfillWorkflow, in)
+		return workflow.NewContinueAsNewError(ctx, BackfillWorkflow, *in)
 	}
 	if p.Failed > 0 {
-		return *p, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%d of %d slots failed: %v", p.Failed, p.Total, p.FailedSlots),
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%d of %d slots failed: %v", p.Failed, p.Total, p.FailedSlots),
 			"BackfillIncomplete", nil, *p)
 	}
-	return *p, nil
+	return nil
 }

@@ -46,6 +46,24 @@ func ReconcileWorkflow(ctx workflow.Context, in ReconcileInput) (ReconcileResult
 		return res, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("reconcile needs a topic and from < to (got %s, %s)", in.From, in.To), activities.ErrTypeBadInput, nil)
 	}
+	attrs := startAttributes(ctx, in.Topic, time.Time{})
+	err := reconcile(ctx, in, &res)
+	outcome := OutcomeDone
+	switch {
+	case err != nil:
+		outcome = OutcomeFailed
+	case len(res.Remaining) > 0:
+		outcome = OutcomeFindings
+	}
+	workflow.SetCurrentDetails(ctx, outcome+" · "+res.String())
+	if attrs {
+		endAttributes(ctx, outcome)
+	}
+	return res, err
+}
+
+// reconcile is ReconcileWorkflow's work: check, repair, check again, record.
+func reconcile(ctx workflow.Context, in ReconcileInput, res *ReconcileResult) error {
 	if in.Grace <= 0 {
 		in.Grace = 2 * time.Minute
 	}
@@ -63,7 +81,7 @@ func ReconcileWorkflow(ctx workflow.Context, in ReconcileInput) (ReconcileResult
 	workflow.SetCurrentDetails(ctx, "checking")
 	rep, err := check()
 	if err != nil {
-		return res, err
+		return err
 	}
 	res.SlotsChecked, res.BatchesChecked, res.Found, res.Remaining = rep.SlotsChecked, rep.BatchesChecked, rep.Findings, rep.Findings
 	if in.Repair {
@@ -82,12 +100,12 @@ func ReconcileWorkflow(ctx workflow.Context, in ReconcileInput) (ReconcileResult
 				}
 			})
 			if err != nil {
-				return res, err
+				return err
 			}
 			slices.SortFunc(res.RepairedSlots, func(x, y time.Time) int { return x.Compare(y) })
 			workflow.SetCurrentDetails(ctx, "checking again")
 			if rep, err = check(); err != nil {
-				return res, err
+				return err
 			}
 			res.Remaining = rep.Findings
 		}
@@ -98,15 +116,14 @@ func ReconcileWorkflow(ctx workflow.Context, in ReconcileInput) (ReconcileResult
 		SlotsChecked: res.SlotsChecked, BatchesChecked: res.BatchesChecked, Found: res.Found,
 		RepairedSlots: res.RepairedSlots, Remaining: res.Remaining}
 	if err := workflow.ExecuteActivity(actx, a.RecordReconciliation, rec).Get(ctx, nil); err != nil {
-		return res, err
+		return err
 	}
 	mh := workflow.GetMetricsHandler(ctx) // replay-safe
 	for _, f := range res.Found {
 		mh.WithTags(map[string]string{"topic": in.Topic, "kind": f.Kind}).Counter(metrics.Findings).Inc(1)
 	}
 	mh.WithTags(map[string]string{"topic": in.Topic}).Counter(metrics.Repairs).Inc(int64(len(res.RepairedSlots)))
-	workflow.SetCurrentDetails(ctx, res.String())
-	return res, nil
+	return nil
 }
 
 // ScheduledReconcileInput is the reconcile schedule's static argument.

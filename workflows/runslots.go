@@ -75,7 +75,7 @@ func runSlots(ctx workflow.Context, topic string, slots []time.Time, parallelism
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 			WorkflowID:            SlotWorkflowID(topic, slot),
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-			StaticSummary:         fmt.Sprintf("%s slot %s (%s)", topic, slot.Format("2006-01-02T15:04Z"), why),
+			StaticSummary:         SlotSummary(topic, slot, why),
 		})
 		f := workflow.ExecuteChildWorkflow(cctx, SlotWorkflow, SlotInput{Topic: topic, Slot: slot, Source: source, IdleWait: idleWait})
 		running++

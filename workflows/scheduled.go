@@ -69,7 +69,7 @@ func ScheduledSlotWorkflow(ctx workflow.Context, in ScheduledInput) (SlotResult,
 		WorkflowID:            SlotWorkflowID(in.Topic, slot),
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
-		StaticSummary:         fmt.Sprintf("%s slot %s (scheduled)", in.Topic, slot.Format("2006-01-02T15:04Z")),
+		StaticSummary:         SlotSummary(in.Topic, slot, "scheduled"),
 	})
 	var res SlotResult
 	err := workflow.ExecuteChildWorkflow(cctx, SlotWorkflow, SlotInput{Topic: in.Topic, Slot: slot, IdleWait: in.IdleWait,

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/rtbpipe/rtbpipe/activities"
+	"github.com/rtbpipe/rtbpipe/internal/dur"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 	"github.com/rtbpipe/rtbpipe/internal/metrics"
 )
@@ -53,9 +54,9 @@ type SlotResult struct {
 	Markers     uint64 // transaction markers
 	Skipped     uint64 // offsets Kafka proved it will not deliver (aborted transactions, compaction)
 	Windows     []time.Time
-	NewPlans    int           // plans this run wrote (0 on a rerun)
-	PlanWait    time.Duration // time spent waiting for idle partitions
-	IdleParts   []int32       // partitions planned to their high watermark
+	NewPlans    int          // plans this run wrote (0 on a rerun)
+	PlanWait    dur.Duration // time spent waiting for idle partitions
+	IdleParts   []int32      // partitions planned to their high watermark
 	Batches     []ledger.Batch
 	Tailed      int    `json:",omitempty"` // batches read as their records arrived, while the slot ran
 	Note        string `json:",omitempty"`
@@ -102,39 +103,17 @@ func SlotWorkflow(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	if err := in.validate(); err != nil {
 		return SlotResult{}, err
 	}
-	attrs := startAttributes(ctx, in)
+	attrs := startAttributes(ctx, in.Topic, in.Slot)
 	res, err := runSlot(ctx, in)
+	outcome := OutcomeDone
+	if err != nil {
+		outcome = OutcomeFailed
+	}
+	workflow.SetCurrentDetails(ctx, res.Line(outcome, err))
 	if attrs { // the outcome, for the UI's filters (AttrOutcome)
-		outcome := OutcomeDone
-		if err != nil {
-			outcome = OutcomeFailed
-		}
-		if uerr := workflow.UpsertTypedSearchAttributes(ctx, AttrOutcome.ValueSet(outcome), AttrEvents.ValueSet(int64(res.Events))); uerr != nil {
-			workflow.GetLogger(ctx).Warn("search attributes", "error", uerr)
-		}
+		endAttributes(ctx, outcome, AttrEvents.ValueSet(int64(res.Events)))
 	}
 	return res, err
-}
-
-// startAttributes sets the run's search attributes (topic, slot, running)
-// when the namespace has them, and says whether it does. Runs started by a
-// worker older than them skip it (workflow.GetVersion).
-func startAttributes(ctx workflow.Context, in SlotInput) bool {
-	if workflow.GetVersion(ctx, "search-attributes", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		return false
-	}
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 2}})
-	var ready bool
-	if err := workflow.ExecuteLocalActivity(lctx, "SearchAttributesReady").Get(ctx, &ready); err != nil || !ready {
-		return false // a run without them is still a run
-	}
-	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrTopic.ValueSet(in.Topic), AttrSlot.ValueSet(in.Slot),
-		AttrOutcome.ValueSet(OutcomeRunning)); err != nil {
-		workflow.GetLogger(ctx).Warn("search attributes", "error", err)
-		return false
-	}
-	return true
 }
 
 // runSlot is SlotWorkflow's work: plan, process, sum up.
@@ -163,7 +142,7 @@ func runSlot(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 		cancelTails()
 		return res, err // unwrapped, so that callers see the activity's error type
 	}
-	res.NewPlans, res.PlanWait = plan.New, plan.Waited
+	res.NewPlans, res.PlanWait = plan.New, dur.Duration(plan.Waited)
 
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("processing %d batches", len(plan.Batches)))
 	futures := make([]workflow.Future, len(plan.Batches))
@@ -225,7 +204,6 @@ func runSlot(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	// Minute end to slot closed (replay-safe: not recorded on replay).
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"topic": in.Topic}).
 		Timer(metrics.SlotLatency).Record(workflow.Now(ctx).Sub(in.Slot.Add(time.Minute)))
-	workflow.SetCurrentDetails(ctx, res.String())
 	return res, nil
 }
 
