@@ -2,8 +2,9 @@
 # rtbpipe's demo (make demo): the main job, bounded. Brings up the local stack
 # with a worker, applies the schema, creates a fresh topic and its schedule,
 # runs the generator at the prototype's rate for a few minutes, waits for the
-# last minute to be processed, prints the prototype's analysis tables, and
-# verifies ClickHouse against the generator's manifest.
+# last minute to be processed, prints the prototype's analysis tables,
+# verifies ClickHouse against the generator's manifest, and shows the run's
+# throughput and lag from the stack's Prometheus.
 #
 # Settings (environment): RATE (events/s, default 80), DURATION (default 3m),
 # PARTITIONS (4), LATE (fraction of late events, 0.05), MAX_LATENESS (5m),
@@ -56,8 +57,12 @@ step "analysis (the prototype's queries, this run's topic)"
 step "verify against the generator's manifest"
 "$BIN/starter" verify --manifest "$MANIFEST"
 
+step "throughput and lag during the run (Prometheus, scraping the worker)"
+"$BIN/starter" metrics --window 10m || echo "(Prometheus not reachable: scripts/stack.sh status)"
+
 step "done"
 echo "Temporal UI: ${RTB_TEMPORAL_UI:-http://127.0.0.1:8233}/namespaces/default/workflows?query=WorkflowId+STARTS_WITH+%22slot-$TOPIC%22"
 echo "The slot runs are the workflows slot-$TOPIC-<minute>; the schedule was slots-$TOPIC."
-echo "Worker metrics (Prometheus): http://${RTB_METRICS_ADDR:-127.0.0.1:9464}/metrics, e.g. rtb_events_total{topic=\"$TOPIC\"}, rtb_consumer_lag, rtb_slot_close_latency_seconds"
+echo "Prometheus: ${RTB_PROMETHEUS_URL:-http://127.0.0.1:9090}/graph?g0.range_input=30m&g0.expr=sum(rate(rtb_events_total%7Btopic%3D%22$TOPIC%22%7D%5B1m%5D))"
+echo "  (it scrapes the worker's http://${RTB_METRICS_ADDR:-127.0.0.1:9464}/metrics; 'starter metrics' prints throughput, lag and latency)"
 echo "Stop the stack with: make down"

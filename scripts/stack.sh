@@ -5,24 +5,27 @@
 #               and data folder (.local/clickhouse), independent of the system service
 #   Temporal    the Temporal CLI's dev server (SQLite in .local/temporal, UI included)
 #   Kafka       localkafka (./localkafka, franz-go kfake), data in .local/kafka
-#   worker      optional: ./worker built to .local/bin/rtb-worker, started last
+#   Prometheus  Debian's prometheus, scraping the workers listed in
+#               .local/prometheus/targets/*.json, data in .local/prometheus
+#   worker      optional: ./worker built to .local/bin/rtb-worker, started last,
+#               metrics on RTB_METRICS_ADDR (127.0.0.1:9464), scraped by Prometheus
 #
 # Usage: scripts/stack.sh install
 #        scripts/stack.sh up     [--no-worker] [component...]
 #        scripts/stack.sh down   [--wipe]      [component...]
 #        scripts/stack.sh status
 #        scripts/stack.sh env    (prints the RTB_* exports the stack uses)
-# Components: clickhouse temporal kafka worker. Everything is idempotent; state lives
+# Components: clickhouse temporal kafka prometheus worker. Everything is idempotent; state lives
 # under <repo>/.local (bin, run = pidfiles, logs, and one data folder per server).
 #
 # Environment (same defaults as the Go code):
 #   RTB_KAFKA_BROKERS      127.0.0.1:9092   (the first broker is the one started)
 #   RTB_CLICKHOUSE_ADDR    127.0.0.1:9000   (native protocol)
 #   RTB_TEMPORAL_ADDRESS   127.0.0.1:7233
-#   RTB_CLICKHOUSE_HTTP_PORT 8123, RTB_TEMPORAL_UI_PORT 8233,
+#   RTB_CLICKHOUSE_HTTP_PORT 8123, RTB_TEMPORAL_UI_PORT 8233, RTB_PROMETHEUS_ADDR 127.0.0.1:9090,
 #   RTB_KAFKA_DEFAULT_PARTITIONS 4, RTB_NO_WORKER=1 (same as --no-worker),
 #   RTB_STACK_TIMEOUT 60 (seconds to wait for each server to become ready).
-# Network: only apt (install of ClickHouse) and the Go module proxy (Temporal CLI build).
+# Network: only apt (ClickHouse, Prometheus) and the Go module proxy (Temporal CLI build).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,8 +45,11 @@ CH_HTTP_PORT="${RTB_CLICKHOUSE_HTTP_PORT:-8123}"
 TEMPORAL_ADDR="${RTB_TEMPORAL_ADDRESS:-127.0.0.1:7233}"
 TEMPORAL_UI_PORT="${RTB_TEMPORAL_UI_PORT:-8233}"
 KAFKA_PARTITIONS="${RTB_KAFKA_DEFAULT_PARTITIONS:-4}"
+PROM_ADDR="${RTB_PROMETHEUS_ADDR:-127.0.0.1:9090}"
+METRICS_ADDR="${RTB_METRICS_ADDR:-127.0.0.1:9464}"
+TARGETS="$LOCAL/prometheus/targets"
 
-COMPONENTS=(clickhouse temporal kafka worker)
+COMPONENTS=(clickhouse temporal kafka prometheus worker)
 
 say() { printf '%s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
@@ -55,7 +61,7 @@ die() {
 host_of() { printf '%s' "${1%:*}"; }
 port_of() { printf '%s' "${1##*:}"; }
 
-for a in "$KAFKA_ADDR" "$CH_ADDR" "$TEMPORAL_ADDR"; do
+for a in "$KAFKA_ADDR" "$CH_ADDR" "$TEMPORAL_ADDR" "$PROM_ADDR" "$METRICS_ADDR"; do
 	[[ "$a" =~ ^[A-Za-z0-9._-]+:[0-9]+$ ]] || die "address '$a' is not host:port"
 done
 
@@ -64,7 +70,8 @@ addr_of() {
 	clickhouse) printf '%s' "$CH_ADDR" ;;
 	temporal) printf '%s' "$TEMPORAL_ADDR" ;;
 	kafka) printf '%s' "$KAFKA_ADDR" ;;
-	worker) printf -- '-' ;;
+	prometheus) printf '%s' "$PROM_ADDR" ;;
+	worker) printf '%s' "$METRICS_ADDR" ;;
 	esac
 }
 
@@ -130,6 +137,9 @@ healthy() {
 	kafka)
 		h="$(host_of "$KAFKA_ADDR")" p="$(port_of "$KAFKA_ADDR")"
 		port_open "$h" "$p"
+		;;
+	prometheus)
+		curl -sf --max-time 2 "http://$PROM_ADDR/-/ready" >/dev/null 2>&1
 		;;
 	worker) our_pid worker >/dev/null ;;
 	esac
@@ -251,10 +261,26 @@ install_temporal() {
 		die "go install of the Temporal CLI failed"
 }
 
+# install_prometheus: Debian's package, without its recommended exporters.
+# In a container without systemd its own service does not start; where it
+# does, it listens on :9090 and the stack says so (require_free).
+install_prometheus() {
+	local missing=() p
+	for p in prometheus curl; do
+		pkg_installed "$p" || missing+=("$p")
+	done
+	((${#missing[@]} == 0)) && return 0
+	command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install ${missing[*]} by hand"
+	say "installing ${missing[*]} (apt)..."
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
 cmd_install() {
 	command -v go >/dev/null 2>&1 || die "the Go toolchain is required (see go.mod)"
 	mkdir -p "$BIN" "$RUN" "$LOGS"
 	install_clickhouse
+	install_prometheus
 	install_temporal
 	(cd "$ROOT" && go build -o "$BIN/localkafka" ./localkafka) || die "building ./localkafka failed"
 }
@@ -303,6 +329,25 @@ start_kafka() {
 		--default-partitions "$KAFKA_PARTITIONS"
 }
 
+start_prometheus() {
+	local h
+	h="$(host_of "$PROM_ADDR")"
+	require_free prometheus "$h" "$(port_of "$PROM_ADDR")"
+	mkdir -p "$LOCAL/prometheus/data" "$TARGETS"
+	sed -e "s#@LOCAL@#$LOCAL#g" "$ROOT/deploy/local/prometheus/prometheus.yml" >"$LOCAL/prometheus/prometheus.yml.tmp"
+	mv "$LOCAL/prometheus/prometheus.yml.tmp" "$LOCAL/prometheus/prometheus.yml"
+	spawn prometheus prometheus --config.file="$LOCAL/prometheus/prometheus.yml" \
+		--storage.tsdb.path="$LOCAL/prometheus/data" --storage.tsdb.retention.time=7d \
+		--web.listen-address="$PROM_ADDR" --log.level=warn
+}
+
+# target NAME ADDR: Prometheus scrapes the worker at ADDR (file_sd), as NAME.
+target() {
+	mkdir -p "$TARGETS"
+	printf '[{"targets": ["%s"], "labels": {"instance_name": "%s"}}]\n' "$2" "$1" >"$TARGETS/$1.json.tmp"
+	mv "$TARGETS/$1.json.tmp" "$TARGETS/$1.json"
+}
+
 # Returns 1 (with a message) when there is no worker to start.
 build_worker() {
 	local out
@@ -321,7 +366,7 @@ start_worker() {
 	local pid
 	spawn worker env RTB_KAFKA_BROKERS="${RTB_KAFKA_BROKERS:-$KAFKA_ADDR}" \
 		RTB_CLICKHOUSE_ADDR="$CH_ADDR" RTB_TEMPORAL_ADDRESS="$TEMPORAL_ADDR" \
-		RTB_METRICS_ADDR="${RTB_METRICS_ADDR:-127.0.0.1:9464}" \
+		RTB_METRICS_ADDR="$METRICS_ADDR" \
 		"$BIN/rtb-worker"
 	sleep 2
 	if ! pid="$(our_pid worker)"; then
@@ -329,7 +374,8 @@ start_worker() {
 		log_tail worker
 		die "worker exited right after start (log: $LOGS/worker.log)"
 	fi
-	say "worker running (pid $pid), log $LOGS/worker.log, metrics http://${RTB_METRICS_ADDR:-127.0.0.1:9464}/metrics"
+	target worker "$METRICS_ADDR"
+	say "worker running (pid $pid), log $LOGS/worker.log, metrics http://$METRICS_ADDR/metrics"
 }
 
 up_one() {
@@ -363,7 +409,7 @@ cmd_up() {
 	while (($#)); do
 		case "$1" in
 		--no-worker) no_worker=1 ;;
-		clickhouse | temporal | kafka | worker) want+=("$1") ;;
+		clickhouse | temporal | kafka | prometheus | worker) want+=("$1") ;;
 		*) die "up: unknown argument '$1'" ;;
 		esac
 		shift
@@ -372,7 +418,7 @@ cmd_up() {
 	"" | 0 | false | no) no_worker=0 ;;
 	*) no_worker=1 ;;
 	esac
-	((${#want[@]})) || want=(clickhouse temporal kafka worker)
+	((${#want[@]})) || want=(clickhouse temporal kafka prometheus worker)
 	cmd_install
 	for c in "${want[@]}"; do
 		if [[ "$c" == worker ]]; then
@@ -388,6 +434,7 @@ cmd_up() {
 		up_one "$c"
 	done
 	[[ " ${want[*]} " == *" temporal "* ]] && say "Temporal UI: http://$(host_of "$TEMPORAL_ADDR"):$TEMPORAL_UI_PORT"
+	[[ " ${want[*]} " == *" prometheus "* ]] && say "Prometheus: http://$PROM_ADDR (scrapes the workers in $TARGETS)"
 	return 0
 }
 
@@ -419,19 +466,20 @@ cmd_down() {
 	while (($#)); do
 		case "$1" in
 		--wipe) wipe=1 ;;
-		clickhouse | temporal | kafka | worker) want+=("$1") ;;
+		clickhouse | temporal | kafka | prometheus | worker) want+=("$1") ;;
 		*) die "down: unknown argument '$1'" ;;
 		esac
 		shift
 	done
-	((${#want[@]})) || want=(worker kafka temporal clickhouse)
+	((${#want[@]})) || want=(worker prometheus kafka temporal clickhouse)
 	for c in "${want[@]}"; do
 		stop_one "$c"
+		if [[ "$c" == worker ]]; then rm -f "$TARGETS/worker.json"; fi
 	done
 	if ((wipe)); then
 		for c in "${want[@]}"; do
 			case "$c" in
-			clickhouse | temporal | kafka)
+			clickhouse | temporal | kafka | prometheus)
 				rm -rf "${LOCAL:?}/$c"
 				say "$c data wiped ($LOCAL/$c)"
 				;;
@@ -467,6 +515,9 @@ cmd_status() {
 	if our_pid temporal >/dev/null; then
 		say "Temporal UI: http://$(host_of "$TEMPORAL_ADDR"):$TEMPORAL_UI_PORT"
 	fi
+	if our_pid prometheus >/dev/null; then
+		say "Prometheus: http://$PROM_ADDR"
+	fi
 	say "logs: $LOGS"
 	return "$rc"
 }
@@ -475,6 +526,8 @@ cmd_env() {
 	printf 'export RTB_KAFKA_BROKERS=%q\n' "${RTB_KAFKA_BROKERS:-$KAFKA_ADDR}"
 	printf 'export RTB_CLICKHOUSE_ADDR=%q\n' "$CH_ADDR"
 	printf 'export RTB_TEMPORAL_ADDRESS=%q\n' "$TEMPORAL_ADDR"
+	printf 'export RTB_PROMETHEUS_URL=%q\n' "http://$PROM_ADDR"
+	printf 'export RTB_PROMETHEUS_TARGETS=%q\n' "$TARGETS"
 }
 
 usage() {
