@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: help demo test bench chaos up up-no-worker down wipe status stack-install build vet fmt-check
+.PHONY: help demo test bench bench-analysis chaos up up-no-worker down wipe status stack-install build vet fmt-check
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -17,6 +17,10 @@ test: ## gofmt, vet, unit tests, then end-to-end tests on real servers (installs
 bench: ## benchmark vs a bare Kafka read and ClickHouse's Kafka engine, and live latency (BENCH_ARGS="--events 5000000 ...")
 	scripts/stack.sh up --no-worker
 	$(GO) run ./bench $(BENCH_ARGS)
+
+bench-analysis: ## time the analysis reads over 30 days of synthetic history at 20,000 events/s (ANALYSIS_ARGS="--days 7 ...")
+	scripts/stack.sh up --no-worker
+	$(GO) run ./bench/analysis $(ANALYSIS_ARGS)
 
 chaos: ## chaos soak: the live pipeline under worker kills, server restarts, broker stalls, leader moves, network faults; exact? (CHAOS_ARGS="--duration 6m --rate 3000 ...")
 	scripts/stack.sh up --no-worker

@@ -23,6 +23,8 @@ type Activities struct {
 	Batches *batch.Processor
 	// Ops is the store as backfill and reconciliation read and write it.
 	Ops OperateStore
+	// Analysis is the store as anomaly scoring reads and writes it.
+	Analysis AnalysisStore
 	// Clock is the wall clock planning reads; nil is time.Now. Tests set it.
 	Clock func() time.Time
 	// MaxBatchOffsets splits a slot's plan of a partition holding more

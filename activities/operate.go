@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/IBM/sarama"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
@@ -35,7 +36,34 @@ type OperateStore interface {
 	// AdoptedTopicIDs returns the topic IDs an operator adopted for the
 	// topic (starter topic adopt).
 	AdoptedTopicIDs(ctx context.Context, topic string) (map[string]bool, error)
+	// RefreshTotals rewrites the window totals of the hours (of topic and
+	// of every topic) from the partials.
+	RefreshTotals(ctx context.Context, topic string, hours []time.Time) error
+	// StaleTotals returns the hours overlapping [from, to) whose window
+	// totals differ from the partials.
+	StaleTotals(ctx context.Context, topic string, from, to time.Time) ([]time.Time, error)
 }
+
+// TotalsInput names the windows whose totals a refresh rewrites.
+type TotalsInput struct {
+	Topic   string
+	Windows []time.Time // the windows a run touched; their hours are refreshed
+	Hours   []time.Time // hours to refresh besides (reconciliation's findings)
+}
+
+// RefreshTotals rewrites the window totals of the hours of the windows a
+// run touched (and of the hours given), after the run wrote their partials.
+func (a *Activities) RefreshTotals(ctx context.Context, in TotalsInput) error {
+	if in.Topic == "" {
+		return temporal.NewNonRetryableApplicationError("refresh window totals: no topic", ErrTypeBadInput, nil)
+	}
+	return a.Ops.RefreshTotals(ctx, in.Topic, append(slices.Clone(in.Windows), in.Hours...))
+}
+
+// totalsSettle is how long a check waits before it looks again at hours
+// whose totals differ from the partials: a run refreshes them right after
+// writing the partials, so only a difference that stays is a finding.
+const totalsSettle = 10 * time.Second
 
 // RangeInput names a range of windows (or slots) of a topic.
 type RangeInput struct {
@@ -137,6 +165,9 @@ func (a *Activities) CheckRange(ctx context.Context, in CheckInput) (CheckReport
 	if rin.Adopted, err = a.Ops.AdoptedTopicIDs(ctx, in.Topic); err != nil {
 		return CheckReport{}, err
 	}
+	if rin.StaleTotals, err = a.staleTotals(ctx, in.Topic, from, to); err != nil {
+		return CheckReport{}, err
+	}
 	rep := reconcile.Check(rin)
 	activity.RecordHeartbeat(ctx, len(rep.Findings))
 	return rep, nil
@@ -148,4 +179,27 @@ type ReconciliationRecord = reconcile.Record
 // RecordReconciliation stores a reconciliation's outcome.
 func (a *Activities) RecordReconciliation(ctx context.Context, r ReconciliationRecord) error {
 	return a.Ops.RecordReconciliation(ctx, r)
+}
+
+// staleTotals returns the hours of [from, to) whose window totals differ
+// from the partials now and still after totalsSettle.
+func (a *Activities) staleTotals(ctx context.Context, topic string, from, to time.Time) ([]time.Time, error) {
+	if !from.Before(to) {
+		return nil, nil
+	}
+	first, err := a.Ops.StaleTotals(ctx, topic, from, to)
+	if err != nil || len(first) == 0 {
+		return nil, err
+	}
+	activity.RecordHeartbeat(ctx, "totals settling")
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(totalsSettle):
+	}
+	again, err := a.Ops.StaleTotals(ctx, topic, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(again, func(h time.Time) bool { return !slices.ContainsFunc(first, h.Equal) }), nil
 }

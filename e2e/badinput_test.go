@@ -65,9 +65,15 @@ func TestRevenueSumPastInt64IsNotWrapped(t *testing.T) {
 	if err := b.Send(); err != nil {
 		t.Fatal(err)
 	}
+	if err := e.store.RefreshTotals(ctx, topic, []time.Time{w}); err != nil { // as the run that wrote them would
+		t.Fatalf("refresh the window totals: %v", err)
+	}
 	got, err := e.store.TopicWindows(ctx, topic)
 	if !errors.Is(err, agg.ErrOverflow) {
 		t.Fatalf("exact windows: got %v, %v; want an overflow error, not a wrapped sum", got, err)
+	}
+	if got, err := e.store.ReadTotals(ctx, topic, w, w.Add(time.Minute)); !errors.Is(err, agg.ErrOverflow) {
+		t.Fatalf("window totals: got %v, %v; want an overflow error, not a wrapped sum", got, err)
 	}
 	var total float64
 	if err := e.db.QueryRow(ctx, "SELECT total_revenue FROM "+e.table("ad_events_aggregated_by_topic")+" WHERE topic = ?", topic).Scan(&total); err != nil {

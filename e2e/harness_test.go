@@ -276,12 +276,23 @@ func (e *env) ledger(t *testing.T, topic string) []ledger.Batch {
 	return bs
 }
 
-// checkExact fails the test unless ClickHouse holds exactly want for topic.
+// checkExact fails the test unless ClickHouse holds exactly want for topic:
+// in the partials, and in the window totals analysts read.
 func (e *env) checkExact(t *testing.T, topic string, want agg.Table) {
 	t.Helper()
 	if d := agg.Diff(want, e.windows(t, topic)); len(d) > 0 {
 		for _, x := range d {
 			t.Errorf("differs: %v", x)
+		}
+		t.FailNow()
+	}
+	totals, err := e.store.ReadTotals(context.Background(), topic, time.Unix(0, 0), time.Now().Add(48*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := agg.Diff(want, totals); len(d) > 0 {
+		for _, x := range d {
+			t.Errorf("window totals differ: %v", x)
 		}
 		t.FailNow()
 	}

@@ -217,7 +217,7 @@ func TestRetryAfterWriteCountsOnce(t *testing.T) {
 	d := standard(2, 2, base, 1, 1500)
 	e.produce(t, topic, d.recs)
 
-	real := &activities.Activities{Kafka: e.kafka, Plans: e.store, Batches: &batch.Processor{
+	real := &activities.Activities{Kafka: e.kafka, Plans: e.store, Ops: e.store, Analysis: e.store, Batches: &batch.Processor{
 		Ledger: e.store, Sink: e.store, Archive: e.store, Kafka: e.kafka, Conn: kafka.ConnOf(e.cfg)}}
 	var mu sync.Mutex // activities run on the worker's goroutines
 	failed := map[int32]bool{}
@@ -226,6 +226,8 @@ func TestRetryAfterWriteCountsOnce(t *testing.T) {
 	w.RegisterWorkflow(workflows.PlannerWorkflow)
 	w.RegisterActivity(real.PlanSlot)
 	w.RegisterActivity(real.SlotPlans)
+	w.RegisterActivity(real.RefreshTotals)
+	w.RegisterActivity(real.ScoreAnomalies)
 	w.RegisterActivityWithOptions(func(ctx context.Context, in activities.BatchInput) (activities.BatchResult, error) {
 		res, err := real.ProcessBatch(ctx, in)
 		if err == nil && activity.GetInfo(ctx).Attempt == 1 && res.Batch.Events > 0 {

@@ -16,6 +16,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/rtbpipe/rtbpipe/generator/gen"
 	"github.com/rtbpipe/rtbpipe/internal/config"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
 )
@@ -52,6 +54,8 @@ type options struct {
 	drainTimeout time.Duration
 	idempotent   bool
 	conn         kafka.Conn // the brokers, TLS and SASL
+	anomalySpec  string
+	anomaly      *gen.Anomaly // parsed --anomaly
 }
 
 func main() {
@@ -138,6 +142,8 @@ retention soon after, and Kafka 4 rejects timestamps more than an hour in the fu
 	f.DurationVar(&o.progress, "progress", 10*time.Second, "interval of progress logs")
 	f.BoolVar(&o.idempotent, "idempotent", false, "producer: idempotent (retries after a lost acknowledgement write nothing twice; the manifest then matches the log even under network faults)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "at the end, how long to wait for Kafka to acknowledge the records in flight; the rest count as failed")
+	f.StringVar(&o.anomalySpec, "anomaly", "", "inject an anomaly: 'country=US,clicks=0.1,after=2m,for=2m' (US clicks drop 90% for 2 minutes of event time, "+
+		"2 minutes after the start) or 'ad_format=banner,clicks=3,...' (the format's CTR triples)")
 	return cmd
 }
 
@@ -207,5 +213,56 @@ func (o *options) validate() error {
 		return fmt.Errorf("--compression %q: want none, lz4, snappy, gzip or zstd", o.compression)
 	}
 	o.codec = c
+	if o.anomalySpec != "" {
+		start := o.startTime
+		if start.IsZero() {
+			start = time.Now().UTC()
+		}
+		a, err := parseAnomaly(o.anomalySpec, start)
+		if err != nil {
+			return fmt.Errorf("--anomaly %q: %w", o.anomalySpec, err)
+		}
+		o.anomaly = a
+	}
 	return nil
+}
+
+// parseAnomaly reads "country=US,clicks=0.1,after=2m,for=2m" (or ad_format=
+// instead of country=); after counts from start.
+func parseAnomaly(spec string, start time.Time) (*gen.Anomaly, error) {
+	a := &gen.Anomaly{}
+	var after, span time.Duration = 0, -1
+	for _, kv := range strings.Split(spec, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok {
+			return nil, fmt.Errorf("%q is not key=value", kv)
+		}
+		var err error
+		switch k {
+		case "country":
+			a.Country = v
+		case "ad_format":
+			a.AdFormat = v
+		case "clicks":
+			a.Clicks, err = strconv.ParseFloat(v, 64)
+		case "after":
+			after, err = time.ParseDuration(v)
+		case "for":
+			span, err = time.ParseDuration(v)
+		default:
+			return nil, fmt.Errorf("unknown key %q: want country or ad_format, clicks, after, for", k)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	if span <= 0 || after < 0 {
+		return nil, fmt.Errorf("want for > 0 and after >= 0 (e.g. after=2m,for=2m)")
+	}
+	a.From = start.Add(after)
+	a.To = a.From.Add(span)
+	if err := (gen.Config{Anomaly: a}).Validate(); err != nil {
+		return nil, err
+	}
+	return a, nil
 }

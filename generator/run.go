@@ -316,7 +316,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*manifest.Manifest, 
 	if !o.seedSet {
 		seed = rand.Uint64()
 	}
-	g := gen.New(gen.Config{Seed: seed, LateFraction: o.late, MaxLateness: o.maxLateness, MalformedFraction: o.malformed})
+	g := gen.New(gen.Config{Seed: seed, LateFraction: o.late, MaxLateness: o.maxLateness, MalformedFraction: o.malformed, Anomaly: o.anomaly})
 
 	cl, err := kafka.NewClient(o.brokers, producerConfig(o))
 	if err != nil {
@@ -359,6 +359,10 @@ func run(ctx context.Context, o options, log *slog.Logger) (*manifest.Manifest, 
 	}
 	if o.malformed > 0 {
 		attrs = append(attrs, "malformed_fraction", o.malformed)
+	}
+	if a := o.anomaly; a != nil {
+		attrs = append(attrs, "anomaly", fmt.Sprintf("%s%s clicks ×%g, event time [%s, %s)", a.Country, a.AdFormat, a.Clicks,
+			a.From.Format(time.TimeOnly), a.To.Format(time.TimeOnly)))
 	}
 	log.Info("producing ("+mode+" log times)", attrs...)
 

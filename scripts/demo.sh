@@ -6,6 +6,9 @@
 # verifies ClickHouse against the generator's manifest, and shows the run's
 # throughput and lag from the stack's Prometheus.
 #
+# Before the live run, an hour of history with an injected anomaly (ANOMALY,
+# the generator's --anomaly) shows anomaly detection on the dashboard.
+#
 # Settings (environment): RATE (events/s, default 80), DURATION (default 3m),
 # PARTITIONS (4), LATE (fraction of late events, 0.05), MAX_LATENESS (5m),
 # MALFORMED (fraction of malformed records, 0.005), TOPIC (default: a fresh
@@ -25,6 +28,7 @@ TOPIC="${TOPIC:-ad-events-demo-$(date -u +%Y%m%d-%H%M%S)}"
 export RTB_KAFKA_TOPIC="$TOPIC"
 BIN="$ROOT/.local/bin"
 MANIFEST="$ROOT/.local/demo/$TOPIC.manifest.json"
+HISTORY_MANIFEST="$ROOT/.local/demo/$TOPIC.history.manifest.json"
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -40,7 +44,19 @@ if [[ "${KEEP_SCHEDULE:-0}" != 1 ]]; then
 	trap '"$BIN/starter" schedule delete >/dev/null 2>&1 || true' EXIT
 fi
 
-step "generator: $RATE events/s for $DURATION ($LATE late up to $MAX_LATENESS, $MALFORMED malformed)"
+# The live run starts at the next whole minute; before it, an hour of history
+# at the same rate (synthetic log times, produced in seconds), with an anomaly
+# 45 minutes in: US clicks drop to a tenth for 2 minutes. Anomaly scoring
+# needs half an hour of baseline; the first slot processes the history.
+live="$(date -u -d "@$(( ($(date +%s) / 60 + 1) * 60 ))" +%Y-%m-%dT%H:%M:%SZ)"
+history="$(date -u -d "$live - 60 minutes" +%Y-%m-%dT%H:%M:%SZ)"
+step "generator: an hour of history from $history at $RATE events/s, with US clicks dropping to 10% at +45m for 2m"
+"$BIN/generator" --start "$history" --rate "$RATE" --duration 60m --partitions "$PARTITIONS" \
+	--late-fraction "$LATE" --max-lateness "$MAX_LATENESS" --malformed-fraction "$MALFORMED" \
+	--anomaly "${ANOMALY:-country=US,clicks=0.1,after=45m,for=2m}" --manifest "$HISTORY_MANIFEST" --progress 30s
+
+step "generator: $RATE events/s live from $live for $DURATION ($LATE late up to $MAX_LATENESS, $MALFORMED malformed)"
+sleep "$(( $(date -d "$live" +%s) - $(date +%s) ))" 2>/dev/null || true
 "$BIN/generator" --rate "$RATE" --duration "$DURATION" --partitions "$PARTITIONS" \
 	--late-fraction "$LATE" --max-lateness "$MAX_LATENESS" --malformed-fraction "$MALFORMED" \
 	--manifest "$MANIFEST" --progress 30s
@@ -55,12 +71,16 @@ step "analysis (the prototype's queries, this run's topic)"
 "$BIN/starter" report --topic-only
 
 step "verify against the generator's manifest"
-"$BIN/starter" verify --manifest "$MANIFEST"
+"$BIN/starter" verify --manifest "$HISTORY_MANIFEST" --manifest "$MANIFEST"
+
+step "anomalies (scored by every slot; the injected one, and no other)"
+"$BIN/starter" anomalies --from "$history" --to "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
 step "throughput and lag during the run (Prometheus, scraping the worker)"
 "$BIN/starter" metrics --window 10m || echo "(Prometheus not reachable: scripts/stack.sh status)"
 
 step "done"
+echo "Dashboard: http://${RTB_DASHBOARD_ADDR:-127.0.0.1:8080}/?topic=$TOPIC&range=21600 (the anomaly is the red band 15 minutes before the live run)"
 echo "Temporal UI: ${RTB_TEMPORAL_UI:-http://127.0.0.1:8233}/namespaces/default/workflows?query=WorkflowId+STARTS_WITH+%22slot-$TOPIC%22"
 echo "The slot runs are the workflows slot-$TOPIC-<minute>; the schedule was slots-$TOPIC."
 echo "Prometheus: ${RTB_PROMETHEUS_URL:-http://127.0.0.1:9090}/graph?g0.range_input=30m&g0.expr=sum(rate(rtb_events_total%7Btopic%3D%22$TOPIC%22%7D%5B1m%5D))"

@@ -9,13 +9,14 @@
 #               .local/prometheus/targets/*.json, data in .local/prometheus
 #   worker      optional: ./worker built to .local/bin/rtb-worker, started last,
 #               metrics on RTB_METRICS_ADDR (127.0.0.1:9464), scraped by Prometheus
+#   dashboard   with the worker: `starter dashboard` on RTB_DASHBOARD_ADDR (127.0.0.1:8080)
 #
 # Usage: scripts/stack.sh install
 #        scripts/stack.sh up     [--no-worker] [component...]
 #        scripts/stack.sh down   [--wipe]      [component...]
 #        scripts/stack.sh status
 #        scripts/stack.sh env    (prints the RTB_* exports the stack uses)
-# Components: clickhouse temporal kafka prometheus worker. Everything is idempotent; state lives
+# Components: clickhouse temporal kafka prometheus worker dashboard. Everything is idempotent; state lives
 # under <repo>/.local (bin, run = pidfiles, logs, and one data folder per server).
 #
 # Environment (same defaults as the Go code):
@@ -47,9 +48,10 @@ TEMPORAL_UI_PORT="${RTB_TEMPORAL_UI_PORT:-8233}"
 KAFKA_PARTITIONS="${RTB_KAFKA_DEFAULT_PARTITIONS:-4}"
 PROM_ADDR="${RTB_PROMETHEUS_ADDR:-127.0.0.1:9090}"
 METRICS_ADDR="${RTB_METRICS_ADDR:-127.0.0.1:9464}"
+DASHBOARD_ADDR="${RTB_DASHBOARD_ADDR:-127.0.0.1:8080}"
 TARGETS="$LOCAL/prometheus/targets"
 
-COMPONENTS=(clickhouse temporal kafka prometheus worker)
+COMPONENTS=(clickhouse temporal kafka prometheus worker dashboard)
 
 say() { printf '%s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
@@ -61,7 +63,7 @@ die() {
 host_of() { printf '%s' "${1%:*}"; }
 port_of() { printf '%s' "${1##*:}"; }
 
-for a in "$KAFKA_ADDR" "$CH_ADDR" "$TEMPORAL_ADDR" "$PROM_ADDR" "$METRICS_ADDR"; do
+for a in "$KAFKA_ADDR" "$CH_ADDR" "$TEMPORAL_ADDR" "$PROM_ADDR" "$METRICS_ADDR" "$DASHBOARD_ADDR"; do
 	[[ "$a" =~ ^[A-Za-z0-9._-]+:[0-9]+$ ]] || die "address '$a' is not host:port"
 done
 
@@ -72,6 +74,7 @@ addr_of() {
 	kafka) printf '%s' "$KAFKA_ADDR" ;;
 	prometheus) printf '%s' "$PROM_ADDR" ;;
 	worker) printf '%s' "$METRICS_ADDR" ;;
+	dashboard) printf '%s' "$DASHBOARD_ADDR" ;;
 	esac
 }
 
@@ -142,6 +145,9 @@ healthy() {
 		curl -sf --max-time 2 "http://$PROM_ADDR/-/ready" >/dev/null 2>&1
 		;;
 	worker) our_pid worker >/dev/null ;;
+	dashboard)
+		curl -sf --max-time 2 "http://$DASHBOARD_ADDR/" >/dev/null 2>&1
+		;;
 	esac
 }
 
@@ -378,6 +384,14 @@ start_worker() {
 	say "worker running (pid $pid), log $LOGS/worker.log, metrics http://$METRICS_ADDR/metrics"
 }
 
+start_dashboard() {
+	require_free dashboard "$(host_of "$DASHBOARD_ADDR")" "$(port_of "$DASHBOARD_ADDR")"
+	(cd "$ROOT" && go build -o "$BIN/starter" ./starter) || die "dashboard: ./starter does not build"
+	spawn dashboard env RTB_KAFKA_BROKERS="${RTB_KAFKA_BROKERS:-$KAFKA_ADDR}" \
+		RTB_CLICKHOUSE_ADDR="$CH_ADDR" RTB_TEMPORAL_UI="http://$(host_of "$TEMPORAL_ADDR"):$TEMPORAL_UI_PORT" \
+		"$BIN/starter" dashboard --addr "$DASHBOARD_ADDR"
+}
+
 up_one() {
 	local name="$1" pid
 	if pid="$(our_pid "$name")"; then
@@ -409,7 +423,7 @@ cmd_up() {
 	while (($#)); do
 		case "$1" in
 		--no-worker) no_worker=1 ;;
-		clickhouse | temporal | kafka | prometheus | worker) want+=("$1") ;;
+		clickhouse | temporal | kafka | prometheus | worker | dashboard) want+=("$1") ;;
 		*) die "up: unknown argument '$1'" ;;
 		esac
 		shift
@@ -418,23 +432,24 @@ cmd_up() {
 	"" | 0 | false | no) no_worker=0 ;;
 	*) no_worker=1 ;;
 	esac
-	((${#want[@]})) || want=(clickhouse temporal kafka prometheus worker)
+	((${#want[@]})) || want=(clickhouse temporal kafka prometheus worker dashboard)
 	cmd_install
 	for c in "${want[@]}"; do
-		if [[ "$c" == worker ]]; then
+		if [[ "$c" == worker || "$c" == dashboard ]]; then
 			if ((no_worker)); then
-				say "worker skipped (--no-worker)"
+				say "$c skipped (--no-worker)"
 				continue
 			fi
 			local s
 			for s in clickhouse temporal kafka; do
-				healthy "$s" || die "worker needs $s, which is not running: scripts/stack.sh up"
+				healthy "$s" || die "$c needs $s, which is not running: scripts/stack.sh up"
 			done
 		fi
 		up_one "$c"
 	done
 	[[ " ${want[*]} " == *" temporal "* ]] && say "Temporal UI: http://$(host_of "$TEMPORAL_ADDR"):$TEMPORAL_UI_PORT"
 	[[ " ${want[*]} " == *" prometheus "* ]] && say "Prometheus: http://$PROM_ADDR (scrapes the workers in $TARGETS)"
+	if [[ " ${want[*]} " == *" dashboard "* ]] && ((!no_worker)); then say "dashboard: http://$DASHBOARD_ADDR"; fi
 	return 0
 }
 
@@ -466,12 +481,12 @@ cmd_down() {
 	while (($#)); do
 		case "$1" in
 		--wipe) wipe=1 ;;
-		clickhouse | temporal | kafka | prometheus | worker) want+=("$1") ;;
+		clickhouse | temporal | kafka | prometheus | worker | dashboard) want+=("$1") ;;
 		*) die "down: unknown argument '$1'" ;;
 		esac
 		shift
 	done
-	((${#want[@]})) || want=(worker prometheus kafka temporal clickhouse)
+	((${#want[@]})) || want=(dashboard worker prometheus kafka temporal clickhouse)
 	for c in "${want[@]}"; do
 		stop_one "$c"
 		if [[ "$c" == worker ]]; then rm -f "$TARGETS/worker.json"; fi
@@ -500,11 +515,11 @@ cmd_status() {
 			addr_mismatch "$c"
 			if healthy "$c"; then health=healthy; else
 				health=unhealthy
-				[[ "$c" == worker ]] || rc=1
+				[[ "$c" == worker || "$c" == dashboard ]] || rc=1
 			fi
 		else
 			state=stopped pid=- health=-
-			[[ "$c" == worker ]] || rc=1
+			[[ "$c" == worker || "$c" == dashboard ]] || rc=1
 			if [[ "$c" != worker ]] && port_open "$(host_of "$addr")" "$(port_of "$addr")"; then
 				owner="$(port_owner "$(port_of "$addr")")"
 				health="port in use by another process${owner:+ ($owner)}"

@@ -16,6 +16,12 @@ if ! command -v docker-compose >/dev/null 2>&1; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null
 fi
 
+if ! command -v chromium >/dev/null 2>&1; then
+	echo "installing chromium (apt), for the dashboard's browser test..."
+	DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null
+fi
+
 step "gofmt, go vet"
 unformatted="$(gofmt -l $(git ls-files '*.go'))"
 if [[ -n "$unformatted" ]]; then

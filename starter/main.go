@@ -49,7 +49,7 @@ func newRoot() *cobra.Command {
 	}
 	a.cfg.BindFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVar(&a.uiURL, "temporal-ui", a.uiURL, "Temporal UI base URL, for links (env RTB_TEMPORAL_UI)")
-	root.AddCommand(a.migrateCmd(), a.setupCmd(), a.scheduleCmd(), a.runSlotCmd(), a.backfillCmd(), a.reconcileCmd(), a.statusCmd(), a.verifyCmd(), a.reportCmd(), a.waitCmd(), a.topicCmd(), a.metricsCmd())
+	root.AddCommand(a.migrateCmd(), a.setupCmd(), a.scheduleCmd(), a.runSlotCmd(), a.backfillCmd(), a.reconcileCmd(), a.statusCmd(), a.verifyCmd(), a.reportCmd(), a.waitCmd(), a.topicCmd(), a.metricsCmd(), a.dashboardCmd(), a.anomaliesCmd())
 	return root
 }
 

@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -42,9 +40,13 @@ func (a *app) statusCmd() *cobra.Command {
 					return tw.Flush()
 				}
 				fmt.Fprintln(tw, "slot\tpartitions\toffsets\tstate\tevents\tlate\tearly\tdead\tmarkers\tskipped\tduration ms\tfinished\t")
-				for _, s := range summarise(bs) {
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.slot.Format("2006-01-02 15:04"), s.parts, s.offsets,
-						s.state, s.events, s.late, s.early, s.dead, s.markers, s.skipped, s.maxMs, s.finished)
+				for _, s := range ledger.Summarise(bs) {
+					finished := ""
+					if !s.Finished.IsZero() {
+						finished = s.Finished.UTC().Format("15:04:05")
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.Slot.Format("2006-01-02 15:04"), s.Partitions, s.Offsets,
+						s.State, s.Events, s.Late, s.Early, s.Dead, s.Markers, s.Skipped, s.MaxMs, finished)
 				}
 				return tw.Flush()
 			})
@@ -60,50 +62,4 @@ func stateOf(b ledger.Batch) string {
 		return b.State + " (idle)"
 	}
 	return b.State
-}
-
-type slotSummary struct {
-	slot                               time.Time
-	parts                              int // partitions, whatever their sub-batches
-	offsets                            int64
-	state                              string
-	events, late, early, dead, skipped uint64
-	markers                            uint64
-	maxMs                              uint64
-	finished                           string
-}
-
-// summarise folds the ledger's batches into one line per slot, newest first.
-func summarise(bs []ledger.Batch) []slotSummary {
-	by := map[time.Time]*slotSummary{}
-	for _, b := range bs {
-		s := by[b.Slot]
-		if s == nil {
-			s = &slotSummary{slot: b.Slot, state: ledger.StateDone}
-			by[b.Slot] = s
-		}
-		if b.Sub == 0 {
-			s.parts++ // a partition's plan split in sub-batches counts once
-		}
-		s.offsets += b.Offsets()
-		if b.State != ledger.StateDone {
-			s.state = b.State
-		}
-		s.events += b.Events
-		s.late += b.LateEvents
-		s.early += b.EarlyEvents
-		s.dead += b.DeadLetters
-		s.markers += b.Markers
-		s.skipped += b.Skipped
-		s.maxMs = max(s.maxMs, b.DurationMs)
-		if f := b.FinishedAt.Format("15:04:05"); b.State == ledger.StateDone && f > s.finished {
-			s.finished = f
-		}
-	}
-	out := make([]slotSummary, 0, len(by))
-	for _, s := range by {
-		out = append(out, *s)
-	}
-	slices.SortFunc(out, func(x, y slotSummary) int { return y.slot.Compare(x.slot) })
-	return out
 }

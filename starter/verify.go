@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -13,10 +14,10 @@ import (
 )
 
 func (a *app) verifyCmd() *cobra.Command {
-	var path string
+	var paths []string
 	var show int
 	cmd := &cobra.Command{
-		Use:   "verify --manifest FILE",
+		Use:   "verify --manifest FILE [--manifest FILE...]",
 		Short: "Compare ClickHouse with a generator manifest and say exactly what differs",
 		Long: "Compares every window and key of the manifest's topic (events and revenue, exact to the\n" +
 			"micro-unit), the dead letters against the malformed records, and checks that every offset\n" +
@@ -25,10 +26,18 @@ func (a *app) verifyCmd() *cobra.Command {
 			"Exit status 1 if anything differs.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if path == "" {
+			if len(paths) == 0 {
 				return fmt.Errorf("--manifest is required")
 			}
-			m, err := manifest.Read(path)
+			var ms []*manifest.Manifest
+			for _, p := range paths {
+				m, err := manifest.Read(p)
+				if err != nil {
+					return err
+				}
+				ms = append(ms, m)
+			}
+			m, err := manifest.Merge(ms...)
 			if err != nil {
 				return err
 			}
@@ -45,7 +54,7 @@ func (a *app) verifyCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&path, "manifest", "", "manifest written by the generator (--manifest)")
+	cmd.Flags().StringSliceVar(&paths, "manifest", nil, "manifest written by the generator (--manifest); several runs to the topic: repeat it")
 	cmd.Flags().IntVar(&show, "show", 20, "how many differing keys to list")
 	return cmd
 }
@@ -104,5 +113,24 @@ func verify(ctx context.Context, out io.Writer, store *chstore.Store, m *manifes
 	fmt.Fprintf(out, "  accounting: %d offsets = %d events + %d dead letters + %d transaction markers + %d skipped (aborted or compacted)\n",
 		lt.Offsets, lt.Events, lt.Dead, lt.Markers, lt.Skipped)
 	check("batches planned but not done", 0, lt.Pending)
+	// What analysts read: the window totals (the prototype's table and the
+	// dashboard), which must equal the partials checked above.
+	if len(want) > 0 {
+		ws := want.Windows()
+		from, to := time.Unix(ws[0], 0), time.Unix(ws[len(ws)-1], 0).Add(time.Minute)
+		totals, err := store.ReadTotals(ctx, m.Topic, from, to)
+		if err != nil {
+			return 0, err
+		}
+		td := agg.Diff(want, totals)
+		for i, d := range td {
+			if i == show {
+				fmt.Fprintf(out, "  ... and %d more\n", len(td)-show)
+				break
+			}
+			fmt.Fprintln(out, "  window totals differ:", d)
+		}
+		check("keys differing in the window totals", 0, uint64(len(td)))
+	}
 	return n, nil
 }

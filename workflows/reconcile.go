@@ -10,6 +10,7 @@ import (
 
 	"github.com/rtbpipe/rtbpipe/activities"
 	"github.com/rtbpipe/rtbpipe/internal/metrics"
+	rcl "github.com/rtbpipe/rtbpipe/internal/reconcile"
 )
 
 // ReconcileInput asks to check (and with Repair, heal) slots [From, To).
@@ -28,6 +29,7 @@ type ReconcileResult struct {
 	BatchesChecked int
 	Found          []activities.Finding
 	RepairedSlots  []time.Time
+	RepairedHours  []time.Time          `json:",omitempty"` // hours whose window totals were refreshed
 	Remaining      []activities.Finding // still wrong after the repair (or all, without --repair)
 }
 
@@ -85,22 +87,34 @@ func reconcile(ctx workflow.Context, in ReconcileInput, res *ReconcileResult) er
 	}
 	res.SlotsChecked, res.BatchesChecked, res.Found, res.Remaining = rep.SlotsChecked, rep.BatchesChecked, rep.Findings, rep.Findings
 	if in.Repair {
-		var slots []time.Time
+		var slots, hours []time.Time
 		for _, f := range rep.Findings {
-			if f.Repairable && !slices.ContainsFunc(slots, f.Slot.Equal) {
+			switch {
+			case f.Kind == rcl.Totals:
+				hours = append(hours, f.Slot)
+			case f.Repairable && !slices.ContainsFunc(slots, f.Slot.Equal):
 				slots = append(slots, f.Slot)
 			}
 		}
 		slices.SortFunc(slots, func(x, y time.Time) int { return x.Compare(y) })
-		if len(slots) > 0 {
-			workflow.SetCurrentDetails(ctx, fmt.Sprintf("repairing %d slots", len(slots)))
-			err := planAndRunSlots(ctx, in.Topic, slots, 4, activities.SourceKafka, "reconcile repair", 0, func(r slotRun) {
-				if r.Err == nil {
-					res.RepairedSlots = append(res.RepairedSlots, r.Slot)
-				}
-			})
-			if err != nil {
+		if len(hours) > 0 {
+			workflow.SetCurrentDetails(ctx, fmt.Sprintf("refreshing the window totals of %d hours", len(hours)))
+			if err := refreshTotals(ctx, activities.TotalsInput{Topic: in.Topic, Hours: hours}); err != nil {
 				return err
+			}
+			res.RepairedHours = hours
+		}
+		if len(slots) > 0 || len(hours) > 0 {
+			if len(slots) > 0 {
+				workflow.SetCurrentDetails(ctx, fmt.Sprintf("repairing %d slots", len(slots)))
+				err := planAndRunSlots(ctx, in.Topic, slots, 4, activities.SourceKafka, "reconcile repair", 0, func(r slotRun) {
+					if r.Err == nil {
+						res.RepairedSlots = append(res.RepairedSlots, r.Slot)
+					}
+				})
+				if err != nil {
+					return err
+				}
 			}
 			slices.SortFunc(res.RepairedSlots, func(x, y time.Time) int { return x.Compare(y) })
 			workflow.SetCurrentDetails(ctx, "checking again")

@@ -58,8 +58,9 @@ type SlotResult struct {
 	PlanWait    dur.Duration // time spent waiting for idle partitions
 	IdleParts   []int32      // partitions planned to their high watermark
 	Batches     []ledger.Batch
-	Tailed      int    `json:",omitempty"` // batches read as their records arrived, while the slot ran
-	Note        string `json:",omitempty"`
+	Tailed      int                      `json:",omitempty"` // batches read as their records arrived, while the slot ran
+	Anomalies   activities.AnomalyResult // the scoring of its windows again
+	Note        string                   `json:",omitempty"`
 }
 
 func (r SlotResult) String() string {
@@ -198,6 +199,30 @@ func runSlot(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 		res.Windows = append(res.Windows, w)
 	}
 	slices.SortFunc(res.Windows, func(x, y time.Time) int { return x.Compare(y) })
+	// The window totals of the hours it touched, from the partials it wrote
+	// (those of the batches that failed are refreshed by their rerun).
+	if len(res.Windows) > 0 && workflow.GetVersion(ctx, "window-totals", workflow.DefaultVersion, 1) == 1 {
+		workflow.SetCurrentDetails(ctx, "refreshing window totals")
+		err := refreshTotals(ctx, activities.TotalsInput{Topic: in.Topic, Windows: res.Windows})
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		// The windows' anomaly scores, again: late events may have changed
+		// them. A failure is told, not fatal: the windows are exact.
+		if err == nil && workflow.GetVersion(ctx, "anomalies", workflow.DefaultVersion, 1) == 1 {
+			workflow.SetCurrentDetails(ctx, "scoring anomalies")
+			actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+				StartToCloseTimeout: 5 * time.Minute, HeartbeatTimeout: time.Minute,
+				Summary:     fmt.Sprintf("%s anomalies", in.Topic),
+				RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{activities.ErrTypeBadInput}},
+			})
+			if err := workflow.ExecuteActivity(actx, a.ScoreAnomalies, activities.AnomalyInput{Topic: in.Topic, Windows: res.Windows}).
+				Get(ctx, &res.Anomalies); err != nil {
+				workflow.GetLogger(ctx).Error("anomaly scoring failed", "topic", in.Topic, "error", err)
+				res.Note = "anomaly scoring failed: " + err.Error()
+			}
+		}
+	}
 	if firstErr != nil {
 		return res, firstErr
 	}
@@ -265,4 +290,14 @@ func slotPlans(ctx workflow.Context, in SlotInput, workflowID string) (activitie
 		return res, err
 	}
 	return made[0], nil
+}
+
+// refreshTotals runs the RefreshTotals activity.
+func refreshTotals(ctx workflow.Context, in activities.TotalsInput) error {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		Summary:             fmt.Sprintf("%s window totals", in.Topic),
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: []string{activities.ErrTypeBadInput}},
+	})
+	return workflow.ExecuteActivity(actx, a.RefreshTotals, in).Get(ctx, nil)
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -26,7 +28,25 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	env.RegisterWorkflow(PlannerWorkflow)
 	env.RegisterWorkflow(ScheduledSlotWorkflow)
 	env.RegisterActivity(&activities.Activities{})
+	env.OnActivity(a.RefreshTotals, mock.Anything, mock.Anything).Return(nil).Maybe()
+	env.OnActivity(a.ScoreAnomalies, mock.Anything, mock.Anything).Return(activities.AnomalyResult{}, nil).Maybe()
 	return env
+}
+
+// recordRefreshes records the inputs of the RefreshTotals activities env
+// starts (newEnv's mock completes them).
+func recordRefreshes(t *testing.T, env *testsuite.TestWorkflowEnvironment) *[]activities.TotalsInput {
+	var got []activities.TotalsInput
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+		if info.ActivityType.Name == "RefreshTotals" {
+			var in activities.TotalsInput
+			if err := args.Get(&in); err != nil {
+				t.Error(err)
+			}
+			got = append(got, in)
+		}
+	})
+	return &got
 }
 
 func plans() activities.PlanResult {
@@ -58,6 +78,7 @@ func TestSlotWorkflowSumsBatches(t *testing.T) {
 	})).Return(plans(), nil).Once()
 	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) { return done(in) }).Times(2)
+	refreshes := recordRefreshes(t, env)
 	env.ExecuteWorkflow(SlotWorkflow, SlotInput{Topic: "t", Slot: slot})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -65,6 +86,11 @@ func TestSlotWorkflowSumsBatches(t *testing.T) {
 	var res SlotResult
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
+	}
+	// Once the batches are done, the totals of the windows they touched.
+	refreshed := *refreshes
+	if len(refreshed) != 1 || refreshed[0].Topic != "t" || fmt.Sprint(refreshed[0].Windows) != fmt.Sprint(res.Windows) {
+		t.Errorf("window totals refreshed %+v, want once for the windows %v", refreshed, res.Windows)
 	}
 	if res.Offsets != 14 || res.Events != 12 || res.DeadLetters != 2 || res.LateEvents != 4 || len(res.Windows) != 2 ||
 		len(res.Batches) != 2 || res.NewPlans != 2 || len(res.IdleParts) != 1 || res.IdleParts[0] != 1 {

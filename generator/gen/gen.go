@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -85,6 +86,43 @@ type Config struct {
 	MaxLateness  time.Duration
 	// MalformedFraction of the records are bad (see Defects).
 	MalformedFraction float64
+	// Anomaly, if set, changes a country's or an ad format's clicks for a
+	// span of event time: what anomaly detection should see.
+	Anomaly *Anomaly
+}
+
+// Anomaly multiplies the click probability of the events of one country or
+// one ad format whose event time is in [From, To).
+type Anomaly struct {
+	Country  string  // the country's code, or
+	AdFormat string  // the ad format's name
+	Clicks   float64 // factor of the click probability: 0.1 drops 90% of the clicks, 3 triples the CTR (at most 1)
+	From, To time.Time
+}
+
+func (a *Anomaly) validate() error {
+	if (a.Country == "") == (a.AdFormat == "") {
+		return fmt.Errorf("anomaly: give a country or an ad format (one of them)")
+	}
+	if a.Country != "" && !slices.ContainsFunc(Countries, func(c Country) bool { return c.Code == a.Country }) {
+		return fmt.Errorf("anomaly: unknown country %q", a.Country)
+	}
+	if a.AdFormat != "" && !slices.ContainsFunc(Formats, func(f Format) bool { return f.Name == a.AdFormat }) {
+		return fmt.Errorf("anomaly: unknown ad format %q", a.AdFormat)
+	}
+	if !(a.Clicks >= 0) || a.Clicks == 1 {
+		return fmt.Errorf("anomaly: clicks factor %v: must be positive or 0, and not 1", a.Clicks)
+	}
+	if !a.From.Before(a.To) {
+		return fmt.Errorf("anomaly: its span [%s, %s) is empty", a.From.Format(time.RFC3339), a.To.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// applies says whether the anomaly changes an event of format and country
+// at event time t.
+func (a *Anomaly) applies(t time.Time, format, country string) bool {
+	return a != nil && !t.Before(a.From) && t.Before(a.To) && (format == a.AdFormat || country == a.Country)
 }
 
 // Validate reports settings that cannot work.
@@ -100,6 +138,9 @@ func (c Config) Validate() error {
 	}
 	if c.LateFraction > 0 && c.MaxLateness < time.Microsecond {
 		return fmt.Errorf("late fraction %v needs a max lateness of at least 1µs (got %v)", c.LateFraction, c.MaxLateness)
+	}
+	if c.Anomaly != nil {
+		return c.Anomaly.validate()
 	}
 	return nil
 }
@@ -210,6 +251,14 @@ func (g *Generator) Next(logTime time.Time) Record {
 	d.country = g.pick(g.countryCum)
 	d.device = g.pick(g.deviceCum)
 	c := &Countries[d.country]
+	if f := Formats[d.format]; g.cfg.Anomaly.applies(d.t, f.Name, c.Code) { // draws only inside the anomaly
+		switch target := min(1, f.CTR*g.cfg.Anomaly.Clicks); {
+		case target < f.CTR && d.click:
+			d.click = g.rng.Float64() < target/f.CTR
+		case target > f.CTR && !d.click:
+			d.click = g.rng.Float64() < (target-f.CTR)/(1-f.CTR)
+		}
+	}
 	if d.click {
 		d.revenue = jitter(g.rng, c.RevenueMicros, 0.2)
 	}

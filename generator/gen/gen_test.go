@@ -289,3 +289,42 @@ func BenchmarkNext(b *testing.B) {
 	}
 	b.SetBytes(bytes / int64(b.N))
 }
+
+// An anomaly changes the clicks of its country (or format) in its span of
+// event time only: a drop to 10%, and a CTR three times as high.
+func TestAnomalyChangesClicksInItsSpan(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		a      Anomaly
+		in     func(Record) bool
+		lo, hi float64 // ratio of the CTR inside to the CTR outside
+	}{
+		{Anomaly{Country: "US", Clicks: 0.1}, func(r Record) bool { return r.Event.Country == "US" }, 0.05, 0.16},
+		{Anomaly{AdFormat: "banner", Clicks: 3}, func(r Record) bool { return r.Event.AdFormat == "banner" }, 2.6, 3.4},
+	} {
+		a := c.a
+		a.From, a.To = t0.Add(10*time.Minute), t0.Add(20*time.Minute)
+		g := New(Config{Seed: 5, Anomaly: &a})
+		var n, k [2]float64 // [outside, inside]: events and clicks of the anomaly's country or format
+		for i := range 600_000 {
+			r := g.Next(t0.Add(time.Duration(i) * 3 * time.Millisecond)) // 30 minutes
+			if !r.Valid || !c.in(r) {
+				continue
+			}
+			j := 0
+			if !r.Event.Time.Before(a.From) && r.Event.Time.Before(a.To) {
+				j = 1
+			}
+			n[j]++
+			if r.Event.EventType == "click" {
+				k[j]++
+			}
+		}
+		if ratio := (k[1] / n[1]) / (k[0] / n[0]); ratio < c.lo || ratio > c.hi {
+			t.Errorf("%+v: CTR inside / outside = %.3f, want in [%v, %v]", c.a, ratio, c.lo, c.hi)
+		}
+	}
+	if err := (Config{Anomaly: &Anomaly{Country: "XX", Clicks: 0.1, From: t0, To: t0.Add(time.Minute)}}).Validate(); err == nil {
+		t.Error("an unknown country passed")
+	}
+}

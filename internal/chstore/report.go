@@ -76,6 +76,12 @@ func (s *Store) TopicWindows(ctx context.Context, topic string) (agg.Table, erro
 	return s.sumPartials(ctx, "topic = ?", topic)
 }
 
+// AllWindows returns the exact windows in [from, to) summed over every
+// topic, from the partials.
+func (s *Store) AllWindows(ctx context.Context, from, to time.Time) (agg.Table, error) {
+	return s.sumPartials(ctx, "window_start >= ? AND window_start < ?", from.UTC(), to.UTC())
+}
+
 // TopicDeadLetters counts the dead letters of topic.
 func (s *Store) TopicDeadLetters(ctx context.Context, topic string) (uint64, error) {
 	return s.countDeadLetters(ctx, "topic = ?", topic)

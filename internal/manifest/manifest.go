@@ -57,3 +57,36 @@ func Read(path string) (*Manifest, error) {
 	}
 	return &m, nil
 }
+
+// Merge adds up the manifests of several generator runs to one topic (a
+// history produced first, then a live run).
+func Merge(ms ...*Manifest) (*Manifest, error) {
+	if len(ms) == 0 {
+		return nil, fmt.Errorf("merge: no manifest")
+	}
+	out := &Manifest{Topic: ms[0].Topic, Started: ms[0].Started, Finished: ms[0].Finished}
+	t := agg.Table{}
+	for _, m := range ms {
+		if m.Topic != out.Topic {
+			return nil, fmt.Errorf("merge: manifests of topics %s and %s", out.Topic, m.Topic)
+		}
+		if m.Started.Before(out.Started) {
+			out.Started = m.Started
+		}
+		if m.Finished.After(out.Finished) {
+			out.Finished = m.Finished
+		}
+		out.Produced += m.Produced
+		out.Valid += m.Valid
+		out.Malformed += m.Malformed
+		out.Late += m.Late
+		out.Failed += m.Failed
+		out.Aborted += m.Aborted
+		out.Partitions = max(out.Partitions, m.Partitions)
+		if err := t.Merge(m.Table()); err != nil {
+			return nil, fmt.Errorf("merge: %w", err)
+		}
+	}
+	out.Rows = t.Rows()
+	return out, nil
+}

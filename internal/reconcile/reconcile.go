@@ -28,6 +28,7 @@ const (
 	Trailing    = "trailing"    // plans end below what Kafka held minutes ago (records stamped ahead)
 	Recreated   = "recreated"   // Kafka's topic has another topic ID than the plans: deleted and created again
 	Truncated   = "truncated"   // Kafka's high watermark is below the last plan's end: records lost
+	Totals      = "totals"      // an hour's window totals differ from its partials (repair: refresh the hour)
 )
 
 // NotDoneAfter is how long after its planning, beyond the grace, a batch
@@ -85,6 +86,11 @@ type Input struct {
 	HighWater map[int32]int64 // the high watermark (last stable offset) now
 	TopicID   string          // Kafka's ID of the topic now ("" if the broker gives none)
 	Adopted   map[string]bool // topic IDs an operator adopted (starter topic adopt)
+
+	// StaleTotals are the hours of [From, To) whose window totals (the
+	// topic's or every topic's) differ from the partials, twice a few
+	// seconds apart (a run refreshes them right after its partials).
+	StaleTotals []time.Time
 }
 
 // SeenBefore is the slot before which Input.Seen's plans lie: two minutes
@@ -125,7 +131,9 @@ type Report struct {
 //     them when a plan made over a minute before the cutoff was made
 //     (trailing: the plans do not keep up with the log, because records are
 //     stamped ahead of the clock and slots are not planned within a minute
-//     of their end, or the schedule stopped; the same repair).
+//     of their end, or the schedule stopped; the same repair);
+//   - the window totals of each hour equal the sums of its partials (totals;
+//     repaired by refreshing the hour, not by a rerun).
 func Check(in Input) Report {
 	var rep Report
 	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
@@ -262,6 +270,10 @@ func Check(in Input) Report {
 			add(Finding{cutoff.Add(-time.Minute), p, Behind, fmt.Sprintf("records [%d,%d) stamped before %s are in no plan (the partition has none)",
 				in.LogStart[p], off, cutoff.Format(time.RFC3339)), true})
 		}
+	}
+	for _, h := range in.StaleTotals {
+		add(Finding{h, -1, Totals, fmt.Sprintf("the window totals of hour %s differ from its partials (a run stopped between "+
+			"writing them and refreshing the totals?): refreshing the hour repairs it", h.UTC().Format("2006-01-02T15Z")), true})
 	}
 	return rep
 }

@@ -441,3 +441,13 @@ func TestRecordDetails(t *testing.T) {
 		t.Errorf("details\n got  %s\n want %s", d, want)
 	}
 }
+
+// An hour whose window totals differ from its partials is a finding that a
+// refresh of the hour repairs.
+func TestCheckReportsStaleTotals(t *testing.T) {
+	h := time.Date(2026, 11, 24, 21, 0, 0, 0, time.UTC)
+	rep := Check(Input{From: h, To: h.Add(time.Hour), Now: h.Add(2 * time.Hour), StaleTotals: []time.Time{h}})
+	if len(rep.Findings) != 1 || rep.Findings[0].Kind != Totals || !rep.Findings[0].Slot.Equal(h) || !rep.Findings[0].Repairable {
+		t.Fatalf("findings %v, want one totals finding for %s", rep.Findings, h)
+	}
+}

@@ -1,0 +1,148 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startDashboard builds the starter and serves its dashboard on addr over
+// the test database; it stops with the test.
+func (e *env) startDashboard(t *testing.T, addr string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "starter")
+	if out, err := exec.Command("go", "build", "-o", bin, "../starter").CombinedOutput(); err != nil {
+		t.Fatalf("build starter: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "dashboard", "--addr", addr)
+	cmd.Env = append(os.Environ(), "RTB_CLICKHOUSE_DATABASE="+e.cfg.ClickHouseDatabase, "RTB_TASK_QUEUE="+e.cfg.TaskQueue)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.Contains(line, "dashboard: http://"+addr) {
+		t.Fatalf("starter dashboard said %q, %v", line, err)
+	}
+	go func() { _, _ = bufio.NewReader(out).WriteTo(os.Stderr) }()
+}
+
+// chromium runs Debian's headless Chromium on url: --dump-dom after the
+// page's scripts ran for a while, or a screenshot.
+func chromium(t *testing.T, args ...string) string {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is not installed (make test installs Debian's package)")
+	}
+	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=20000", "--window-size=1400,1600"}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, append(base, args...)...).Output()
+	if err != nil {
+		t.Fatalf("chromium %v: %v", args, err)
+	}
+	return string(out)
+}
+
+// The dashboard in a real browser: the page loads, its four charts render,
+// and the numbers it shows equal what ClickHouse holds for the same range.
+func TestDashboardInABrowser(t *testing.T) {
+	e := getEnv(t)
+	e.startWorker(t)
+	topic := e.newTopic(t, 2)
+	base := pastBase(20)
+	d := standard(151, 2, base, 3, 400)
+	e.produce(t, topic, d.recs)
+	e.runSlots(t, topic, base, 4)
+	const addr = "127.0.0.1:28080"
+	e.startDashboard(t, addr)
+	if resp, err := http.Get("http://" + addr + "/api/windows?topic=" + topic); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/windows: %v %v", resp, err)
+	}
+
+	dom := chromium(t, "--dump-dom", "http://"+addr+"/?topic="+topic)
+	attr := func(re string) string {
+		m := regexp.MustCompile(re).FindStringSubmatch(dom)
+		if m == nil {
+			t.Fatalf("the page lacks %s:\n%.3000s", re, dom)
+		}
+		return m[1]
+	}
+	attr(`<body[^>]* data-rendered="(\d+)"`)
+	if n := strings.Count(dom, "<canvas"); n < 4 {
+		t.Errorf("%d charts drawn (canvas), want 4", n)
+	}
+	from, err := time.Parse(time.RFC3339, attr(`data-from="([^"]+)"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	to, err := time.Parse(time.RFC3339, attr(`data-to="([^"]+)"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The events of the range, as the page shows them and as ClickHouse has them.
+	shown, _ := strconv.ParseUint(attr(`id="total-events"[^>]* data-value="(\d+)"`), 10, 64)
+	exact, err := e.store.TopicWindows(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want uint64
+	var wantRevenue float64
+	for k, v := range exact {
+		if w := time.Unix(k.Window, 0); !w.Before(from) && w.Before(to) {
+			want += uint64(v.Count)
+			wantRevenue += float64(v.RevenueMicros) / 1e6
+		}
+	}
+	if shown != want || want == 0 {
+		t.Errorf("the page shows %d events for [%s, %s), ClickHouse's exact windows hold %d", shown, from, to, want)
+	}
+	revenue, _ := strconv.ParseFloat(attr(`id="total-revenue"[^>]* data-value="([0-9.]+)"`), 64)
+	if math.Abs(revenue-wantRevenue) > 1e-6 {
+		t.Errorf("the page shows revenue %.6f, ClickHouse %.6f", revenue, wantRevenue)
+	}
+	countries, err := e.store.Countries(context.Background(), topic, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range countries {
+		re := fmt.Sprintf(`data-country="%s" data-revenue="([0-9.]+)" data-events="(\d+)"`, regexp.QuoteMeta(c.Country))
+		m := regexp.MustCompile(re).FindStringSubmatch(dom)
+		if m == nil {
+			t.Errorf("country %s is not on the page", c.Country)
+			continue
+		}
+		r, _ := strconv.ParseFloat(m[1], 64)
+		if n, _ := strconv.ParseUint(m[2], 10, 64); n != c.Events || math.Abs(r-c.Revenue) > 1e-6 {
+			t.Errorf("country %s: page %s events $%s, ClickHouse %d $%.6f", c.Country, m[2], m[1], c.Events, c.Revenue)
+		}
+	}
+	if !strings.Contains(dom, "/workflows/slot-"+topic+"-") {
+		t.Error("the health panel does not link the slots' runs")
+	}
+	png := filepath.Join(t.TempDir(), "dashboard.png")
+	chromium(t, "--screenshot="+png, "http://"+addr+"/?topic="+topic)
+	if st, err := os.Stat(png); err != nil || st.Size() < 20_000 {
+		t.Errorf("screenshot: %v %v", st, err)
+	}
+}

@@ -1,0 +1,232 @@
+package chstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// The analysis reads: what the dashboard and its API show. All read the
+// window totals (or the views over them) for a topic and a range of
+// windows, so that their cost follows the range asked for.
+
+// WindowRow is one row of the prototype's table: a window and key.
+type WindowRow struct {
+	WindowStart  time.Time `json:"window_start"`
+	WindowEnd    time.Time `json:"window_end"`
+	EventType    string    `json:"event_type"`
+	Country      string    `json:"country"`
+	AdFormat     string    `json:"ad_format"`
+	EventCount   uint64    `json:"event_count"`
+	AvgRevenue   float64   `json:"avg_revenue"`
+	TotalRevenue float64   `json:"total_revenue"`
+}
+
+// WindowRows returns the rows of the prototype's table for topic (AllTopics:
+// every topic summed) and windows [from, to), in window and key order.
+func (s *Store) WindowRows(ctx context.Context, topic string, from, to time.Time) ([]WindowRow, error) {
+	rows, err := s.conn.Query(ctx, "SELECT window_start, event_type, country, ad_format, events, revenue_float / 1000000 FROM "+
+		s.Table("window_totals")+" WHERE topic = ? AND window_start >= ? AND window_start < ? "+
+		"ORDER BY window_start, event_type, country, ad_format", topic, from.UTC(), to.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("read windows of %q: %w", topic, err)
+	}
+	defer rows.Close()
+	out := []WindowRow{}
+	for rows.Next() {
+		var r WindowRow
+		if err := rows.Scan(&r.WindowStart, &r.EventType, &r.Country, &r.AdFormat, &r.EventCount, &r.TotalRevenue); err != nil {
+			return nil, fmt.Errorf("read windows of %q: %w", topic, err)
+		}
+		r.WindowStart = r.WindowStart.UTC()
+		r.WindowEnd = r.WindowStart.Add(time.Minute)
+		if r.EventCount > 0 {
+			r.AvgRevenue = r.TotalRevenue / float64(r.EventCount)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read windows of %q: %w", topic, err)
+	}
+	return out, nil
+}
+
+// RateRow is CTR and eCPM of one time step (a minute or an hour) and one
+// value of a dimension (an ad format or a country; "" for all).
+type RateRow struct {
+	Time        time.Time `json:"time"`
+	Key         string    `json:"key"`
+	Impressions uint64    `json:"impressions"`
+	Clicks      uint64    `json:"clicks"`
+	Revenue     float64   `json:"revenue"`
+	CTR         float64   `json:"ctr"`  // clicks / impressions; 0 without impressions
+	ECPM        float64   `json:"ecpm"` // 1000 × revenue / impressions; 0 without impressions
+}
+
+// Rate dimensions and steps.
+const (
+	ByFormat  = "ad_format"
+	ByCountry = "country"
+	ByNone    = ""
+)
+
+// Rates returns CTR and eCPM of topic per step (time.Minute or time.Hour)
+// and value of dim (ByFormat, ByCountry or ByNone) over windows [from, to),
+// from the rates views: impressions, clicks and revenue are summed first,
+// then divided (rtb.rates_by_window and rates_by_hour define them).
+func (s *Store) Rates(ctx context.Context, topic string, from, to time.Time, step time.Duration, dim string) ([]RateRow, error) {
+	view, tcol := "rates_by_window", "window_start"
+	switch step {
+	case time.Minute:
+	case time.Hour:
+		view, tcol = "rates_by_hour", "hour"
+	default:
+		return nil, fmt.Errorf("rates: step %s is neither a minute nor an hour", step)
+	}
+	key := "''"
+	switch dim {
+	case ByFormat, ByCountry:
+		key = dim
+	case ByNone:
+	default:
+		return nil, fmt.Errorf("rates: unknown dimension %q", dim)
+	}
+	q := fmt.Sprintf("SELECT %[1]s AS t, %[2]s AS k, sum(impressions) AS i, sum(clicks) AS c, sum(revenue) AS r, "+
+		"if(i = 0, 0, c / i), if(i = 0, 0, r * 1000 / i) FROM %[3]s WHERE topic = ? AND %[1]s >= ? AND %[1]s < ? "+
+		"GROUP BY t, k ORDER BY t, k", tcol, key, s.Table(view))
+	rows, err := s.conn.Query(ctx, q, topic, from.UTC(), to.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("read rates of %q: %w", topic, err)
+	}
+	defer rows.Close()
+	out := []RateRow{}
+	for rows.Next() {
+		var r RateRow
+		if err := rows.Scan(&r.Time, &r.Key, &r.Impressions, &r.Clicks, &r.Revenue, &r.CTR, &r.ECPM); err != nil {
+			return nil, fmt.Errorf("read rates of %q: %w", topic, err)
+		}
+		r.Time = r.Time.UTC()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read rates of %q: %w", topic, err)
+	}
+	return out, nil
+}
+
+// Topics returns the topics the ledger has plans of.
+func (s *Store) Topics(ctx context.Context) ([]string, error) {
+	rows, err := s.conn.Query(ctx, "SELECT DISTINCT topic FROM "+s.Table("batches")+" ORDER BY topic")
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, fmt.Errorf("list topics: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// MinuteRow is one window of a topic: its events per event type and its
+// revenue.
+type MinuteRow struct {
+	Time    time.Time         `json:"time"`
+	Events  map[string]uint64 `json:"events"` // by event type
+	Revenue float64           `json:"revenue"`
+}
+
+// Minutes returns topic's windows [from, to) that have events, in order.
+func (s *Store) Minutes(ctx context.Context, topic string, from, to time.Time) ([]MinuteRow, error) {
+	rows, err := s.conn.Query(ctx, "SELECT window_start, event_type, sum(events), sum(revenue_float) / 1000000 FROM "+
+		s.Table("window_totals")+" WHERE topic = ? AND window_start >= ? AND window_start < ? "+
+		"GROUP BY window_start, event_type ORDER BY window_start, event_type", topic, from.UTC(), to.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("read minutes of %q: %w", topic, err)
+	}
+	defer rows.Close()
+	out := []MinuteRow{}
+	for rows.Next() {
+		var t time.Time
+		var typ string
+		var n uint64
+		var rev float64
+		if err := rows.Scan(&t, &typ, &n, &rev); err != nil {
+			return nil, fmt.Errorf("read minutes of %q: %w", topic, err)
+		}
+		if len(out) == 0 || !out[len(out)-1].Time.Equal(t) {
+			out = append(out, MinuteRow{Time: t.UTC(), Events: map[string]uint64{}})
+		}
+		m := &out[len(out)-1]
+		m.Events[typ] += n
+		m.Revenue += rev
+	}
+	return out, rows.Err()
+}
+
+// CountryRow is a country's events and revenue over a range.
+type CountryRow struct {
+	Country string  `json:"country"`
+	Events  uint64  `json:"events"`
+	Clicks  uint64  `json:"clicks"`
+	Revenue float64 `json:"revenue"`
+}
+
+// Countries returns topic's events, clicks and revenue per country over
+// windows [from, to), highest revenue first.
+func (s *Store) Countries(ctx context.Context, topic string, from, to time.Time) ([]CountryRow, error) {
+	rows, err := s.conn.Query(ctx, "SELECT country, sum(events), sum(if(event_type = 'click', events, 0)), sum(revenue_float) / 1000000 AS r FROM "+
+		s.Table("window_totals")+" WHERE topic = ? AND window_start >= ? AND window_start < ? GROUP BY country ORDER BY r DESC, country",
+		topic, from.UTC(), to.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("read countries of %q: %w", topic, err)
+	}
+	defer rows.Close()
+	out := []CountryRow{}
+	for rows.Next() {
+		var r CountryRow
+		if err := rows.Scan(&r.Country, &r.Events, &r.Clicks, &r.Revenue); err != nil {
+			return nil, fmt.Errorf("read countries of %q: %w", topic, err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ReconciliationRun is a reconciliation's row, as the dashboard shows it.
+type ReconciliationRun struct {
+	WorkflowID string    `json:"workflow_id"`
+	From       time.Time `json:"from"`
+	To         time.Time `json:"to"`
+	Finished   time.Time `json:"finished"`
+	Findings   uint32    `json:"findings"`
+	Repaired   uint32    `json:"repaired_slots"`
+	Remaining  uint32    `json:"remaining"`
+}
+
+// LastReconciliation returns topic's latest reconciliation, if any.
+func (s *Store) LastReconciliation(ctx context.Context, topic string) (*ReconciliationRun, error) {
+	rows, err := s.conn.Query(ctx, "SELECT workflow_id, range_from, range_to, finished_at, findings, repaired_slots, remaining FROM "+
+		s.Table("reconciliation_runs")+" WHERE topic = ? ORDER BY finished_at DESC LIMIT 1", topic)
+	if err != nil {
+		return nil, fmt.Errorf("read reconciliations of %q: %w", topic, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	var r ReconciliationRun
+	if err := rows.Scan(&r.WorkflowID, &r.From, &r.To, &r.Finished, &r.Findings, &r.Repaired, &r.Remaining); err != nil {
+		return nil, fmt.Errorf("read reconciliations of %q: %w", topic, err)
+	}
+	return &r, nil
+}
+
+// DeadLettersSince counts topic's dead letters stamped at or after since.
+func (s *Store) DeadLettersSince(ctx context.Context, topic string, since time.Time) (uint64, error) {
+	return s.countDeadLetters(ctx, "topic = ? AND log_time >= ?", topic, since.UTC())
+}

@@ -1,0 +1,264 @@
+package chstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rtbpipe/rtbpipe/internal/agg"
+)
+
+// AllTopics is the topic under which the window totals hold the sums over
+// every topic: the prototype's table (ad_events_aggregated) reads them.
+const AllTopics = ""
+
+// Bounds of a refresh of the window totals.
+const (
+	// hoursPerSwap bounds the hours (partitions) one staging insert holds:
+	// current ClickHouse refuses inserts into more than 100 partitions.
+	hoursPerSwap = 48
+	// refreshAttempts bounds the refreshes of one set of hours whose
+	// partials keep changing while it runs.
+	refreshAttempts = 5
+	// stageMaxAge: a staging table older than this was left by a crashed
+	// refresh and is dropped by the next one.
+	stageMaxAge = time.Hour
+	stagePrefix = "window_totals_stage_"
+)
+
+// Hours returns the distinct hours of the windows, in order.
+func Hours(windows []time.Time) []time.Time {
+	set := map[time.Time]bool{}
+	for _, w := range windows {
+		set[w.UTC().Truncate(time.Hour)] = true
+	}
+	hours := slices.Collect(maps.Keys(set))
+	slices.SortFunc(hours, func(a, b time.Time) int { return a.Compare(b) })
+	return hours
+}
+
+// RefreshTotals rewrites the window totals of the hours from the partials,
+// for topic and for AllTopics: each hour's partition is built in a staging
+// table and swapped in whole (REPLACE PARTITION, atomic), then checked
+// against the partials and built again while they differ (a run that wrote
+// partials meanwhile swapped in an older read: the last check decides).
+// Call it after the partials of the windows are written.
+func (s *Store) RefreshTotals(ctx context.Context, topic string, hours []time.Time) error {
+	if topic == AllTopics {
+		return fmt.Errorf("refresh window totals: no topic")
+	}
+	s.dropStaleStages(ctx)
+	for _, scope := range []string{topic, AllTopics} {
+		for chunk := range slices.Chunk(Hours(hours), hoursPerSwap) {
+			if err := s.refreshHours(ctx, scope, chunk); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// RefreshAllTotals rebuilds the window totals of every hour the partials
+// hold (after the migration that creates them), and returns the number of
+// hours of every topic refreshed.
+func (s *Store) RefreshAllTotals(ctx context.Context) (int, error) {
+	rows, err := s.conn.Query(ctx, "SELECT DISTINCT topic, toStartOfHour(window_start) FROM "+s.Table("window_partials"))
+	if err != nil {
+		return 0, fmt.Errorf("refresh window totals: %w", err)
+	}
+	byTopic := map[string][]time.Time{}
+	for rows.Next() {
+		var topic string
+		var h time.Time
+		if err := rows.Scan(&topic, &h); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("refresh window totals: %w", err)
+		}
+		byTopic[topic] = append(byTopic[topic], h)
+		byTopic[AllTopics] = append(byTopic[AllTopics], h)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("refresh window totals: %w", err)
+	}
+	n := 0
+	for scope, hours := range byTopic {
+		for chunk := range slices.Chunk(Hours(hours), hoursPerSwap) {
+			if err := s.refreshHours(ctx, scope, chunk); err != nil {
+				return n, err
+			}
+			if scope != AllTopics {
+				n += len(chunk)
+			}
+		}
+	}
+	return n, nil
+}
+
+// StaleTotals returns the hours overlapping [from, to) whose window totals
+// of topic, or of AllTopics, differ from the partials.
+func (s *Store) StaleTotals(ctx context.Context, topic string, from, to time.Time) ([]time.Time, error) {
+	var hours []time.Time
+	for h := from.UTC().Truncate(time.Hour); h.Before(to); h = h.Add(time.Hour) {
+		hours = append(hours, h)
+	}
+	stale := map[time.Time]bool{}
+	for _, scope := range []string{topic, AllTopics} {
+		for chunk := range slices.Chunk(hours, hoursPerSwap) {
+			st, err := s.staleHours(ctx, scope, chunk)
+			if err != nil {
+				return nil, err
+			}
+			for _, h := range st {
+				stale[h] = true
+			}
+		}
+	}
+	return Hours(slices.Collect(maps.Keys(stale))), nil
+}
+
+// refreshHours swaps in the hours of scope until they match the partials.
+func (s *Store) refreshHours(ctx context.Context, scope string, hours []time.Time) error {
+	for attempt := 1; ; attempt++ {
+		if err := s.swapIn(ctx, scope, hours); err != nil {
+			return err
+		}
+		stale, err := s.staleHours(ctx, scope, hours)
+		if err != nil {
+			return err
+		}
+		if len(stale) == 0 {
+			return nil
+		}
+		if attempt == refreshAttempts {
+			return fmt.Errorf("window totals of topic %q: hours %s still differ from the partials after %d refreshes (partials written meanwhile)",
+				scope, formatHours(stale), attempt)
+		}
+		hours = stale
+	}
+}
+
+// swapIn builds the hours of scope from the partials in a staging table of
+// its own and replaces each hour's partition of the totals with it.
+func (s *Store) swapIn(ctx context.Context, scope string, hours []time.Time) error {
+	var suffix [4]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return fmt.Errorf("refresh window totals: %w", err)
+	}
+	stage := s.Table(fmt.Sprintf("%s%d_%s", stagePrefix, time.Now().UnixNano(), hex.EncodeToString(suffix[:])))
+	if err := s.conn.Exec(ctx, "CREATE TABLE "+stage+" AS "+s.Table("window_totals")); err != nil {
+		return fmt.Errorf("refresh window totals: staging table: %w", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = s.conn.Exec(dctx, "DROP TABLE IF EXISTS "+stage) // else the next refresh drops it
+	}()
+	where, args := scopeWhere(scope, hours)
+	q := "INSERT INTO " + stage + " (topic, window_start, event_type, country, ad_format, events, revenue_micros, revenue_float)" +
+		" SELECT " + quote(scope) + ", window_start, event_type, country, ad_format, sum(events) AS n, sum(revenue_micros), sum(toFloat64(revenue_micros))" +
+		" FROM " + s.Table("window_partials") + " FINAL WHERE " + where +
+		" GROUP BY window_start, event_type, country, ad_format HAVING n > 0"
+	if err := s.conn.Exec(ctx, q, args...); err != nil {
+		return fmt.Errorf("refresh window totals of topic %q, %s: %w", scope, formatHours(hours), err)
+	}
+	for _, h := range hours {
+		partition := fmt.Sprintf("(%s, toDateTime(%d))", quote(scope), h.Unix())
+		if err := s.conn.Exec(ctx, "ALTER TABLE "+s.Table("window_totals")+" REPLACE PARTITION "+partition+" FROM "+stage); err != nil {
+			return fmt.Errorf("refresh window totals of topic %q, hour %s: %w", scope, h.Format(hourFormat), err)
+		}
+	}
+	return nil
+}
+
+// staleHours returns the hours of scope whose totals differ from the
+// partials (read FINAL). A revenue sum past the range of an Int64 wraps
+// alike on both sides: the totals keep it (with its Float64 sum, which the
+// prototype's views show) and the exact reads refuse it (checkRevenue).
+func (s *Store) staleHours(ctx context.Context, scope string, hours []time.Time) ([]time.Time, error) {
+	where, args := scopeWhere(scope, hours)
+	want, err := s.readTable(ctx, false, "SELECT window_start, event_type, country, ad_format, "+totalsColumns+" FROM "+
+		s.Table("window_partials")+" FINAL WHERE events > 0 AND ("+where+") GROUP BY window_start, event_type, country, ad_format", args...)
+	if err != nil {
+		return nil, err
+	}
+	have, err := s.readTable(ctx, false, "SELECT window_start, event_type, country, ad_format, sum(events), sum(revenue_micros), sum(revenue_float) FROM "+
+		s.Table("window_totals")+" WHERE topic = ? AND ("+where+") GROUP BY window_start, event_type, country, ad_format", append([]any{scope}, args...)...)
+	if err != nil {
+		return nil, err
+	}
+	var stale []time.Time
+	for _, d := range agg.Diff(want, have) {
+		stale = append(stale, time.Unix(d.Key.Window, 0))
+	}
+	return Hours(stale), nil
+}
+
+// ReadTotals returns the window totals of topic (AllTopics: of every topic)
+// for windows in [from, to).
+func (s *Store) ReadTotals(ctx context.Context, topic string, from, to time.Time) (agg.Table, error) {
+	return s.queryTable(ctx, "SELECT window_start, event_type, country, ad_format, sum(events), sum(revenue_micros), sum(revenue_float) FROM "+
+		s.Table("window_totals")+" WHERE topic = ? AND window_start >= ? AND window_start < ? GROUP BY window_start, event_type, country, ad_format",
+		topic, from.UTC(), to.UTC())
+}
+
+// scopeWhere selects the partials of scope's windows in the hours.
+func scopeWhere(scope string, hours []time.Time) (string, []any) {
+	var ranges []string
+	var args []any
+	for _, h := range hours {
+		ranges = append(ranges, "(window_start >= ? AND window_start < ?)")
+		args = append(args, h.UTC(), h.UTC().Add(time.Hour))
+	}
+	where := "(" + strings.Join(ranges, " OR ") + ")"
+	if scope != AllTopics {
+		where += " AND topic = ?"
+		args = append(args, scope)
+	}
+	return where, args
+}
+
+// dropStaleStages drops the staging tables crashed refreshes left behind.
+// It is best effort: a failure leaves them for the next refresh.
+func (s *Store) dropStaleStages(ctx context.Context) {
+	rows, err := s.conn.Query(ctx, "SELECT name FROM system.tables WHERE database = ? AND startsWith(name, ?)", s.db, stagePrefix)
+	if err != nil {
+		return
+	}
+	var old []string
+	for rows.Next() {
+		var name string
+		if rows.Scan(&name) != nil {
+			break
+		}
+		ns, _, _ := strings.Cut(strings.TrimPrefix(name, stagePrefix), "_")
+		if n, err := strconv.ParseInt(ns, 10, 64); err == nil && time.Since(time.Unix(0, n)) > stageMaxAge {
+			old = append(old, name)
+		}
+	}
+	rows.Close()
+	for _, name := range old {
+		_ = s.conn.Exec(ctx, "DROP TABLE IF EXISTS "+s.Table(name))
+	}
+}
+
+const hourFormat = "2006-01-02T15Z"
+
+func formatHours(hours []time.Time) string {
+	parts := make([]string, len(hours))
+	for i, h := range hours {
+		parts[i] = h.UTC().Format(hourFormat)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// quote is a ClickHouse string literal of s.
+func quote(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/spf13/cobra"
+
+	"github.com/rtbpipe/rtbpipe/internal/chstore"
+	"github.com/rtbpipe/rtbpipe/internal/config"
+	"github.com/rtbpipe/rtbpipe/internal/connect"
+	"github.com/rtbpipe/rtbpipe/internal/dashboard"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
+)
+
+func (a *app) dashboardCmd() *cobra.Command {
+	addr := config.Env("RTB_DASHBOARD_ADDR", "127.0.0.1:8080")
+	cmd := &cobra.Command{
+		Use:   "dashboard [--addr 127.0.0.1:8080]",
+		Short: "Serve the dashboard (web page and JSON API) of the exact windows and the pipeline's health",
+		Long: "Serves a web page per topic: events and revenue per minute, CTR and eCPM by format, revenue by\n" +
+			"country, and the pipeline's health (recent slots with links to their runs, consumer lag, dead\n" +
+			"letters, last reconciliation); it refreshes itself when a minute is closed. Its JSON API:\n" +
+			"  GET /api/windows?topic=T&from=RFC3339&to=RFC3339   the prototype's table's rows\n" +
+			"  GET /api/minutes, /api/countries, /api/rates?by=ad_format|country|none&step=minute|hour, /api/health?topic=T\n" +
+			"from/to default to the last hour; a range is at most 7 days.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withStore(cmd, func(store *chstore.Store) error {
+				kc, err := connect.Kafka(a.cfg, "rtbpipe-dashboard")
+				if err != nil {
+					return err
+				}
+				defer kc.Close()
+				srv := &dashboard.Server{Read: store, Lag: lagOf(store, kc), TemporalUI: a.uiURL, Namespace: a.cfg.TemporalNamespace, Log: a.logger}
+				return serve(cmd.Context(), cmd, addr, srv.Handler())
+			})
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", addr, "host:port to serve on (env RTB_DASHBOARD_ADDR)")
+	return cmd
+}
+
+// lagOf returns each partition's consumer lag: its high watermark minus the
+// end of its latest plan.
+func lagOf(store *chstore.Store, kc sarama.Client) func(context.Context, string) (map[int32]int64, error) {
+	return func(ctx context.Context, topic string) (map[int32]int64, error) {
+		parts, err := kafka.Partitions(kc, topic)
+		if err != nil {
+			return nil, err
+		}
+		highs, err := kafka.ListOffsets(kc, topic, parts, sarama.OffsetNewest)
+		if err != nil {
+			return nil, err
+		}
+		plans, err := store.LatestPlans(ctx, topic)
+		if err != nil {
+			return nil, err
+		}
+		lag := make(map[int32]int64, len(parts))
+		for _, p := range parts {
+			lag[p] = max(highs[p]-plans[p].End, 0)
+		}
+		return lag, nil
+	}
+}
+
+// serve serves h on addr until ctx ends.
+func serve(ctx context.Context, cmd *cobra.Command, addr string, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("dashboard on %s (--addr, RTB_DASHBOARD_ADDR): %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	fmt.Fprintf(cmd.OutOrStdout(), "dashboard: http://%s/\n", ln.Addr())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		if serr := <-done; !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, serr)
+		}
+		return err
+	}
+}
