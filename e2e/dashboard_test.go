@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,13 +20,13 @@ import (
 
 // startDashboard builds the starter and serves its dashboard on addr over
 // the test database; it stops with the test.
-func (e *env) startDashboard(t *testing.T, addr string) {
+func (e *env) startDashboard(t *testing.T, addr string, args ...string) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "starter")
 	if out, err := exec.Command("go", "build", "-o", bin, "../starter").CombinedOutput(); err != nil {
 		t.Fatalf("build starter: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "dashboard", "--addr", addr)
+	cmd := exec.Command(bin, append([]string{"dashboard", "--addr", addr}, args...)...)
 	cmd.Env = append(os.Environ(), "RTB_CLICKHOUSE_DATABASE="+e.cfg.ClickHouseDatabase, "RTB_TASK_QUEUE="+e.cfg.TaskQueue)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -144,5 +146,92 @@ func TestDashboardInABrowser(t *testing.T) {
 	chromium(t, "--screenshot="+png, "http://"+addr+"/?topic="+topic)
 	if st, err := os.Stat(png); err != nil || st.Size() < 20_000 {
 		t.Errorf("screenshot: %v %v", st, err)
+	}
+}
+
+// startRedis runs Debian's redis-server on addr for the test.
+func startRedis(t *testing.T, addr string) {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal("redis-server is not installed (make test installs Debian's package)")
+	}
+	host, port, _ := strings.Cut(addr, ":")
+	cmd := exec.Command(bin, "--bind", host, "--port", port, "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		if i == 100 {
+			t.Fatalf("redis-server not listening on %s after 10 s", addr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// getCached requests url and returns the X-Cache header and the body.
+func getCached(t *testing.T, url string) (string, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s %v", url, resp.StatusCode, b, err)
+	}
+	return resp.Header.Get("X-Cache"), string(b)
+}
+
+// Two API replicas share Redis: what one computed the other serves; a run
+// that changes a window of the range (late events) makes both compute it
+// again, never serving the old figures.
+func TestDashboardCacheInRedisIsNeverStale(t *testing.T) {
+	e := getEnv(t)
+	e.startWorker(t)
+	const redisAddr = "127.0.0.1:26379"
+	startRedis(t, redisAddr)
+	e.startDashboard(t, "127.0.0.1:28081", "--cache", "redis", "--redis-addr", redisAddr)
+	e.startDashboard(t, "127.0.0.1:28082", "--cache", "redis", "--redis-addr", redisAddr)
+	topic := e.newTopic(t, 1)
+	base := pastBase(30)
+	var recs []record
+	event := func(i int, ev time.Time, log time.Time) record {
+		return record{logTime: log, value: fmt.Appendf(nil, `{"event_id":"e-%d","timestamp":"%s","user_id":"u1","campaign_id":"c1",`+
+			`"ad_format":"banner","country":"US","device":"ios","event_type":"impression","revenue":0}`, i, ev.Format(time.RFC3339Nano))}
+	}
+	for i := range 100 {
+		recs = append(recs, event(i, base.Add(time.Duration(i)*100*time.Millisecond), base.Add(time.Duration(i)*100*time.Millisecond)))
+	}
+	recs = append(recs, event(1000, base.Add(time.Minute), base.Add(time.Minute)))
+	e.produce(t, topic, recs)
+	e.runSlot(t, topic, base)
+	q := fmt.Sprintf("/api/minutes?topic=%s&from=%s&to=%s", topic, base.Format(time.RFC3339), base.Add(time.Minute).Format(time.RFC3339))
+	c1, b1 := getCached(t, "http://127.0.0.1:28081"+q)
+	c2, b2 := getCached(t, "http://127.0.0.1:28082"+q)
+	if c1 != "miss" || c2 != "hit" || b1 != b2 || !strings.Contains(b1, `"impression":100`) {
+		t.Fatalf("replica 1: %s %s; replica 2: %s %s", c1, b1, c2, b2)
+	}
+	// 20 late events of the same window, in the next slot.
+	var late []record
+	for i := range 20 {
+		late = append(late, event(2000+i, base.Add(30*time.Second), base.Add(time.Minute+time.Duration(i)*time.Millisecond)))
+	}
+	late = append(late, event(3000, base.Add(2*time.Minute), base.Add(2*time.Minute)))
+	e.produce(t, topic, late)
+	e.runSlot(t, topic, base.Add(time.Minute))
+	c2, b2 = getCached(t, "http://127.0.0.1:28082"+q)
+	c1, b1 = getCached(t, "http://127.0.0.1:28081"+q)
+	if c2 != "miss" || !strings.Contains(b2, `"impression":120`) || c1 != "hit" || b1 != b2 {
+		t.Fatalf("after the late events: replica 2: %s %s; replica 1: %s %s", c2, b2, c1, b1)
 	}
 }

@@ -10,6 +10,8 @@
 #   worker      optional: ./worker built to .local/bin/rtb-worker, started last,
 #               metrics on RTB_METRICS_ADDR (127.0.0.1:9464), scraped by Prometheus
 #   dashboard   with the worker: `starter dashboard` on RTB_DASHBOARD_ADDR (127.0.0.1:8080)
+#   redis       only when RTB_REDIS_ADDR is set: Debian's redis-server there (the
+#               dashboard's shared cache), no persistence
 #
 # Usage: scripts/stack.sh install
 #        scripts/stack.sh up     [--no-worker] [component...]
@@ -52,6 +54,8 @@ DASHBOARD_ADDR="${RTB_DASHBOARD_ADDR:-127.0.0.1:8080}"
 TARGETS="$LOCAL/prometheus/targets"
 
 COMPONENTS=(clickhouse temporal kafka prometheus worker dashboard)
+REDIS_ADDR="${RTB_REDIS_ADDR:-}"
+[[ -n "$REDIS_ADDR" ]] && COMPONENTS+=(redis)
 
 say() { printf '%s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
@@ -75,6 +79,7 @@ addr_of() {
 	prometheus) printf '%s' "$PROM_ADDR" ;;
 	worker) printf '%s' "$METRICS_ADDR" ;;
 	dashboard) printf '%s' "$DASHBOARD_ADDR" ;;
+	redis) printf '%s' "$REDIS_ADDR" ;;
 	esac
 }
 
@@ -147,6 +152,9 @@ healthy() {
 	worker) our_pid worker >/dev/null ;;
 	dashboard)
 		curl -sf --max-time 2 "http://$DASHBOARD_ADDR/" >/dev/null 2>&1
+		;;
+	redis)
+		redis-cli -h "$(host_of "$REDIS_ADDR")" -p "$(port_of "$REDIS_ADDR")" ping 2>/dev/null | grep -q PONG
 		;;
 	esac
 }
@@ -384,12 +392,23 @@ start_worker() {
 	say "worker running (pid $pid), log $LOGS/worker.log, metrics http://$METRICS_ADDR/metrics"
 }
 
+start_redis() {
+	command -v redis-server >/dev/null 2>&1 || {
+		say "installing redis-server (apt)..."
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server
+	}
+	require_free redis "$(host_of "$REDIS_ADDR")" "$(port_of "$REDIS_ADDR")"
+	mkdir -p "$LOCAL/redis"
+	spawn redis redis-server --bind "$(host_of "$REDIS_ADDR")" --port "$(port_of "$REDIS_ADDR")" \
+		--dir "$LOCAL/redis" --save "" --appendonly no --protected-mode yes
+}
+
 start_dashboard() {
 	require_free dashboard "$(host_of "$DASHBOARD_ADDR")" "$(port_of "$DASHBOARD_ADDR")"
 	(cd "$ROOT" && go build -o "$BIN/starter" ./starter) || die "dashboard: ./starter does not build"
 	spawn dashboard env RTB_KAFKA_BROKERS="${RTB_KAFKA_BROKERS:-$KAFKA_ADDR}" \
 		RTB_CLICKHOUSE_ADDR="$CH_ADDR" RTB_TEMPORAL_UI="http://$(host_of "$TEMPORAL_ADDR"):$TEMPORAL_UI_PORT" \
-		"$BIN/starter" dashboard --addr "$DASHBOARD_ADDR"
+		RTB_REDIS_ADDR="$REDIS_ADDR" "$BIN/starter" dashboard --addr "$DASHBOARD_ADDR"
 }
 
 up_one() {
@@ -423,7 +442,7 @@ cmd_up() {
 	while (($#)); do
 		case "$1" in
 		--no-worker) no_worker=1 ;;
-		clickhouse | temporal | kafka | prometheus | worker | dashboard) want+=("$1") ;;
+		clickhouse | temporal | kafka | prometheus | worker | dashboard | redis) want+=("$1") ;;
 		*) die "up: unknown argument '$1'" ;;
 		esac
 		shift
@@ -432,7 +451,11 @@ cmd_up() {
 	"" | 0 | false | no) no_worker=0 ;;
 	*) no_worker=1 ;;
 	esac
-	((${#want[@]})) || want=(clickhouse temporal kafka prometheus worker dashboard)
+	if ((${#want[@]} == 0)); then
+		want=(clickhouse temporal kafka prometheus)
+		[[ -n "$REDIS_ADDR" ]] && want+=(redis)
+		want+=(worker dashboard)
+	fi
 	cmd_install
 	for c in "${want[@]}"; do
 		if [[ "$c" == worker || "$c" == dashboard ]]; then
@@ -481,12 +504,12 @@ cmd_down() {
 	while (($#)); do
 		case "$1" in
 		--wipe) wipe=1 ;;
-		clickhouse | temporal | kafka | prometheus | worker | dashboard) want+=("$1") ;;
+		clickhouse | temporal | kafka | prometheus | worker | dashboard | redis) want+=("$1") ;;
 		*) die "down: unknown argument '$1'" ;;
 		esac
 		shift
 	done
-	((${#want[@]})) || want=(dashboard worker prometheus kafka temporal clickhouse)
+	((${#want[@]})) || want=(dashboard worker redis prometheus kafka temporal clickhouse)
 	for c in "${want[@]}"; do
 		stop_one "$c"
 		if [[ "$c" == worker ]]; then rm -f "$TARGETS/worker.json"; fi

@@ -16,10 +16,13 @@ if ! command -v docker-compose >/dev/null 2>&1; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null
 fi
 
-if ! command -v chromium >/dev/null 2>&1; then
-	echo "installing chromium (apt), for the dashboard's browser test..."
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)         # the dashboard's browser test
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server) # the dashboard's shared cache
+if ((${#missing[@]})); then
+	echo "installing ${missing[*]} (apt)..."
 	DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 step "gofmt, go vet"

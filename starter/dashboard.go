@@ -11,6 +11,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/spf13/cobra"
 
+	"github.com/rtbpipe/rtbpipe/internal/cache"
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/config"
 	"github.com/rtbpipe/rtbpipe/internal/connect"
@@ -20,6 +21,11 @@ import (
 
 func (a *app) dashboardCmd() *cobra.Command {
 	addr := config.Env("RTB_DASHBOARD_ADDR", "127.0.0.1:8080")
+	redisAddr := config.Env("RTB_REDIS_ADDR", "")
+	cacheKind := "memory"
+	if redisAddr != "" {
+		cacheKind = "redis"
+	}
 	cmd := &cobra.Command{
 		Use:   "dashboard [--addr 127.0.0.1:8080]",
 		Short: "Serve the dashboard (web page and JSON API) of the exact windows and the pipeline's health",
@@ -38,11 +44,30 @@ func (a *app) dashboardCmd() *cobra.Command {
 				}
 				defer kc.Close()
 				srv := &dashboard.Server{Read: store, Lag: lagOf(store, kc), TemporalUI: a.uiURL, Namespace: a.cfg.TemporalNamespace, Log: a.logger}
-				return serve(cmd.Context(), cmd, addr, srv.Handler())
+				switch cacheKind {
+				case "memory":
+					srv.Cache = cache.NewMemory(10_000)
+				case "redis":
+					if redisAddr == "" {
+						return fmt.Errorf("--cache redis needs --redis-addr (RTB_REDIS_ADDR)")
+					}
+					rc, err := cache.NewRedis(cmd.Context(), redisAddr)
+					if err != nil {
+						return err
+					}
+					defer rc.Close()
+					srv.Cache = rc
+				case "off":
+				default:
+					return fmt.Errorf("--cache %q: want memory, redis or off", cacheKind)
+				}
+				return serve(cmd.Context(), cmd, addr, "cache: "+cacheKind, srv.Handler())
 			})
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", addr, "host:port to serve on (env RTB_DASHBOARD_ADDR)")
+	cmd.Flags().StringVar(&cacheKind, "cache", cacheKind, "API response cache: memory (this process), redis (shared by replicas) or off")
+	cmd.Flags().StringVar(&redisAddr, "redis-addr", redisAddr, "Redis host:port for --cache redis (env RTB_REDIS_ADDR; setting it makes redis the default)")
 	return cmd
 }
 
@@ -71,13 +96,13 @@ func lagOf(store *chstore.Store, kc sarama.Client) func(context.Context, string)
 }
 
 // serve serves h on addr until ctx ends.
-func serve(ctx context.Context, cmd *cobra.Command, addr string, h http.Handler) error {
+func serve(ctx context.Context, cmd *cobra.Command, addr, note string, h http.Handler) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("dashboard on %s (--addr, RTB_DASHBOARD_ADDR): %w", addr, err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintf(cmd.OutOrStdout(), "dashboard: http://%s/\n", ln.Addr())
+	fmt.Fprintf(cmd.OutOrStdout(), "dashboard: http://%s/ (%s)\n", ln.Addr(), note)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {

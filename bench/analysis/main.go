@@ -29,14 +29,15 @@ import (
 )
 
 type options struct {
-	days       int
-	rate       float64
-	countries  int
-	partitions int
-	runs       int
-	database   string
-	reuse      bool
-	keep       bool
+	days        int
+	rate        float64
+	countries   int
+	partitions  int
+	runs        int
+	database    string
+	reuse       bool
+	keep        bool
+	apiRequests int
 }
 
 func main() {
@@ -65,6 +66,7 @@ func main() {
 	f.StringVar(&o.database, "database", "rtb_bench_analysis", "the bench's database (dropped first unless --reuse)")
 	f.BoolVar(&o.reuse, "reuse", false, "reuse the history a --keep run left in --database")
 	f.BoolVar(&o.keep, "keep", false, "keep the database afterwards")
+	f.IntVar(&o.apiRequests, "api-requests", 1000, "requests per dashboard API measurement (0: skip it)")
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
@@ -174,6 +176,11 @@ func run(ctx context.Context, o options) error {
 		}
 		slices.Sort(d)
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t\n", l.name, l.target, l.runs, ms(d[len(d)/2]), ms(d[(len(d)*99)/100]), ms(d[len(d)-1]))
+	}
+	if o.apiRequests > 0 {
+		if err := apiLatency(ctx, tw, store, to, o.apiRequests); err != nil {
+			return err
+		}
 	}
 	return tw.Flush()
 }

@@ -3,6 +3,7 @@ package chstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -229,4 +230,17 @@ func (s *Store) LastReconciliation(ctx context.Context, topic string) (*Reconcil
 // DeadLettersSince counts topic's dead letters stamped at or after since.
 func (s *Store) DeadLettersSince(ctx context.Context, topic string, since time.Time) (uint64, error) {
 	return s.countDeadLetters(ctx, "topic = ? AND log_time >= ?", topic, since.UTC())
+}
+
+// TotalsGeneration names the state of topic's window totals of windows
+// [from, to): the names of the parts their rows are in. A refresh swaps in
+// an hour's partition as new parts (and a merge renames them), so the name
+// changes whenever the rows may have; it is the same while they have not.
+func (s *Store) TotalsGeneration(ctx context.Context, topic string, from, to time.Time) (string, error) {
+	var parts []string
+	if err := s.conn.QueryRow(ctx, "SELECT arraySort(groupUniqArray(_part)) FROM "+s.Table("window_totals")+
+		" WHERE topic = ? AND window_start >= ? AND window_start < ?", topic, from.UTC(), to.UTC()).Scan(&parts); err != nil {
+		return "", fmt.Errorf("read the generation of the window totals of %q: %w", topic, err)
+	}
+	return strings.Join(parts, ","), nil
 }

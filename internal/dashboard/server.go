@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rtbpipe/rtbpipe/internal/anomaly"
+	"github.com/rtbpipe/rtbpipe/internal/cache"
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 	"github.com/rtbpipe/rtbpipe/workflows"
@@ -35,6 +36,9 @@ type Reader interface {
 	DeadLettersSince(ctx context.Context, topic string, since time.Time) (uint64, error)
 	LastReconciliation(ctx context.Context, topic string) (*chstore.ReconciliationRun, error)
 	Anomalies(ctx context.Context, topic string, from, to time.Time, all bool) ([]anomaly.Record, error)
+	// TotalsGeneration names the state of topic's window totals of windows
+	// [from, to): it changes whenever a run swaps in one of their hours.
+	TotalsGeneration(ctx context.Context, topic string, from, to time.Time) (string, error)
 }
 
 // Flag is an anomaly record as the API returns it.
@@ -67,6 +71,10 @@ type Server struct {
 	TemporalUI, Namespace string
 	Log                   *slog.Logger
 	Now                   func() time.Time // nil: time.Now
+	// Cache, if set, keeps the responses read from the window totals; an
+	// entry is served only while the totals of its range have the
+	// generation it was made at (see cached).
+	Cache cache.Store
 }
 
 // Handler routes the page, its assets and the API.
@@ -77,16 +85,16 @@ func (s *Server) Handler() http.Handler {
 		http.ServeFileFS(w, r, assets, "assets/index.html")
 	})
 	mux.HandleFunc("GET /api/topics", s.api(func(ctx context.Context, _ url.Values) (any, error) { return s.Read.Topics(ctx) }))
-	mux.HandleFunc("GET /api/windows", s.ranged(func(ctx context.Context, q query) (any, error) {
+	mux.HandleFunc("GET /api/windows", s.cached(func(ctx context.Context, q query) (any, error) {
 		return s.Read.WindowRows(ctx, q.topic, q.from, q.to)
 	}))
-	mux.HandleFunc("GET /api/minutes", s.ranged(func(ctx context.Context, q query) (any, error) {
+	mux.HandleFunc("GET /api/minutes", s.cached(func(ctx context.Context, q query) (any, error) {
 		return s.Read.Minutes(ctx, q.topic, q.from, q.to)
 	}))
-	mux.HandleFunc("GET /api/countries", s.ranged(func(ctx context.Context, q query) (any, error) {
+	mux.HandleFunc("GET /api/countries", s.cached(func(ctx context.Context, q query) (any, error) {
 		return s.Read.Countries(ctx, q.topic, q.from, q.to)
 	}))
-	mux.HandleFunc("GET /api/rates", s.ranged(func(ctx context.Context, q query) (any, error) {
+	mux.HandleFunc("GET /api/rates", s.cached(func(ctx context.Context, q query) (any, error) {
 		step := time.Minute
 		switch v := q.values.Get("step"); v {
 		case "", "minute":
@@ -179,10 +187,68 @@ func (s *Server) ranged(fn func(context.Context, query) (any, error)) http.Handl
 // api answers with fn's result as JSON, or {"error": ...}: 400 for a bad
 // request, 502 when the servers behind failed.
 func (s *Server) api(fn func(context.Context, url.Values) (any, error)) http.HandlerFunc {
+	return s.respond(func(ctx context.Context, r *http.Request) ([]byte, string, error) {
+		res, err := fn(ctx, r.URL.Query())
+		if err != nil {
+			return nil, "", err
+		}
+		b, err := json.Marshal(res)
+		return b, "", err
+	})
+}
+
+// cached is ranged with the cache: the generation of the range's window
+// totals is read first, then the entry of the request is served if it was
+// made at that generation, else the response is made and stored with it.
+// A run that swaps in an hour of the range changes the generation before
+// any read can see the new totals, so an entry made from the totals before
+// the swap is never served after it; an entry made after it is.
+func (s *Server) cached(fn func(context.Context, query) (any, error)) http.HandlerFunc {
+	return s.respond(func(ctx context.Context, r *http.Request) ([]byte, string, error) {
+		q, err := s.parseQuery(r.URL.Query())
+		if err != nil {
+			return nil, "", err
+		}
+		compute := func() ([]byte, error) {
+			res, err := fn(ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			return json.Marshal(res)
+		}
+		if s.Cache == nil {
+			b, err := compute()
+			return b, "", err
+		}
+		gen, err := s.Read.TotalsGeneration(ctx, q.topic, q.from, q.to)
+		if err != nil {
+			return nil, "", err
+		}
+		key := r.URL.Path + "?" + r.URL.Query().Encode() // Encode sorts the parameters
+		if g, body, ok, err := s.Cache.Get(ctx, key); err != nil {
+			s.warn("dashboard cache: get", err) // served without the cache
+		} else if ok && g == gen {
+			return body, "hit", nil
+		}
+		b, err := compute()
+		if err != nil {
+			return nil, "", err
+		}
+		if err := s.Cache.Put(ctx, key, gen, b); err != nil {
+			s.warn("dashboard cache: put", err)
+		}
+		return b, "miss", nil
+	})
+}
+
+// respond writes fn's JSON body (and X-Cache, when it says hit or miss),
+// or its error as {"error": ...}: 400 for a bad request, 502 when the
+// servers behind failed.
+func (s *Server) respond(fn func(context.Context, *http.Request) ([]byte, string, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 		defer cancel()
-		res, err := fn(ctx, r.URL.Query())
+		body, hit, err := fn(ctx, r)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		if err != nil {
@@ -196,9 +262,18 @@ func (s *Server) api(fn func(context.Context, url.Values) (any, error)) http.Han
 			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 			return
 		}
-		if err := json.NewEncoder(w).Encode(res); err != nil && s.Log != nil {
-			s.Log.Warn("dashboard API: write", "path", r.URL.Path, "err", err)
+		if hit != "" {
+			w.Header().Set("X-Cache", hit)
 		}
+		if _, err := w.Write(append(body, '\n')); err != nil {
+			s.warn("dashboard API: write", err)
+		}
+	}
+}
+
+func (s *Server) warn(msg string, err error) {
+	if s.Log != nil {
+		s.Log.Warn(msg, "err", err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rtbpipe/rtbpipe/internal/anomaly"
+	"github.com/rtbpipe/rtbpipe/internal/cache"
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 )
@@ -22,6 +23,11 @@ type memReader struct {
 	rows []chstore.WindowRow
 	fail error
 	asks []string // topic and range of each windows read
+	gen  string   // the totals' generation
+}
+
+func (m *memReader) TotalsGeneration(context.Context, string, time.Time, time.Time) (string, error) {
+	return m.gen, m.fail
 }
 
 func (m *memReader) Topics(context.Context) ([]string, error) { return []string{"t"}, m.fail }
@@ -147,5 +153,33 @@ func TestAnomaliesAPI(t *testing.T) {
 		if code != http.StatusOK || !strings.Contains(body, want) {
 			t.Errorf("%d %s: lacks %s", code, body, want)
 		}
+	}
+}
+
+// The cache serves a response only while the totals have the generation it
+// was made at: a run that swaps in an hour of its range changes it, and the
+// next request reads the new totals.
+func TestCacheServesOnlyTheCurrentGeneration(t *testing.T) {
+	m := &memReader{gen: "p1", rows: []chstore.WindowRow{{WindowStart: t0, EventType: "click", Country: "US", AdFormat: "banner", EventCount: 3}}}
+	h := (&Server{Read: m, Cache: cache.NewMemory(100)}).Handler()
+	url := "/api/windows?topic=t&from=2026-11-24T09:30:00Z&to=2026-11-24T10:30:00Z"
+	req := func() (string, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, url, nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		return rec.Header().Get("X-Cache"), rec.Body.String()
+	}
+	if c, _ := req(); c != "miss" {
+		t.Fatalf("first request: %s", c)
+	}
+	if c, _ := req(); c != "hit" || len(m.asks) != 1 {
+		t.Fatalf("second request: %s, %d reads", c, len(m.asks))
+	}
+	m.rows[0].EventCount, m.gen = 4, "p2" // a run swapped the hour in
+	c, body := req()
+	if c != "miss" || !strings.Contains(body, `"event_count":4`) {
+		t.Fatalf("after the swap: %s %s", c, body)
 	}
 }

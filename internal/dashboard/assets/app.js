@@ -75,8 +75,10 @@ function pivot(rows, keyOf, valueOf) {
   return { xs: times, series };
 }
 
+// range is the last state.range seconds up to the next whole minute: the
+// same requests within a minute, which the API's cache answers.
 function range() {
-  const to = new Date();
+  const to = new Date(Math.ceil(Date.now() / 60000) * 60000);
   const from = new Date(to.getTime() - state.range * 1000);
   return { topic: state.topic, from: from.toISOString().replace(/\.\d+Z$/, "Z"), to: to.toISOString().replace(/\.\d+Z$/, "Z") };
 }
