@@ -24,7 +24,7 @@ func TestComposeConfig(t *testing.T) {
 	}
 	cfg := string(out)
 	for _, want := range []string{"kafka:", "clickhouse:", "temporal:", "temporal-ui:", "worker:", "generator:", "starter:",
-		"temporal-schema:", "temporal-namespace:", "prometheus:", "grafana:", "RTB_KAFKA_BROKERS: kafka:9092", "RTB_CLICKHOUSE_ADDR: clickhouse:9000",
+		"temporal-schema:", "temporal-namespace:", "prometheus:", "grafana:", "dashboard:", "RTB_KAFKA_BROKERS: kafka:9092", "RTB_CLICKHOUSE_ADDR: clickhouse:9000",
 		"RTB_TEMPORAL_ADDRESS: temporal:7233", "KAFKA_PROCESS_ROLES: broker,controller", "- setup",
 		"KAFKA_LOG_DIRS: /var/lib/kafka/data", "/var/lib/kafka/data", "RTB_TEMPORAL_UI: http://localhost:8080"} {
 		if !strings.Contains(cfg, want) {

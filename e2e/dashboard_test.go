@@ -22,10 +22,7 @@ import (
 // the test database; it stops with the test.
 func (e *env) startDashboard(t *testing.T, addr string, args ...string) {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "starter")
-	if out, err := exec.Command("go", "build", "-o", bin, "../starter").CombinedOutput(); err != nil {
-		t.Fatalf("build starter: %v\n%s", err, out)
-	}
+	bin := build(t, "starter")
 	cmd := exec.Command(bin, append([]string{"dashboard", "--addr", addr}, args...)...)
 	cmd.Env = append(os.Environ(), "RTB_CLICKHOUSE_DATABASE="+e.cfg.ClickHouseDatabase, "RTB_TASK_QUEUE="+e.cfg.TaskQueue)
 	out, err := cmd.StdoutPipe()

@@ -113,6 +113,17 @@ func setup() (*env, func(), error) {
 	}, nil
 }
 
+// build compiles the command ../name into the test's temporary folder and
+// returns its path.
+func build(t *testing.T, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	if out, err := exec.Command("go", "build", "-o", bin, "../"+name).CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, out)
+	}
+	return bin
+}
+
 // table names a table of the test database.
 func (e *env) table(name string) string { return e.cfg.ClickHouseDatabase + "." + name }
 

@@ -177,10 +177,7 @@ func TestPrometheusScrapesTheWorker(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 
-	bin := filepath.Join(t.TempDir(), "starter")
-	if out, err := exec.Command("go", "build", "-o", bin, "../starter").CombinedOutput(); err != nil {
-		t.Fatalf("build starter: %v\n%s", err, out)
-	}
+	bin := build(t, "starter")
 	out, err := exec.Command(bin, "metrics", "--topic", topic, "--prometheus", promURL).CombinedOutput()
 	if err != nil {
 		t.Fatalf("starter metrics: %v\n%s", err, out)

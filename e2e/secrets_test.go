@@ -25,10 +25,7 @@ func TestSecretsStaySecret(t *testing.T) {
 	}
 	bins := map[string]string{}
 	for _, name := range []string{"worker", "starter", "generator", "bench", "chaos"} {
-		bins[name] = filepath.Join(dir, name)
-		if out, err := exec.Command("go", "build", "-o", bins[name], "../"+name).CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", name, err, out)
-		}
+		bins[name] = build(t, name)
 	}
 	unreachable := []string{"RTB_CLICKHOUSE_ADDR=127.0.0.1:1", "RTB_TEMPORAL_ADDRESS=127.0.0.1:1", "RTB_KAFKA_BROKERS=127.0.0.1:1",
 		"RTB_WORKER_CONNECT_WAIT=1s"}
@@ -68,10 +65,7 @@ func TestSecretsStaySecret(t *testing.T) {
 // clients (which never ask for it) make a new, empty topic of it.
 func TestMisspeltTopicIsAnError(t *testing.T) {
 	e := getEnv(t)
-	bin := filepath.Join(t.TempDir(), "starter")
-	if out, err := exec.Command("go", "build", "-o", bin, "../starter").CombinedOutput(); err != nil {
-		t.Fatalf("build starter: %v\n%s", err, out)
-	}
+	bin := build(t, "starter")
 	topic := "ad-evnets-" + sanitize(t.Name())
 	slot := pastBase(5).Format(time.RFC3339)
 	for _, args := range [][]string{

@@ -120,10 +120,7 @@ func TestKafkaOverTLSWithSASL(t *testing.T) {
 	if err := os.WriteFile(pass, []byte("p4ss-w0rd\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "localkafka")
-	if out, err := exec.Command("go", "build", "-o", bin, "../localkafka").CombinedOutput(); err != nil {
-		t.Fatalf("build localkafka: %v\n%s", err, out)
-	}
+	bin := build(t, "localkafka")
 	const addr = "127.0.0.1:29392"
 	broker := exec.Command(bin, "--addr", addr, "--data-dir", filepath.Join(dir, "data"), "--auto-create=false",
 		"--tls-cert", filepath.Join(dir, "cert.pem"), "--tls-key", filepath.Join(dir, "key.pem"),

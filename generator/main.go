@@ -54,6 +54,8 @@ type options struct {
 	drainTimeout time.Duration
 	idempotent   bool
 	conn         kafka.Conn // the brokers, TLS and SASL
+	until        string
+	untilTime    time.Time // parsed --until
 	anomalySpec  string
 	anomaly      *gen.Anomaly // parsed --anomaly
 }
@@ -142,6 +144,7 @@ retention soon after, and Kafka 4 rejects timestamps more than an hour in the fu
 	f.DurationVar(&o.progress, "progress", 10*time.Second, "interval of progress logs")
 	f.BoolVar(&o.idempotent, "idempotent", false, "producer: idempotent (retries after a lost acknowledgement write nothing twice; the manifest then matches the log even under network faults)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "at the end, how long to wait for Kafka to acknowledge the records in flight; the rest count as failed")
+	f.StringVar(&o.until, "until", "", "real-time mode: stop before this RFC 3339 time (no record is logged at or after it; e.g. a whole minute)")
 	f.StringVar(&o.anomalySpec, "anomaly", "", "inject an anomaly: 'country=US,clicks=0.1,after=2m,for=2m' (US clicks drop 90% for 2 minutes of event time, "+
 		"2 minutes after the start) or 'ad_format=banner,clicks=3,...' (the format's CTR triples)")
 	return cmd
@@ -213,6 +216,16 @@ func (o *options) validate() error {
 		return fmt.Errorf("--compression %q: want none, lz4, snappy, gzip or zstd", o.compression)
 	}
 	o.codec = c
+	if o.until != "" {
+		t, err := time.Parse(time.RFC3339Nano, o.until)
+		if err != nil {
+			return fmt.Errorf("--until %q: not an RFC 3339 time like 2026-11-24T21:03:00Z", o.until)
+		}
+		if !o.startTime.IsZero() {
+			return fmt.Errorf("--until is for the real-time mode; with --start, use --duration")
+		}
+		o.untilTime = t.UTC()
+	}
 	if o.anomalySpec != "" {
 		start := o.startTime
 		if start.IsZero() {

@@ -323,3 +323,23 @@ func TestBrokerDies(t *testing.T) {
 	}
 	t.Logf("%v after %v: %d produced, %d failed", err, elapsed.Round(time.Millisecond), m.Produced, m.Failed)
 }
+
+// TestUntil stops before a wall-clock time: no record is logged at or
+// after it (the demo ends its live run on a whole minute).
+func TestUntil(t *testing.T) {
+	_, brokers := startKafka(t)
+	until := time.Now().Add(800 * time.Millisecond)
+	o := mustParse(t, "--kafka-brokers", brokers[0], "--topic", "until", "--rate", "3000", "--until", until.Format(time.RFC3339Nano))
+	m, err := run(context.Background(), o, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := readTopic(t, brokers, "until")
+	checkManifest(t, m, c)
+	if m.Produced < 1000 || !c.maxTime.Before(until.Truncate(time.Millisecond).Add(time.Millisecond)) {
+		t.Errorf("%d records, the last logged at %v; want them all before %v", m.Produced, c.maxTime, until)
+	}
+	if _, err := parseArgs("--kafka-brokers", brokers[0], "--until", "soon"); err == nil {
+		t.Error("--until soon was accepted")
+	}
+}

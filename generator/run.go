@@ -263,6 +263,9 @@ func produce(ctx context.Context, o options, g *gen.Generator, p sarama.AsyncPro
 			deadline = start.Add(duration)
 		}
 	}
+	if !o.untilTime.IsZero() && (deadline.IsZero() || o.untilTime.Before(deadline)) {
+		deadline = o.untilTime // no record is logged at or after it
+	}
 	var pc *pacer
 	if !synthetic && o.rate > 0 {
 		pc = newPacer(o.rate, start, log)
@@ -291,9 +294,12 @@ func produce(ctx context.Context, o options, g *gen.Generator, p sarama.AsyncPro
 				return "interrupted"
 			}
 			lt = time.Now()
+			if !o.untilTime.IsZero() && !lt.Before(o.untilTime) { // --until: no log time at or past it
+				return "duration reached"
+			}
 		default:
 			lt = time.Now()
-			if !deadline.IsZero() && !lt.Before(deadline) {
+			if !o.untilTime.IsZero() && !lt.Before(o.untilTime) { // --until: no log time at or past it
 				return "duration reached"
 			}
 		}

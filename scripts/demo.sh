@@ -55,9 +55,20 @@ step "generator: an hour of history from $history at $RATE events/s, with US cli
 	--late-fraction "$LATE" --max-lateness "$MAX_LATENESS" --malformed-fraction "$MALFORMED" \
 	--anomaly "${ANOMALY:-country=US,clicks=0.1,after=45m,for=2m}" --manifest "$HISTORY_MANIFEST" --progress 30s
 
-step "generator: $RATE events/s live from $live for $DURATION ($LATE late up to $MAX_LATENESS, $MALFORMED malformed)"
+# Whole minutes: from $live until $DURATION later (a partial last minute
+# would be a true drop of volume, which anomaly detection flags).
+seconds() { # 90s, 3m, 1h -> seconds
+	case "$1" in
+	*s) echo "${1%s}" ;;
+	*m) echo $((${1%m} * 60)) ;;
+	*h) echo $((${1%h} * 3600)) ;;
+	*) echo "DURATION $1: want e.g. 90s, 3m or 1h" >&2 && exit 2 ;;
+	esac
+}
+until="$(date -u -d "@$(($(date -d "$live" +%s) + $(seconds "$DURATION")))" +%Y-%m-%dT%H:%M:%SZ)"
+step "generator: $RATE events/s live from $live until $until ($LATE late up to $MAX_LATENESS, $MALFORMED malformed)"
 sleep "$(( $(date -d "$live" +%s) - $(date +%s) ))" 2>/dev/null || true
-"$BIN/generator" --rate "$RATE" --duration "$DURATION" --partitions "$PARTITIONS" \
+"$BIN/generator" --rate "$RATE" --until "$until" --partitions "$PARTITIONS" \
 	--late-fraction "$LATE" --max-lateness "$MAX_LATENESS" --malformed-fraction "$MALFORMED" \
 	--manifest "$MANIFEST" --progress 30s
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // The analysis reads: what the dashboard and its API show. All read the
@@ -26,30 +28,20 @@ type WindowRow struct {
 // WindowRows returns the rows of the prototype's table for topic (AllTopics:
 // every topic summed) and windows [from, to), in window and key order.
 func (s *Store) WindowRows(ctx context.Context, topic string, from, to time.Time) ([]WindowRow, error) {
-	rows, err := s.conn.Query(ctx, "SELECT window_start, event_type, country, ad_format, events, revenue_float / 1000000 FROM "+
+	return collect(ctx, s, "read windows of "+topic, "SELECT window_start, event_type, country, ad_format, events, revenue_float / 1000000 FROM "+
 		s.Table("window_totals")+" WHERE topic = ? AND window_start >= ? AND window_start < ? "+
-		"ORDER BY window_start, event_type, country, ad_format", topic, from.UTC(), to.UTC())
-	if err != nil {
-		return nil, fmt.Errorf("read windows of %q: %w", topic, err)
-	}
-	defer rows.Close()
-	out := []WindowRow{}
-	for rows.Next() {
-		var r WindowRow
-		if err := rows.Scan(&r.WindowStart, &r.EventType, &r.Country, &r.AdFormat, &r.EventCount, &r.TotalRevenue); err != nil {
-			return nil, fmt.Errorf("read windows of %q: %w", topic, err)
-		}
-		r.WindowStart = r.WindowStart.UTC()
-		r.WindowEnd = r.WindowStart.Add(time.Minute)
-		if r.EventCount > 0 {
-			r.AvgRevenue = r.TotalRevenue / float64(r.EventCount)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read windows of %q: %w", topic, err)
-	}
-	return out, nil
+		"ORDER BY window_start, event_type, country, ad_format", []any{topic, from.UTC(), to.UTC()},
+		func(rows driver.Rows, r *WindowRow) error {
+			if err := rows.Scan(&r.WindowStart, &r.EventType, &r.Country, &r.AdFormat, &r.EventCount, &r.TotalRevenue); err != nil {
+				return err
+			}
+			r.WindowStart = r.WindowStart.UTC()
+			r.WindowEnd = r.WindowStart.Add(time.Minute)
+			if r.EventCount > 0 {
+				r.AvgRevenue = r.TotalRevenue / float64(r.EventCount)
+			}
+			return nil
+		})
 }
 
 // RateRow is CTR and eCPM of one time step (a minute or an hour) and one
@@ -95,42 +87,17 @@ func (s *Store) Rates(ctx context.Context, topic string, from, to time.Time, ste
 	q := fmt.Sprintf("SELECT %[1]s AS t, %[2]s AS k, sum(impressions) AS i, sum(clicks) AS c, sum(revenue) AS r, "+
 		"if(i = 0, 0, c / i), if(i = 0, 0, r * 1000 / i) FROM %[3]s WHERE topic = ? AND %[1]s >= ? AND %[1]s < ? "+
 		"GROUP BY t, k ORDER BY t, k", tcol, key, s.Table(view))
-	rows, err := s.conn.Query(ctx, q, topic, from.UTC(), to.UTC())
-	if err != nil {
-		return nil, fmt.Errorf("read rates of %q: %w", topic, err)
-	}
-	defer rows.Close()
-	out := []RateRow{}
-	for rows.Next() {
-		var r RateRow
-		if err := rows.Scan(&r.Time, &r.Key, &r.Impressions, &r.Clicks, &r.Revenue, &r.CTR, &r.ECPM); err != nil {
-			return nil, fmt.Errorf("read rates of %q: %w", topic, err)
-		}
+	return collect(ctx, s, "read rates of "+topic, q, []any{topic, from.UTC(), to.UTC()}, func(rows driver.Rows, r *RateRow) error {
+		err := rows.Scan(&r.Time, &r.Key, &r.Impressions, &r.Clicks, &r.Revenue, &r.CTR, &r.ECPM)
 		r.Time = r.Time.UTC()
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read rates of %q: %w", topic, err)
-	}
-	return out, nil
+		return err
+	})
 }
 
 // Topics returns the topics the ledger has plans of.
 func (s *Store) Topics(ctx context.Context) ([]string, error) {
-	rows, err := s.conn.Query(ctx, "SELECT DISTINCT topic FROM "+s.Table("batches")+" ORDER BY topic")
-	if err != nil {
-		return nil, fmt.Errorf("list topics: %w", err)
-	}
-	defer rows.Close()
-	out := []string{}
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return nil, fmt.Errorf("list topics: %w", err)
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return collect(ctx, s, "list topics", "SELECT DISTINCT topic FROM "+s.Table("batches")+" ORDER BY topic", nil,
+		func(rows driver.Rows, t *string) error { return rows.Scan(t) })
 }
 
 // MinuteRow is one window of a topic: its events per event type and its
@@ -143,30 +110,29 @@ type MinuteRow struct {
 
 // Minutes returns topic's windows [from, to) that have events, in order.
 func (s *Store) Minutes(ctx context.Context, topic string, from, to time.Time) ([]MinuteRow, error) {
-	rows, err := s.conn.Query(ctx, "SELECT window_start, event_type, sum(events), sum(revenue_float) / 1000000 FROM "+
-		s.Table("window_totals")+" WHERE topic = ? AND window_start >= ? AND window_start < ? "+
-		"GROUP BY window_start, event_type ORDER BY window_start, event_type", topic, from.UTC(), to.UTC())
-	if err != nil {
-		return nil, fmt.Errorf("read minutes of %q: %w", topic, err)
+	type cell struct {
+		t   time.Time
+		typ string
+		n   uint64
+		rev float64
 	}
-	defer rows.Close()
+	cells, err := collect(ctx, s, "read minutes of "+topic, "SELECT window_start, event_type, sum(events), sum(revenue_float) / 1000000 FROM "+
+		s.Table("window_totals")+" WHERE topic = ? AND window_start >= ? AND window_start < ? "+
+		"GROUP BY window_start, event_type ORDER BY window_start, event_type", []any{topic, from.UTC(), to.UTC()},
+		func(rows driver.Rows, c *cell) error { return rows.Scan(&c.t, &c.typ, &c.n, &c.rev) })
+	if err != nil {
+		return nil, err
+	}
 	out := []MinuteRow{}
-	for rows.Next() {
-		var t time.Time
-		var typ string
-		var n uint64
-		var rev float64
-		if err := rows.Scan(&t, &typ, &n, &rev); err != nil {
-			return nil, fmt.Errorf("read minutes of %q: %w", topic, err)
-		}
-		if len(out) == 0 || !out[len(out)-1].Time.Equal(t) {
-			out = append(out, MinuteRow{Time: t.UTC(), Events: map[string]uint64{}})
+	for _, c := range cells {
+		if len(out) == 0 || !out[len(out)-1].Time.Equal(c.t) {
+			out = append(out, MinuteRow{Time: c.t.UTC(), Events: map[string]uint64{}})
 		}
 		m := &out[len(out)-1]
-		m.Events[typ] += n
-		m.Revenue += rev
+		m.Events[c.typ] += c.n
+		m.Revenue += c.rev
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // CountryRow is a country's events and revenue over a range.
@@ -180,22 +146,11 @@ type CountryRow struct {
 // Countries returns topic's events, clicks and revenue per country over
 // windows [from, to), highest revenue first.
 func (s *Store) Countries(ctx context.Context, topic string, from, to time.Time) ([]CountryRow, error) {
-	rows, err := s.conn.Query(ctx, "SELECT country, sum(events), sum(if(event_type = 'click', events, 0)), sum(revenue_float) / 1000000 AS r FROM "+
+	return collect(ctx, s, "read countries of "+topic, "SELECT country, sum(events), sum(if(event_type = 'click', events, 0)), sum(revenue_float) / 1000000 AS r FROM "+
 		s.Table("window_totals")+" WHERE topic = ? AND window_start >= ? AND window_start < ? GROUP BY country ORDER BY r DESC, country",
-		topic, from.UTC(), to.UTC())
-	if err != nil {
-		return nil, fmt.Errorf("read countries of %q: %w", topic, err)
-	}
-	defer rows.Close()
-	out := []CountryRow{}
-	for rows.Next() {
-		var r CountryRow
-		if err := rows.Scan(&r.Country, &r.Events, &r.Clicks, &r.Revenue); err != nil {
-			return nil, fmt.Errorf("read countries of %q: %w", topic, err)
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+		[]any{topic, from.UTC(), to.UTC()}, func(rows driver.Rows, r *CountryRow) error {
+			return rows.Scan(&r.Country, &r.Events, &r.Clicks, &r.Revenue)
+		})
 }
 
 // ReconciliationRun is a reconciliation's row, as the dashboard shows it.
@@ -211,20 +166,15 @@ type ReconciliationRun struct {
 
 // LastReconciliation returns topic's latest reconciliation, if any.
 func (s *Store) LastReconciliation(ctx context.Context, topic string) (*ReconciliationRun, error) {
-	rows, err := s.conn.Query(ctx, "SELECT workflow_id, range_from, range_to, finished_at, findings, repaired_slots, remaining FROM "+
-		s.Table("reconciliation_runs")+" WHERE topic = ? ORDER BY finished_at DESC LIMIT 1", topic)
-	if err != nil {
-		return nil, fmt.Errorf("read reconciliations of %q: %w", topic, err)
+	runs, err := collect(ctx, s, "read reconciliations of "+topic, "SELECT workflow_id, range_from, range_to, finished_at, findings, repaired_slots, remaining FROM "+
+		s.Table("reconciliation_runs")+" WHERE topic = ? ORDER BY finished_at DESC LIMIT 1", []any{topic},
+		func(rows driver.Rows, r *ReconciliationRun) error {
+			return rows.Scan(&r.WorkflowID, &r.From, &r.To, &r.Finished, &r.Findings, &r.Repaired, &r.Remaining)
+		})
+	if err != nil || len(runs) == 0 {
+		return nil, err
 	}
-	defer rows.Close()
-	if !rows.Next() {
-		return nil, rows.Err()
-	}
-	var r ReconciliationRun
-	if err := rows.Scan(&r.WorkflowID, &r.From, &r.To, &r.Finished, &r.Findings, &r.Repaired, &r.Remaining); err != nil {
-		return nil, fmt.Errorf("read reconciliations of %q: %w", topic, err)
-	}
-	return &r, nil
+	return &runs[0], nil
 }
 
 // DeadLettersSince counts topic's dead letters stamped at or after since.
@@ -243,4 +193,26 @@ func (s *Store) TotalsGeneration(ctx context.Context, topic string, from, to tim
 		return "", fmt.Errorf("read the generation of the window totals of %q: %w", topic, err)
 	}
 	return strings.Join(parts, ","), nil
+}
+
+// collect runs q with args and scans each row into a T with scan; what
+// names the read in errors.
+func collect[T any](ctx context.Context, s *Store, what, q string, args []any, scan func(driver.Rows, *T) error) ([]T, error) {
+	rows, err := s.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		var v T
+		if err := scan(rows, &v); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/rtbpipe/rtbpipe/internal/anomaly"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 )
@@ -13,23 +15,14 @@ import (
 // for windows [from, to), from the window totals: what anomaly scoring
 // reads.
 func (s *Store) AnomalyCells(ctx context.Context, topic string, from, to time.Time) ([]anomaly.Cell, error) {
-	rows, err := s.conn.Query(ctx, "SELECT window_start, ad_format, country, sum(events), sum(if(event_type = 'impression', events, 0)), "+
+	return collect(ctx, s, "read minutes to score of "+topic, "SELECT window_start, ad_format, country, sum(events), sum(if(event_type = 'impression', events, 0)), "+
 		"sum(if(event_type = 'click', events, 0)), sum(revenue_float) / 1000000 FROM "+s.Table("window_totals")+
-		" WHERE topic = ? AND window_start >= ? AND window_start < ? GROUP BY window_start, ad_format, country", topic, from.UTC(), to.UTC())
-	if err != nil {
-		return nil, fmt.Errorf("read minutes to score of %q: %w", topic, err)
-	}
-	defer rows.Close()
-	var out []anomaly.Cell
-	for rows.Next() {
-		var c anomaly.Cell
-		if err := rows.Scan(&c.Minute, &c.AdFormat, &c.Country, &c.Counts.Events, &c.Counts.Impressions, &c.Counts.Clicks, &c.Counts.Revenue); err != nil {
-			return nil, fmt.Errorf("read minutes to score of %q: %w", topic, err)
-		}
-		c.Minute = c.Minute.UTC()
-		out = append(out, c)
-	}
-	return out, rows.Err()
+		" WHERE topic = ? AND window_start >= ? AND window_start < ? GROUP BY window_start, ad_format, country", []any{topic, from.UTC(), to.UTC()},
+		func(rows driver.Rows, c *anomaly.Cell) error {
+			err := rows.Scan(&c.Minute, &c.AdFormat, &c.Country, &c.Counts.Events, &c.Counts.Impressions, &c.Counts.Clicks, &c.Counts.Revenue)
+			c.Minute = c.Minute.UTC()
+			return err
+		})
 }
 
 // Anomalies returns topic's anomaly records of minutes [from, to) (only
@@ -40,25 +33,18 @@ func (s *Store) Anomalies(ctx context.Context, topic string, from, to time.Time,
 	if !all {
 		q += " AND flagged = 1"
 	}
-	rows, err := s.conn.Query(ctx, q+" ORDER BY minute, scope, metric", topic, from.UTC(), to.UTC())
-	if err != nil {
-		return nil, fmt.Errorf("read anomalies of %q: %w", topic, err)
-	}
-	defer rows.Close()
-	out := []anomaly.Record{}
-	for rows.Next() {
-		var r anomaly.Record
-		var flagged uint8
-		var samples uint32
-		if err := rows.Scan(&r.Topic, &r.Minute, &r.Scope, &r.Metric, &flagged, &r.Value, &r.Baseline, &r.Spread, &r.Score,
-			&r.Threshold, &samples, &r.FirstFlagged, &r.ChangedAt); err != nil {
-			return nil, fmt.Errorf("read anomalies of %q: %w", topic, err)
-		}
-		r.Flagged, r.Samples = flagged == 1, int(samples)
-		r.Minute, r.FirstFlagged, r.ChangedAt = r.Minute.UTC(), r.FirstFlagged.UTC(), r.ChangedAt.UTC()
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(ctx, s, "read anomalies of "+topic, q+" ORDER BY minute, scope, metric", []any{topic, from.UTC(), to.UTC()},
+		func(rows driver.Rows, r *anomaly.Record) error {
+			var flagged uint8
+			var samples uint32
+			if err := rows.Scan(&r.Topic, &r.Minute, &r.Scope, &r.Metric, &flagged, &r.Value, &r.Baseline, &r.Spread, &r.Score,
+				&r.Threshold, &samples, &r.FirstFlagged, &r.ChangedAt); err != nil {
+				return err
+			}
+			r.Flagged, r.Samples = flagged == 1, int(samples)
+			r.Minute, r.FirstFlagged, r.ChangedAt = r.Minute.UTC(), r.FirstFlagged.UTC(), r.ChangedAt.UTC()
+			return nil
+		})
 }
 
 // WriteAnomalies stores records; a record replaces the earlier one of its
