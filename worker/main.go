@@ -45,11 +45,12 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	cfg := config.FromEnv()
 	fs := pflag.NewFlagSet("worker", pflag.ContinueOnError)
 	cfg.BindFlags(fs)
-	concurrency, err := strconv.Atoi(config.Env("RTB_WORKER_ACTIVITIES", "32"))
+	concurrency, err := strconv.Atoi(config.Env("RTB_WORKER_ACTIVITIES", strconv.Itoa(DefaultActivities)))
 	if err != nil {
 		return fmt.Errorf("RTB_WORKER_ACTIVITIES: %w", err)
 	}
-	fs.IntVar(&concurrency, "activities", concurrency, "activities run at once by this worker; the tailing schedule needs at least 2 × partitions + 2 (env RTB_WORKER_ACTIVITIES)")
+	fs.IntVar(&concurrency, "activities", concurrency, "activities run at once by this worker (env RTB_WORKER_ACTIVITIES); unset: 32, "+
+		"or 2 × the partitions of the topics it serves + 4 if more; set below that, the worker refuses to start")
 	reads, err := strconv.Atoi(config.Env("RTB_WORKER_READS", "0"))
 	if err != nil {
 		return fmt.Errorf("RTB_WORKER_READS: %w", err)
@@ -151,6 +152,14 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		return err
 	}
 	defer tc.Close()
+	// The topics it serves: those with a slot schedule.
+	served, err := servedPartitions(ctx, tc, kc)
+	if err != nil {
+		return err
+	}
+	if concurrency, err = activitySlots(fs.Changed("activities") || os.Getenv("RTB_WORKER_ACTIVITIES") != "", concurrency, served); err != nil {
+		return err
+	}
 
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize: concurrency,
@@ -171,7 +180,7 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 			Reads: make(chan struct{}, reads), BeatEvery: beat}})
 
 	logger.Info("worker started", "task_queue", cfg.TaskQueue, "temporal", cfg.TemporalAddress,
-		"kafka", cfg.KafkaBrokers, "kafka_tls", cfg.KafkaTLS != nil, "kafka_sasl", cfg.KafkaSASLMechanism, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency, "reads", reads, "raw_archive", archive, "max_batch_offsets", maxOffsets)
+		"kafka", cfg.KafkaBrokers, "scheduled_topics", len(served), "kafka_tls", cfg.KafkaTLS != nil, "kafka_sasl", cfg.KafkaSASLMechanism, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency, "reads", reads, "raw_archive", archive, "max_batch_offsets", maxOffsets)
 	if err := w.Run(worker.InterruptCh()); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
@@ -186,4 +195,33 @@ func waitFor[T any](ctx context.Context, logger *slog.Logger, what string, withi
 	return backoff.RetryNotifyWithData(open, backoff.WithContext(b, ctx), func(err error, next time.Duration) {
 		logger.Warn("waiting for "+what, "err", err, "retry_in", next.Round(time.Millisecond))
 	})
+}
+
+// servedPartitions returns the partitions of each topic that has a slot
+// schedule (starter setup, schedule create): what tailing slots read.
+func servedPartitions(ctx context.Context, tc client.Client, kc sarama.Client) (map[string]int, error) {
+	it, err := tc.ScheduleClient().List(ctx, client.ScheduleListOptions{PageSize: 1000})
+	if err != nil {
+		return nil, fmt.Errorf("list the schedules: %w", err)
+	}
+	out := map[string]int{}
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			return nil, fmt.Errorf("list the schedules: %w", err)
+		}
+		topic, ok := workflows.ScheduleTopic(e.ID)
+		if !ok {
+			continue
+		}
+		parts, err := kafka.Partitions(kc, topic)
+		if errors.Is(err, kafka.ErrNoTopic) {
+			continue // deleted: its slots fail and say so
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[topic] = len(parts)
+	}
+	return out, nil
 }

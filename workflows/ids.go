@@ -4,6 +4,7 @@ package workflows
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -36,6 +37,12 @@ func ReconcileID(topic string, from, to time.Time) string {
 
 // ScheduleID names the every-minute schedule of a topic.
 func ScheduleID(topic string) string { return "slots-" + topic }
+
+// ScheduleTopic is the topic of a slot schedule's ID (ScheduleID), if it is one.
+func ScheduleTopic(id string) (string, bool) {
+	topic, ok := strings.CutPrefix(id, "slots-")
+	return topic, ok && topic != ""
+}
 
 // ReconcileScheduleID names a topic's reconciliation schedule.
 func ReconcileScheduleID(topic string) string { return "reconcile-" + topic }

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// DefaultActivities is the activity slots of a worker whose topics need
+// fewer.
+const DefaultActivities = 32
+
+// neededActivities is the activity slots the tailing schedules of topics
+// (partitions per topic) need on one worker: a tailing batch per partition
+// of the minute that runs and of the one that ends (they overlap by about a
+// second), and room for the planner, the totals refresh and the anomaly
+// scoring, which must never wait behind the tails.
+func neededActivities(partitions map[string]int) int {
+	n := 0
+	for _, p := range partitions {
+		n += 2 * p
+	}
+	return n + 4
+}
+
+// activitySlots decides the worker's activity slots: configured when it was
+// set (RTB_WORKER_ACTIVITIES or --activities), refused with a message when
+// it is too few for the partitions; else DefaultActivities, or what the
+// partitions need if that is more.
+func activitySlots(set bool, configured int, partitions map[string]int) (int, error) {
+	need := neededActivities(partitions)
+	if !set {
+		return max(DefaultActivities, need), nil
+	}
+	if configured < need {
+		topics := slices.Sorted(maps.Keys(partitions))
+		parts := make([]string, len(topics))
+		total := 0
+		for i, t := range topics {
+			parts[i] = fmt.Sprintf("%s: %d", t, partitions[t])
+			total += partitions[t]
+		}
+		return 0, fmt.Errorf("RTB_WORKER_ACTIVITIES (--activities) %d is below the %d that the tailing slots of %d partitions need "+
+			"(2 per partition + 4; topics %s): planning would wait behind the tails; raise it, or leave it unset to size it from the partitions",
+			configured, need, total, strings.Join(parts, ", "))
+	}
+	return configured, nil
+}
