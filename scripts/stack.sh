@@ -399,8 +399,18 @@ start_redis() {
 	}
 	require_free redis "$(host_of "$REDIS_ADDR")" "$(port_of "$REDIS_ADDR")"
 	mkdir -p "$LOCAL/redis"
-	spawn redis redis-server --bind "$(host_of "$REDIS_ADDR")" --port "$(port_of "$REDIS_ADDR")" \
-		--dir "$LOCAL/redis" --save "" --appendonly no --protected-mode yes
+	# A config file under .local, named in the process title (redis-server
+	# rewrites its command line), so that the stack knows its own.
+	cat >"$LOCAL/redis/redis.conf" <<-CONF
+		bind $(host_of "$REDIS_ADDR")
+		port $(port_of "$REDIS_ADDR")
+		dir $LOCAL/redis
+		save ""
+		appendonly no
+		protected-mode yes
+		proc-title-template "{title} {listen-addr} {config-file}"
+	CONF
+	spawn redis redis-server "$LOCAL/redis/redis.conf"
 }
 
 start_dashboard() {
