@@ -16,6 +16,7 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/config"
 	"github.com/rtbpipe/rtbpipe/internal/connect"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
+	"github.com/rtbpipe/rtbpipe/workflows"
 )
 
 // app is the state the subcommands share: the configuration from env and
@@ -78,7 +79,7 @@ func (a *app) requireTopic() error {
 
 // workflowURL links to a workflow in the Temporal UI.
 func (a *app) workflowURL(id string) string {
-	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", a.uiURL, a.cfg.TemporalNamespace, id)
+	return workflows.UIURL(a.uiURL, a.cfg.TemporalNamespace, id)
 }
 
 func (a *app) migrateCmd() *cobra.Command {

@@ -4,6 +4,7 @@ package workflows
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -55,4 +56,13 @@ func ScheduledWorkflowID(topic string) string { return "scheduled-slot-" + topic
 // reconciliation schedule starts (Temporal appends the scheduled time).
 func ScheduledReconcileWorkflowID(topic string) string {
 	return "scheduled-" + ReconcileScheduleID(topic)
+}
+
+// UIURL links to a workflow's runs in the Temporal UI at base (its address,
+// e.g. http://127.0.0.1:8233) in namespace; "" when there is no UI.
+func UIURL(base, namespace, id string) string {
+	if base == "" {
+		return ""
+	}
+	return strings.TrimRight(base, "/") + "/namespaces/" + url.PathEscape(namespace) + "/workflows/" + url.PathEscape(id)
 }

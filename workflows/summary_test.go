@@ -36,29 +36,26 @@ func withAttributes(env *testsuite.TestWorkflowEnvironment) *attrsLog {
 	return l
 }
 
-// last is the last value the run set of a keyword attribute.
-func (l *attrsLog) keyword(k temporal.SearchAttributeKeyKeyword) (string, bool) {
+// last is the last value the run set of an attribute, read by get.
+func last[T any](l *attrsLog, get func(temporal.SearchAttributes) (T, bool)) (T, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	v, ok := "", false
+	var v T
+	ok := false
 	for _, s := range l.set {
-		if x, has := s.GetKeyword(k); has {
+		if x, has := get(s); has {
 			v, ok = x, true
 		}
 	}
 	return v, ok
 }
 
+func (l *attrsLog) keyword(k temporal.SearchAttributeKeyKeyword) (string, bool) {
+	return last(l, func(s temporal.SearchAttributes) (string, bool) { return s.GetKeyword(k) })
+}
+
 func (l *attrsLog) int64(k temporal.SearchAttributeKeyInt64) (int64, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	v, ok := int64(0), false
-	for _, s := range l.set {
-		if x, has := s.GetInt64(k); has {
-			v, ok = x, true
-		}
-	}
-	return v, ok
+	return last(l, func(s temporal.SearchAttributes) (int64, bool) { return s.GetInt64(k) })
 }
 
 // details is the run's current details, as the UI shows them.

@@ -7,6 +7,7 @@
 package anomaly
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -79,15 +80,15 @@ type Series map[time.Time]Minute
 // with its value, the baseline's median and spread, the score and the
 // threshold.
 type Flag struct {
-	Minute    time.Time
-	Scope     string // "overall", "ad_format=banner", "country=US", "ad_format=banner,country=US"
-	Metric    string
-	Value     float64
-	Baseline  float64 // median of the trailing minutes
-	Spread    float64 // 1.4826 × MAD, floored (Params.RelFloor)
-	Score     float64 // (Value - Baseline) / Spread
-	Threshold float64
-	Samples   int // trailing minutes the baseline had
+	Minute    time.Time `json:"minute"`
+	Scope     string    `json:"scope"` // "overall", "ad_format=banner", "country=US", "ad_format=banner,country=US"
+	Metric    string    `json:"metric"`
+	Value     float64   `json:"value"`
+	Baseline  float64   `json:"baseline"` // median of the trailing minutes
+	Spread    float64   `json:"spread"`   // 1.4826 × MAD, floored (Params.RelFloor)
+	Score     float64   `json:"score"`    // (Value - Baseline) / Spread
+	Threshold float64   `json:"threshold"`
+	Samples   int       `json:"baseline_minutes"` // trailing minutes the baseline had
 }
 
 func (f Flag) String() string {
@@ -170,10 +171,10 @@ func median(sorted []float64) float64 {
 // stands (a window changed by late events may no longer be anomalous).
 type Record struct {
 	Flag
-	Topic        string
-	Flagged      bool      // false: the flag disappeared when the minute was scored again
-	FirstFlagged time.Time // when the flag appeared
-	ChangedAt    time.Time // when this state was recorded
+	Topic        string    `json:"-"`
+	Flagged      bool      `json:"flagged"`       // false: the flag disappeared when the minute was scored again
+	FirstFlagged time.Time `json:"first_flagged"` // when the flag appeared
+	ChangedAt    time.Time `json:"changed_at"`    // when this state was recorded
 }
 
 // Changes compares the flags of a new scoring of some minutes with the
@@ -207,22 +208,7 @@ func Changes(topic string, stored []Record, flags []Flag, now time.Time) []Recor
 		}
 	}
 	slices.SortFunc(out, func(a, b Record) int {
-		if c := a.Minute.Compare(b.Minute); c != 0 {
-			return c
-		}
-		if a.Scope != b.Scope {
-			if a.Scope < b.Scope {
-				return -1
-			}
-			return 1
-		}
-		if a.Metric < b.Metric {
-			return -1
-		}
-		if a.Metric > b.Metric {
-			return 1
-		}
-		return 0
+		return cmp.Or(a.Minute.Compare(b.Minute), cmp.Compare(a.Scope, b.Scope), cmp.Compare(a.Metric, b.Metric))
 	})
 	return out
 }

@@ -67,8 +67,24 @@ func (s *Store) PartialKeys(ctx context.Context, id ledger.BatchID) ([]agg.Key, 
 // sumPartials sums the partials matching where (with ? args) per window and
 // key: the exact windows.
 func (s *Store) sumPartials(ctx context.Context, where string, args ...any) (agg.Table, error) {
-	return s.queryTable(ctx, "SELECT window_start, event_type, country, ad_format, "+totalsColumns+" FROM "+
-		s.Table("window_partials")+" FINAL WHERE events > 0 AND ("+where+") GROUP BY window_start, event_type, country, ad_format", args...)
+	return s.sumWindows(ctx, true, partialsSource, where, args...)
+}
+
+// windowSource is a table sumWindows reads: its rows, and their sums.
+type windowSource struct{ rows, sums string }
+
+var (
+	// partialsSource: the partials, read FINAL.
+	partialsSource = windowSource{"window_partials FINAL WHERE events > 0 AND ", totalsColumns}
+	// totalsSource: the window totals, whose Float64 sum is stored.
+	totalsSource = windowSource{"window_totals WHERE ", "sum(events), sum(revenue_micros), sum(revenue_float)"}
+)
+
+// sumWindows sums the rows of src matching where (with ? args) per window
+// and key, with the revenue check unless checked is false (see readTable).
+func (s *Store) sumWindows(ctx context.Context, checked bool, src windowSource, where string, args ...any) (agg.Table, error) {
+	return s.readTable(ctx, checked, "SELECT window_start, event_type, country, ad_format, "+src.sums+" FROM "+s.db+"."+src.rows+
+		"("+where+") GROUP BY window_start, event_type, country, ad_format", args...)
 }
 
 // totalsColumns are the sums queryTable reads: the count, the revenue in

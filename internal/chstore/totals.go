@@ -183,13 +183,11 @@ func (s *Store) swapIn(ctx context.Context, scope string, hours []time.Time) err
 // prototype's views show) and the exact reads refuse it (checkRevenue).
 func (s *Store) staleHours(ctx context.Context, scope string, hours []time.Time) ([]time.Time, error) {
 	where, args := scopeWhere(scope, hours)
-	want, err := s.readTable(ctx, false, "SELECT window_start, event_type, country, ad_format, "+totalsColumns+" FROM "+
-		s.Table("window_partials")+" FINAL WHERE events > 0 AND ("+where+") GROUP BY window_start, event_type, country, ad_format", args...)
+	want, err := s.sumWindows(ctx, false, partialsSource, where, args...)
 	if err != nil {
 		return nil, err
 	}
-	have, err := s.readTable(ctx, false, "SELECT window_start, event_type, country, ad_format, sum(events), sum(revenue_micros), sum(revenue_float) FROM "+
-		s.Table("window_totals")+" WHERE topic = ? AND ("+where+") GROUP BY window_start, event_type, country, ad_format", append([]any{scope}, args...)...)
+	have, err := s.sumWindows(ctx, false, totalsSource, "topic = ? AND ("+where+")", append([]any{scope}, args...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -203,9 +201,7 @@ func (s *Store) staleHours(ctx context.Context, scope string, hours []time.Time)
 // ReadTotals returns the window totals of topic (AllTopics: of every topic)
 // for windows in [from, to).
 func (s *Store) ReadTotals(ctx context.Context, topic string, from, to time.Time) (agg.Table, error) {
-	return s.queryTable(ctx, "SELECT window_start, event_type, country, ad_format, sum(events), sum(revenue_micros), sum(revenue_float) FROM "+
-		s.Table("window_totals")+" WHERE topic = ? AND window_start >= ? AND window_start < ? GROUP BY window_start, event_type, country, ad_format",
-		topic, from.UTC(), to.UTC())
+	return s.sumWindows(ctx, true, totalsSource, "topic = ? AND window_start >= ? AND window_start < ?", topic, from.UTC(), to.UTC())
 }
 
 // scopeWhere selects the partials of scope's windows in the hours.

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/rtbpipe/rtbpipe/internal/anomaly"
@@ -39,22 +38,6 @@ type Reader interface {
 	// TotalsGeneration names the state of topic's window totals of windows
 	// [from, to): it changes whenever a run swaps in one of their hours.
 	TotalsGeneration(ctx context.Context, topic string, from, to time.Time) (string, error)
-}
-
-// Flag is an anomaly record as the API returns it.
-type Flag struct {
-	Minute       time.Time `json:"minute"`
-	Scope        string    `json:"scope"`
-	Metric       string    `json:"metric"`
-	Flagged      bool      `json:"flagged"` // false: it disappeared when late events changed the minute
-	Value        float64   `json:"value"`
-	Baseline     float64   `json:"baseline"`
-	Spread       float64   `json:"spread"`
-	Score        float64   `json:"score"`
-	Threshold    float64   `json:"threshold"`
-	Samples      int       `json:"baseline_minutes"`
-	FirstFlagged time.Time `json:"first_flagged"`
-	ChangedAt    time.Time `json:"changed_at"`
 }
 
 // MaxRange bounds the range one API request reads.
@@ -114,16 +97,7 @@ func (s *Server) Handler() http.Handler {
 		return s.Read.Rates(ctx, q.topic, q.from, q.to, step, dim)
 	}))
 	mux.HandleFunc("GET /api/anomalies", s.ranged(func(ctx context.Context, q query) (any, error) {
-		rs, err := s.Read.Anomalies(ctx, q.topic, q.from, q.to, q.values.Get("all") == "1")
-		if err != nil {
-			return nil, err
-		}
-		out := make([]Flag, len(rs))
-		for i, r := range rs {
-			out[i] = Flag{Minute: r.Minute, Scope: r.Scope, Metric: r.Metric, Flagged: r.Flagged, Value: r.Value, Baseline: r.Baseline,
-				Spread: r.Spread, Score: r.Score, Threshold: r.Threshold, Samples: r.Samples, FirstFlagged: r.FirstFlagged, ChangedAt: r.ChangedAt}
-		}
-		return out, nil
+		return s.Read.Anomalies(ctx, q.topic, q.from, q.to, q.values.Get("all") == "1")
 	}))
 	mux.HandleFunc("GET /api/health", s.api(s.health))
 	return mux
@@ -330,12 +304,7 @@ func (s *Server) health(ctx context.Context, v url.Values) (any, error) {
 }
 
 // runURL links to a workflow's runs in the Temporal UI.
-func (s *Server) runURL(id string) string {
-	if s.TemporalUI == "" {
-		return ""
-	}
-	return strings.TrimRight(s.TemporalUI, "/") + "/namespaces/" + url.PathEscape(s.Namespace) + "/workflows/" + url.PathEscape(id)
-}
+func (s *Server) runURL(id string) string { return workflows.UIURL(s.TemporalUI, s.Namespace, id) }
 
 func (s *Server) now() time.Time {
 	if s.Now != nil {
