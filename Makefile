@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: help demo test bench bench-analysis chaos up up-no-worker down wipe status stack-install build vet fmt-check
+.PHONY: help demo test test-cluster bench bench-analysis chaos up up-no-worker down wipe status stack-install build vet fmt-check
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -13,6 +13,12 @@ demo: ## the main job, bounded: stack + worker + schedule, generator for 3 minut
 
 test: ## gofmt, vet, unit tests, then end-to-end tests on real servers (installs and starts the stack)
 	scripts/test.sh
+
+test-cluster: ## the ClickHouse cluster's end-to-end tests alone (two shards + ZooKeeper, started by scripts/stack.sh up cluster)
+	scripts/stack.sh up --no-worker
+	scripts/stack.sh up cluster
+	RTB_E2E=1 RTB_E2E_CLUSTER=rtbpipe RTB_E2E_CLUSTER_ADDRS="$${RTB_CLUSTER_ADDRS:-127.0.0.1:9101,127.0.0.1:9102}" \
+		$(GO) test -count=1 -timeout 20m -v -run 'Cluster' ./e2e/
 
 bench: ## benchmark vs a bare Kafka read and ClickHouse's Kafka engine, and live latency (BENCH_ARGS="--events 5000000 ...")
 	scripts/stack.sh up --no-worker

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/xml"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -83,5 +85,90 @@ func TestComposeConfig(t *testing.T) {
 	}
 	if _, err := os.Stat("../.dockerignore"); err != nil {
 		t.Errorf("no .dockerignore: %v", err)
+	}
+}
+
+// The compose profile "cluster" lays out the same cluster as the local
+// stack's: cluster "rtbpipe" of two shards, one server each, whose hosts are
+// the profile's services, with unique macros, and Keeper where the servers
+// look for it.
+func TestComposeClusterProfile(t *testing.T) {
+	getEnv(t)
+	cmd := exec.Command("docker-compose", "-f", "../docker-compose.yml", "--profile", "cluster", "config")
+	cmd.Env = append(os.Environ(), "RTB_CLICKHOUSE_ADDR=clickhouse-1:9000,clickhouse-2:9000", "RTB_CLICKHOUSE_CLUSTER=rtbpipe",
+		"RTB_GRAFANA_CLICKHOUSE_HOST=clickhouse-1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker-compose --profile cluster config: %v\n%s", err, out)
+	}
+	cfg := string(out)
+	for _, want := range []string{"keeper:", "clickhouse-1:", "clickhouse-2:", "RTB_CLICKHOUSE_CLUSTER: rtbpipe",
+		"RTB_CLICKHOUSE_ADDR: clickhouse-1:9000,clickhouse-2:9000", "CLICKHOUSE_HOST: clickhouse-1",
+		"/etc/clickhouse-keeper/keeper_config.xml", "/etc/clickhouse-server/config.d/cluster.xml", "/etc/clickhouse-server/config.d/macros.xml"} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("docker-compose --profile cluster config lacks %q", want)
+		}
+	}
+
+	type server struct {
+		Macros struct {
+			Shard   string `xml:"shard"`
+			Replica string `xml:"replica"`
+		} `xml:"macros"`
+		ZooKeeper []struct {
+			Host string `xml:"host"`
+			Port string `xml:"port"`
+		} `xml:"zookeeper>node"`
+		Clusters struct {
+			Rtbpipe struct {
+				Shards []struct {
+					Internal bool `xml:"internal_replication"`
+					Replicas []struct {
+						Host string `xml:"host"`
+						Port string `xml:"port"`
+					} `xml:"replica"`
+				} `xml:"shard"`
+			} `xml:"rtbpipe"`
+		} `xml:"remote_servers"`
+		Keeper struct {
+			Port string `xml:"tcp_port"`
+		} `xml:"keeper_server"`
+	}
+	read := func(name string) server {
+		b, err := os.ReadFile(filepath.Join("..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s server
+		if err := xml.Unmarshal(b, &s); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return s
+	}
+	compose, local := read("deploy/clickhouse-cluster/cluster.xml"), read("deploy/local/clickhouse/cluster.xml")
+	for name, c := range map[string]server{"compose": compose, "local stack": local} {
+		shards := c.Clusters.Rtbpipe.Shards
+		if len(shards) != 2 {
+			t.Fatalf("%s: cluster rtbpipe has %d shards, want 2", name, len(shards))
+		}
+		for i, s := range shards {
+			if len(s.Replicas) != 1 || !s.Internal {
+				t.Errorf("%s: shard %d has %d replicas (internal_replication %v), want one", name, i+1, len(s.Replicas), s.Internal)
+			}
+		}
+	}
+	for i, s := range compose.Clusters.Rtbpipe.Shards {
+		host := fmt.Sprintf("clickhouse-%d", i+1)
+		if s.Replicas[0].Host != host || s.Replicas[0].Port != "9000" {
+			t.Errorf("compose shard %d is %s:%s, want the service %s:9000", i+1, s.Replicas[0].Host, s.Replicas[0].Port, host)
+		}
+		m := read(fmt.Sprintf("deploy/clickhouse-cluster/macros-%d.xml", i+1)).Macros
+		if m.Shard != fmt.Sprintf("0%d", i+1) || m.Replica != fmt.Sprintf("ch%d", i+1) {
+			t.Errorf("compose server %d: macros shard %q replica %q", i+1, m.Shard, m.Replica)
+		}
+	}
+	keeper := read("deploy/clickhouse-cluster/keeper.xml")
+	if len(compose.ZooKeeper) != 1 || compose.ZooKeeper[0].Host != "keeper" || compose.ZooKeeper[0].Port != keeper.Keeper.Port {
+		t.Errorf("compose servers look for Keeper at %+v; Keeper listens on keeper:%s", compose.ZooKeeper, keeper.Keeper.Port)
 	}
 }

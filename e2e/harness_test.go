@@ -144,6 +144,7 @@ func (e *env) startWorker(t *testing.T, env ...string) *workerproc.Proc {
 		t.Fatal(err)
 	}
 	w, err := workerproc.Start(e.workerBin, append([]string{"RTB_TASK_QUEUE=" + e.cfg.TaskQueue,
+		"RTB_CLICKHOUSE_ADDR=" + e.cfg.ClickHouseAddr, "RTB_CLICKHOUSE_CLUSTER=" + e.cfg.ClickHouseCluster,
 		"RTB_CLICKHOUSE_DATABASE=" + e.cfg.ClickHouseDatabase}, env...), f)
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 
@@ -270,8 +271,24 @@ func TestWorkerKilledMidSlot(t *testing.T) {
 	// progress, and the retry resumes from it.
 	w := e.startWorker(t, "RTB_WORKER_HEARTBEAT=100ms")
 	run := e.startSlot(t, topic, base)
+	e.waitBatchProgress(t, run)
+	t.Log("killing the worker")
+	w.Kill()
+	e.startWorker(t)
+	res := e.waitSlot(t, run)
+	e.runSlot(t, topic, base.Add(time.Minute))
+	e.checkExact(t, topic, d.want)
+	e.checkLedger(t, topic, d.hw)
+	t.Logf("slot after the kill: %v", res)
+}
+
+// waitBatchProgress waits until a batch of the slot run has heartbeated
+// stored progress (the slot has written rows and a retry would resume),
+// and returns the identity of the worker running it.
+func (e *env) waitBatchProgress(t *testing.T, run client.WorkflowRun) string {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
-	for wrote := false; !wrote; time.Sleep(20 * time.Millisecond) {
+	for {
 		desc, err := e.temporal.DescribeWorkflowExecution(context.Background(), run.GetID(), run.GetRunID())
 		if err != nil {
 			t.Fatal(err)
@@ -280,21 +297,15 @@ func TestWorkerKilledMidSlot(t *testing.T) {
 			var p struct{ Start, Next int64 }
 			if pa.GetActivityType().GetName() == "ProcessBatch" && pa.GetHeartbeatDetails() != nil &&
 				converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &p) == nil && p.Start >= 0 && p.Next > p.Start {
-				wrote = true
-				t.Logf("killing the worker after a batch stored offsets [%d,%d)", p.Start, p.Next)
+				t.Logf("a batch stored offsets [%d,%d) on worker %s", p.Start, p.Next, pa.GetLastWorkerIdentity())
+				return pa.GetLastWorkerIdentity()
 			}
 		}
-		if !wrote && time.Now().After(deadline) {
-			t.Fatal("no batch heartbeated stored progress within 2 minutes: the kill would not test a resume")
+		if time.Now().After(deadline) {
+			t.Fatal("no batch heartbeated stored progress within 2 minutes: a kill would not test a resume")
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	w.Kill()
-	e.startWorker(t)
-	res := e.waitSlot(t, run)
-	e.runSlot(t, topic, base.Add(time.Minute))
-	e.checkExact(t, topic, d.want)
-	e.checkLedger(t, topic, d.hw)
-	t.Logf("slot after the kill: %v", res)
 }
 
 // A partition with nothing past the slot's end does not block the slot:

@@ -12,13 +12,18 @@
 #   dashboard   with the worker: `starter dashboard` on RTB_DASHBOARD_ADDR (127.0.0.1:8080)
 #   redis       only when RTB_REDIS_ADDR is set: Debian's redis-server there (the
 #               dashboard's shared cache), no persistence
+#   cluster     only when asked (up cluster): a ClickHouse cluster "rtbpipe" of two shards,
+#               clickhouse-1 and clickhouse-2 (Debian's clickhouse-server, one replica each,
+#               deploy/local/clickhouse/cluster.xml), and the zookeeper they need (Debian's
+#               zookeeper 3.8), data in .local/clickhouse-1, -2, .local/zookeeper
 #
 # Usage: scripts/stack.sh install
 #        scripts/stack.sh up     [--no-worker] [component...]
 #        scripts/stack.sh down   [--wipe]      [component...]
 #        scripts/stack.sh status
 #        scripts/stack.sh env    (prints the RTB_* exports the stack uses)
-# Components: clickhouse temporal kafka prometheus worker dashboard. Everything is idempotent; state lives
+# Components: clickhouse temporal kafka prometheus worker dashboard redis, and
+# cluster = zookeeper clickhouse-1 clickhouse-2. Everything is idempotent; state lives
 # under <repo>/.local (bin, run = pidfiles, logs, and one data folder per server).
 #
 # Environment (same defaults as the Go code):
@@ -27,7 +32,9 @@
 #   RTB_TEMPORAL_ADDRESS   127.0.0.1:7233
 #   RTB_CLICKHOUSE_HTTP_PORT 8123, RTB_TEMPORAL_UI_PORT 8233, RTB_PROMETHEUS_ADDR 127.0.0.1:9090,
 #   RTB_KAFKA_DEFAULT_PARTITIONS 4, RTB_NO_WORKER=1 (same as --no-worker),
-#   RTB_STACK_TIMEOUT 60 (seconds to wait for each server to become ready).
+#   RTB_STACK_TIMEOUT 60 (seconds to wait for each server to become ready),
+#   RTB_ZOOKEEPER_ADDR 127.0.0.1:2181, RTB_CLUSTER_ADDRS 127.0.0.1:9101,127.0.0.1:9102
+#   (the cluster's shards; HTTP ports 8124, 8125 and interserver 9011, 9012).
 # Network: only apt (ClickHouse, Prometheus) and the Go module proxy (Temporal CLI build).
 set -euo pipefail
 
@@ -56,6 +63,11 @@ TARGETS="$LOCAL/prometheus/targets"
 COMPONENTS=(clickhouse temporal kafka prometheus worker dashboard)
 REDIS_ADDR="${RTB_REDIS_ADDR:-}"
 [[ -n "$REDIS_ADDR" ]] && COMPONENTS+=(redis)
+ZK_ADDR="${RTB_ZOOKEEPER_ADDR:-127.0.0.1:2181}"
+CLUSTER_ADDRS="${RTB_CLUSTER_ADDRS:-127.0.0.1:9101,127.0.0.1:9102}"
+CH1_ADDR="${CLUSTER_ADDRS%%,*}"
+CH2_ADDR="${CLUSTER_ADDRS##*,}"
+CLUSTER=(zookeeper clickhouse-1 clickhouse-2)
 
 say() { printf '%s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
@@ -67,7 +79,7 @@ die() {
 host_of() { printf '%s' "${1%:*}"; }
 port_of() { printf '%s' "${1##*:}"; }
 
-for a in "$KAFKA_ADDR" "$CH_ADDR" "$TEMPORAL_ADDR" "$PROM_ADDR" "$METRICS_ADDR" "$DASHBOARD_ADDR"; do
+for a in "$KAFKA_ADDR" "$CH_ADDR" "$TEMPORAL_ADDR" "$PROM_ADDR" "$METRICS_ADDR" "$DASHBOARD_ADDR" "$ZK_ADDR" "$CH1_ADDR" "$CH2_ADDR"; do
 	[[ "$a" =~ ^[A-Za-z0-9._-]+:[0-9]+$ ]] || die "address '$a' is not host:port"
 done
 
@@ -80,6 +92,9 @@ addr_of() {
 	worker) printf '%s' "$METRICS_ADDR" ;;
 	dashboard) printf '%s' "$DASHBOARD_ADDR" ;;
 	redis) printf '%s' "$REDIS_ADDR" ;;
+	zookeeper) printf '%s' "$ZK_ADDR" ;;
+	clickhouse-1) printf '%s' "$CH1_ADDR" ;;
+	clickhouse-2) printf '%s' "$CH2_ADDR" ;;
 	esac
 }
 
@@ -118,7 +133,7 @@ require_free() {
 	local name="$1" host="$2" port="$3" owner hint=""
 	port_open "$host" "$port" || return 0
 	owner="$(port_owner "$port")"
-	if [[ "$name" == clickhouse && "$owner" == clickhouse* ]]; then
+	if [[ "$name" == clickhouse* && "$owner" == clickhouse* ]]; then
 		if tr '\0' ' ' <"/proc/${owner##* }/cmdline" 2>/dev/null | grep -q '/etc/clickhouse-server/'; then
 			hint=" It is the system ClickHouse service (Debian package, /etc/clickhouse-server, /var/lib/clickhouse),"
 		else
@@ -134,9 +149,15 @@ require_free() {
 healthy() {
 	local h p
 	case "$1" in
-	clickhouse)
-		clickhouse-client --host "$(host_of "$CH_ADDR")" --port "$(port_of "$CH_ADDR")" \
+	clickhouse | clickhouse-[12])
+		h="$(addr_of "$1")"
+		clickhouse-client --host "$(host_of "$h")" --port "$(port_of "$h")" \
 			--connect_timeout 2 -q 'SELECT 1' >/dev/null 2>&1
+		;;
+	zookeeper)
+		# shellcheck disable=SC2016 # expanded by the inner bash
+		[[ "$(timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"; printf ruok >&3; cat <&3' \
+			"$(host_of "$ZK_ADDR")" "$(port_of "$ZK_ADDR")" 2>/dev/null)" == imok ]]
 		;;
 	temporal)
 		timeout 10 "$BIN/temporal" workflow list --address "$TEMPORAL_ADDR" --namespace default \
@@ -165,9 +186,9 @@ log_tail() {
 	n="$(grep -n '^=== .* starting ' "$f" | tail -n 1 | cut -d: -f1 || true)"
 	printf -- '--- last lines of %s (this start) ---\n' "$f" >&2
 	tail -n "+${n:-1}" "$f" | tail -n 25 >&2 || true
-	if [[ "$1" == clickhouse && -s "$LOGS/clickhouse-server.err.log" ]]; then
-		printf -- '--- last lines of %s ---\n' "$LOGS/clickhouse-server.err.log" >&2
-		tail -n 15 "$LOGS/clickhouse-server.err.log" >&2
+	if [[ "$1" == clickhouse* && -s "$LOGS/$1-server.err.log" ]]; then
+		printf -- '--- last lines of %s ---\n' "$LOGS/$1-server.err.log" >&2
+		tail -n 15 "$LOGS/$1-server.err.log" >&2
 	fi
 	printf -- '---\n' >&2
 }
@@ -301,14 +322,16 @@ cmd_install() {
 
 # --- up ----------------------------------------------------------------------
 
+# render_clickhouse_config NAME ADDR HTTP_PORT: the server's config in
+# .local/NAME/etc (data in .local/NAME/data, logs .local/logs/NAME-server*.log).
 render_clickhouse_config() {
-	local etc="$LOCAL/clickhouse/etc" f
-	mkdir -p "$etc" "$LOCAL/clickhouse/data" "$LOGS"
+	local name="$1" addr="$2" http="$3" etc="$LOCAL/$1/etc" f
+	mkdir -p "$etc" "$LOCAL/$name/data" "$LOGS"
 	for f in config.xml users.xml; do
-		sed -e "s#@LOCAL@#$LOCAL#g" \
-			-e "s#@LISTEN_HOST@#$(host_of "$CH_ADDR")#g" \
-			-e "s#@TCP_PORT@#$(port_of "$CH_ADDR")#g" \
-			-e "s#@HTTP_PORT@#$CH_HTTP_PORT#g" \
+		sed -e "s#@LOGS@#$LOGS#g" -e "s#@NAME@#$name#g" -e "s#@DATA@#$LOCAL/$name#g" \
+			-e "s#@LISTEN_HOST@#$(host_of "$addr")#g" \
+			-e "s#@TCP_PORT@#$(port_of "$addr")#g" \
+			-e "s#@HTTP_PORT@#$http#g" \
 			"$ROOT/deploy/local/clickhouse/$f" >"$etc/$f.tmp"
 		mv "$etc/$f.tmp" "$etc/$f"
 	done
@@ -320,8 +343,53 @@ start_clickhouse() {
 	h="$(host_of "$CH_ADDR")"
 	require_free clickhouse "$h" "$(port_of "$CH_ADDR")"
 	require_free clickhouse "$h" "$CH_HTTP_PORT"
-	render_clickhouse_config
+	render_clickhouse_config clickhouse "$CH_ADDR" "$CH_HTTP_PORT"
 	spawn clickhouse "$bin" --config-file="$LOCAL/clickhouse/etc/config.xml"
+}
+
+install_zookeeper() {
+	[[ -f /usr/share/java/zookeeper.jar ]] && command -v java >/dev/null 2>&1 && return 0
+	command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install zookeeper by hand"
+	say "installing zookeeper (apt)..."
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper >/dev/null ||
+		{ as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper; }
+}
+
+start_zookeeper() {
+	install_zookeeper
+	require_free zookeeper "$(host_of "$ZK_ADDR")" "$(port_of "$ZK_ADDR")"
+	mkdir -p "$LOCAL/zookeeper/data"
+	cat >"$LOCAL/zookeeper/zoo.cfg" <<-CFG
+		tickTime=2000
+		dataDir=$LOCAL/zookeeper/data
+		clientPortAddress=$(host_of "$ZK_ADDR")
+		clientPort=$(port_of "$ZK_ADDR")
+		admin.enableServer=false
+		4lw.commands.whitelist=ruok,stat
+	CFG
+	# zookeeper.jar's manifest names the jars it needs.
+	spawn zookeeper java -Xmx256m -cp /usr/share/java/zookeeper.jar \
+		org.apache.zookeeper.server.quorum.QuorumPeerMain "$LOCAL/zookeeper/zoo.cfg"
+}
+
+# start_shard N: the cluster's server N (shard N, replica chN).
+start_shard() {
+	local n="$1" name="clickhouse-$1" addr bin http=$((8123 + $1)) inter=$((9010 + $1))
+	addr="$(addr_of "$name")"
+	bin="$(clickhouse_server_bin)" || die "clickhouse-server not found (run: scripts/stack.sh install)"
+	healthy zookeeper || die "$name needs zookeeper, which is not running: scripts/stack.sh up cluster"
+	require_free "$name" "$(host_of "$addr")" "$(port_of "$addr")"
+	require_free "$name" "$(host_of "$addr")" "$http"
+	require_free "$name" "$(host_of "$addr")" "$inter"
+	render_clickhouse_config "$name" "$addr" "$http"
+	mkdir -p "$LOCAL/$name/etc/config.d"
+	sed -e "s#@SHARD@#0$n#g" -e "s#@REPLICA@#ch$n#g" -e "s#@INTERSERVER_PORT@#$inter#g" \
+		-e "s#@LISTEN_HOST@#$(host_of "$addr")#g" \
+		-e "s#@ZK_HOST@#$(host_of "$ZK_ADDR")#g" -e "s#@ZK_PORT@#$(port_of "$ZK_ADDR")#g" \
+		-e "s#@SHARD1_HOST@#$(host_of "$CH1_ADDR")#g" -e "s#@SHARD1_PORT@#$(port_of "$CH1_ADDR")#g" \
+		-e "s#@SHARD2_HOST@#$(host_of "$CH2_ADDR")#g" -e "s#@SHARD2_PORT@#$(port_of "$CH2_ADDR")#g" \
+		"$ROOT/deploy/local/clickhouse/cluster.xml" >"$LOCAL/$name/etc/config.d/cluster.xml"
+	spawn "$name" "$bin" --config-file="$LOCAL/$name/etc/config.xml"
 }
 
 start_temporal() {
@@ -441,7 +509,10 @@ up_one() {
 			start_worker
 			return 0
 		fi
-		"start_$name"
+		case "$name" in
+		clickhouse-[12]) start_shard "${name#clickhouse-}" ;;
+		*) "start_$name" ;;
+		esac
 	fi
 	wait_ready "$name"
 	say "$name ready on $(addr_of "$name") (pid $(our_pid "$name"))"
@@ -452,7 +523,8 @@ cmd_up() {
 	while (($#)); do
 		case "$1" in
 		--no-worker) no_worker=1 ;;
-		clickhouse | temporal | kafka | prometheus | worker | dashboard | redis) want+=("$1") ;;
+		clickhouse | temporal | kafka | prometheus | worker | dashboard | redis | zookeeper | clickhouse-1 | clickhouse-2) want+=("$1") ;;
+		cluster) want+=("${CLUSTER[@]}") ;;
 		*) die "up: unknown argument '$1'" ;;
 		esac
 		shift
@@ -514,12 +586,18 @@ cmd_down() {
 	while (($#)); do
 		case "$1" in
 		--wipe) wipe=1 ;;
-		clickhouse | temporal | kafka | prometheus | worker | dashboard | redis) want+=("$1") ;;
+		clickhouse | temporal | kafka | prometheus | worker | dashboard | redis | zookeeper | clickhouse-1 | clickhouse-2) want+=("$1") ;;
+		cluster) want+=(clickhouse-2 clickhouse-1 zookeeper) ;;
 		*) die "down: unknown argument '$1'" ;;
 		esac
 		shift
 	done
-	((${#want[@]})) || want=(dashboard worker redis prometheus kafka temporal clickhouse)
+	if ((${#want[@]} == 0)); then
+		want=(dashboard worker redis prometheus kafka temporal clickhouse)
+		for c in clickhouse-2 clickhouse-1 zookeeper; do
+			[[ -e "$(pidfile "$c")" || -d "$LOCAL/$c" ]] && want+=("$c")
+		done
+	fi
 	for c in "${want[@]}"; do
 		stop_one "$c"
 		if [[ "$c" == worker ]]; then rm -f "$TARGETS/worker.json"; fi
@@ -527,7 +605,7 @@ cmd_down() {
 	if ((wipe)); then
 		for c in "${want[@]}"; do
 			case "$c" in
-			clickhouse | temporal | kafka | prometheus)
+			clickhouse | temporal | kafka | prometheus | zookeeper | clickhouse-1 | clickhouse-2)
 				rm -rf "${LOCAL:?}/$c"
 				say "$c data wiped ($LOCAL/$c)"
 				;;
@@ -540,8 +618,12 @@ cmd_down() {
 
 cmd_status() {
 	local c pid state health addr rc=0 owner
-	printf '%-11s %-8s %-8s %-16s %s\n' COMPONENT STATE PID ADDRESS HEALTH
-	for c in "${COMPONENTS[@]}"; do
+	printf '%-12s %-8s %-8s %-16s %s\n' COMPONENT STATE PID ADDRESS HEALTH
+	local all=("${COMPONENTS[@]}")
+	for c in "${CLUSTER[@]}"; do
+		[[ -e "$(pidfile "$c")" ]] && all+=("$c")
+	done
+	for c in "${all[@]}"; do
 		addr="$(addr_of "$c")"
 		if pid="$(our_pid "$c")"; then
 			state=running
@@ -558,7 +640,7 @@ cmd_status() {
 				health="port in use by another process${owner:+ ($owner)}"
 			fi
 		fi
-		printf '%-11s %-8s %-8s %-16s %s\n' "$c" "$state" "$pid" "$addr" "$health"
+		printf '%-12s %-8s %-8s %-16s %s\n' "$c" "$state" "$pid" "$addr" "$health"
 	done
 	if our_pid temporal >/dev/null; then
 		say "Temporal UI: http://$(host_of "$TEMPORAL_ADDR"):$TEMPORAL_UI_PORT"

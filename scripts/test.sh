@@ -45,8 +45,19 @@ if ((started)); then
 	trap 'scripts/stack.sh down >/dev/null 2>&1 || true' EXIT
 fi
 
-step "end-to-end tests (real ClickHouse, Temporal, Kafka broker)"
-RTB_E2E=1 go test -count=1 -timeout 30m -v ./e2e/ 2>&1 | grep --line-buffered -Ev '^\s*$'
+step "local ClickHouse cluster (two shards and ZooKeeper, for the cluster tests)"
+cluster_started=0
+if ! scripts/stack.sh status | grep -Eq '^clickhouse-1 +running'; then
+	cluster_started=1
+fi
+scripts/stack.sh up cluster
+
+step "end-to-end tests (real ClickHouse, Temporal, Kafka broker; the ClickHouse cluster)"
+RTB_E2E=1 RTB_E2E_CLUSTER=rtbpipe RTB_E2E_CLUSTER_ADDRS="${RTB_CLUSTER_ADDRS:-127.0.0.1:9101,127.0.0.1:9102}" \
+	go test -count=1 -timeout 30m -v ./e2e/ 2>&1 | grep --line-buffered -Ev '^\s*$'
+if ((cluster_started)); then
+	scripts/stack.sh down cluster # the chaos soak below runs on one server
+fi
 
 step "chaos soak, short (make chaos runs the 6-minute one)"
 go run ./chaos --duration 2m --rate 1000 --kill-every 20s --stall 20s --move-leaders-every 20s

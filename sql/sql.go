@@ -45,6 +45,24 @@ func Migrations(db string) ([]Migration, error) {
 	return out, nil
 }
 
+// For returns the migration's statements for a single server (cluster "")
+// or for the ClickHouse cluster named cluster (cluster.go).
+func (m Migration) For(cluster string) ([]Statement, error) {
+	var out []Statement
+	for i, st := range m.Statements {
+		if cluster == "" {
+			out = append(out, Statement{st, Connected})
+			continue
+		}
+		cs, err := OnClusterStatements(st, cluster)
+		if err != nil {
+			return nil, fmt.Errorf("migration %s, statement %d: %w", m.Name, i+1, err)
+		}
+		out = append(out, cs...)
+	}
+	return out, nil
+}
+
 // Split cuts a script into statements at semicolons that end a line,
 // dropping comment lines and empty statements.
 func Split(script string) []string {

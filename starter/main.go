@@ -83,10 +83,14 @@ func (a *app) workflowURL(id string) string {
 }
 
 func (a *app) migrateCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "migrate",
-		Short: "Create or update the ClickHouse schema (idempotent)",
-		Args:  cobra.NoArgs,
+		Short: "Create or update the ClickHouse schema (idempotent); --cluster NAME lays it out on a ClickHouse cluster",
+		Long: "Create or update the ClickHouse schema (idempotent).\n\nWith --cluster NAME (or RTB_CLICKHOUSE_CLUSTER, which the worker and every\n" +
+			"command then need too) the tables are created ON CLUSTER: the sharded tables as\n" +
+			"replicated <name>_local tables with Distributed tables over them, the window\n" +
+			"totals replicated on every server (README: Cluster).",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withStore(cmd, func(store *chstore.Store) error {
 				done, err := store.Migrate(cmd.Context())
@@ -103,4 +107,6 @@ func (a *app) migrateCmd() *cobra.Command {
 			})
 		},
 	}
+	cmd.Flags().StringVar(&a.cfg.ClickHouseCluster, "cluster", a.cfg.ClickHouseCluster, "ClickHouse cluster to lay the tables out on (same as --clickhouse-cluster; env RTB_CLICKHOUSE_CLUSTER)")
+	return cmd
 }

@@ -126,7 +126,13 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 			}
 		}()
 	}
-	store, err := waitFor(ctx, logger, "ClickHouse", connectWait, func() (*chstore.Store, error) { return connect.ClickHouse(ctx, cfg) })
+	store, err := waitFor(ctx, logger, "ClickHouse", connectWait, func() (*chstore.Store, error) {
+		s, err := connect.ClickHouse(ctx, cfg)
+		if errors.Is(err, chstore.ErrLayout) {
+			return nil, backoff.Permanent(err) // a setting to fix, not a server to wait for
+		}
+		return s, err
+	})
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,9 @@ package chstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -19,13 +21,43 @@ import (
 type Store struct {
 	conn driver.Conn
 	db   string
+	// cluster names the ClickHouse cluster the tables are laid out on
+	// (cluster.go); "" for a single server.
+	cluster string
+	cfg     config.Config // to reach the cluster's hosts (migrations)
 }
 
 // Open connects over the native protocol (the only one ClickHouse 18.16
-// speaks with clickhouse-go v2) and checks the server answers.
+// speaks with clickhouse-go v2) and checks the server answers. With a
+// cluster, it checks the cluster's layout too (cluster.go).
 func Open(ctx context.Context, cfg config.Config) (*Store, error) {
+	settings := clickhouse.Settings{
+		// Push WHERE into the views read (the rates views group by window):
+		// off by default in ClickHouse 18.16, on in current releases.
+		"enable_optimize_predicate_expression": 1,
+	}
+	if cfg.ClickHouseCluster != "" {
+		maps.Copy(settings, clusterSettings)
+	}
+	conn, err := openConn(cfg, config.SplitList(cfg.ClickHouseAddr), settings)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{conn: conn, db: cfg.ClickHouseDatabase, cluster: cfg.ClickHouseCluster, cfg: cfg}
+	if s.cluster != "" {
+		if _, err := s.clusterHosts(ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// openConn opens a pool to the first of addrs that answers, and pings it.
+func openConn(cfg config.Config, addrs []string, settings clickhouse.Settings) (driver.Conn, error) {
+	where := strings.Join(addrs, ",")
 	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr:             []string{cfg.ClickHouseAddr},
+		Addr:             addrs,
 		Protocol:         clickhouse.Native,
 		Auth:             clickhouse.Auth{Database: "default", Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword.Reveal()},
 		TLS:              cfg.ClickHouseTLS,
@@ -35,25 +67,27 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 		MaxIdleConns:     32, // archive inserts end every 2 s: keep their connections
 		ConnMaxLifetime:  time.Hour,
 		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
-		// Push WHERE into the views read (the rates views group by window):
-		// off by default in ClickHouse 18.16, on in current releases.
-		Settings: clickhouse.Settings{"enable_optimize_predicate_expression": 1},
+		Settings:         settings,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("connect to ClickHouse at %s: %w", cfg.ClickHouseAddr, err)
+		return nil, fmt.Errorf("connect to ClickHouse at %s: %w", where, err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := conn.Ping(pctx); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("connect to ClickHouse at %s: %w", cfg.ClickHouseAddr, err)
+		return nil, fmt.Errorf("connect to ClickHouse at %s: %w", where, err)
 	}
-	return &Store{conn: conn, db: cfg.ClickHouseDatabase}, nil
+	return conn, nil
 }
 
 // In is the same connection bound to another database (for tools that
 // use several; closing the original closes both).
-func (s *Store) In(db string) *Store { return &Store{conn: s.conn, db: db} }
+func (s *Store) In(db string) *Store {
+	c := *s
+	c.db = db
+	return &c
+}
 
 // Close closes the connection pool.
 func (s *Store) Close() error { return s.conn.Close() }
@@ -65,11 +99,19 @@ func (s *Store) Table(name string) string { return s.db + "." + name }
 // names of those it applied. Every statement is idempotent, so a migration
 // interrupted half-way is simply applied again.
 func (s *Store) Migrate(ctx context.Context) ([]string, error) {
-	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db); err != nil {
+	on, engine := "", "MergeTree"
+	if s.cluster != "" {
+		on = " ON CLUSTER " + s.cluster
+		var err error
+		if engine, err = rtbsql.ReplicatedEngine(engine, s.db, "schema_migrations"); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db+on); err != nil {
 		return nil, fmt.Errorf("create database %s: %w", s.db, err)
 	}
-	if err := s.conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.Table("schema_migrations")+
-		" (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree ORDER BY version"); err != nil {
+	if err := s.conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.Table("schema_migrations")+on+
+		" (version UInt32, name String, applied_at DateTime) ENGINE = "+engine+" ORDER BY version"); err != nil {
 		return nil, fmt.Errorf("create schema_migrations: %w", err)
 	}
 	applied := map[uint32]bool{}
@@ -90,20 +132,26 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	hosts := &hostConns{store: s}
+	defer hosts.close()
 	var done []string
 	for _, m := range migs {
 		if applied[uint32(m.Version)] {
 			continue
 		}
-		for i, st := range m.Statements {
-			if done, err := s.columnAdded(ctx, st); err != nil || done {
-				if err != nil {
-					return nil, fmt.Errorf("migration %s, statement %d: %w", m.Name, i+1, err)
-				}
-				continue
-			}
-			if err := s.conn.Exec(ctx, st); err != nil {
+		sts, err := m.For(s.cluster)
+		if err != nil {
+			return done, err
+		}
+		for i, st := range sts {
+			conns, err := hosts.on(ctx, st.Target)
+			if err != nil {
 				return done, fmt.Errorf("migration %s, statement %d: %w", m.Name, i+1, err)
+			}
+			for _, c := range conns {
+				if err := execMigration(ctx, c, st.SQL); err != nil {
+					return done, fmt.Errorf("migration %s, statement %d: %w", m.Name, i+1, err)
+				}
 			}
 		}
 		if m.Version == windowTotalsMigration { // the totals of the windows written before them
@@ -119,6 +167,15 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	return done, nil
 }
 
+// execMigration runs one statement on conn, unless it adds a column that
+// is there already.
+func execMigration(ctx context.Context, conn driver.Conn, st string) error {
+	if done, err := columnAdded(ctx, conn, st); err != nil || done {
+		return err
+	}
+	return conn.Exec(ctx, st)
+}
+
 // windowTotalsMigration creates the window totals: applying it fills them
 // from the partials already written.
 const windowTotalsMigration = 10
@@ -129,13 +186,13 @@ var addColumn = regexp.MustCompile(`(?is)^\s*ALTER\s+TABLE\s+(\w+)\.(\w+)\s+ADD\
 // columnAdded says whether st adds a column that already exists, so that a
 // migration interrupted after it can be applied again (ClickHouse 18.16 has
 // no ADD COLUMN IF NOT EXISTS).
-func (s *Store) columnAdded(ctx context.Context, st string) (bool, error) {
+func columnAdded(ctx context.Context, conn driver.Conn, st string) (bool, error) {
 	m := addColumn.FindStringSubmatch(st)
 	if m == nil {
 		return false, nil
 	}
 	var n uint64
-	if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?",
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?",
 		m[1], m[2], m[3]).Scan(&n); err != nil {
 		return false, fmt.Errorf("look up column %s.%s.%s: %w", m[1], m[2], m[3], err)
 	}

@@ -92,7 +92,7 @@ func (s *Store) Neighbours(ctx context.Context, topic string, slot time.Time) (p
 		last      bool
 		into      *map[int32]ledger.Batch
 	}{{"slot < ?", "max", true, &prev}, {"slot > ?", "min", false, &next}} {
-		where := fmt.Sprintf("topic = ? AND (kafka_partition, slot) IN (SELECT kafka_partition, %s(slot) FROM %s FINAL WHERE topic = ? AND %s GROUP BY kafka_partition)",
+		where := fmt.Sprintf("topic = ? AND (kafka_partition, slot) GLOBAL IN (SELECT kafka_partition, %s(slot) FROM %s FINAL WHERE topic = ? AND %s GROUP BY kafka_partition)",
 			q.agg, s.Table("batches"), q.cond)
 		if *q.into, err = s.byPartition(ctx, q.last, where, topic, topic, slot.UTC()); err != nil {
 			return nil, nil, err

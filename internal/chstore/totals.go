@@ -144,6 +144,11 @@ func (s *Store) refreshHours(ctx context.Context, scope string, hours []time.Tim
 	}
 }
 
+// stageEngine is the staging table's: the totals' partitioning and order
+// (sql/010_window_totals.sql), never replicated (on a cluster the totals
+// are, and a staging table is the refresh's own).
+const stageEngine = " ENGINE = MergeTree PARTITION BY (topic, toStartOfHour(window_start)) ORDER BY (topic, window_start, event_type, country, ad_format)"
+
 // swapIn builds the hours of scope from the partials in a staging table of
 // its own and replaces each hour's partition of the totals with it.
 func (s *Store) swapIn(ctx context.Context, scope string, hours []time.Time) error {
@@ -152,7 +157,7 @@ func (s *Store) swapIn(ctx context.Context, scope string, hours []time.Time) err
 		return fmt.Errorf("refresh window totals: %w", err)
 	}
 	stage := s.Table(fmt.Sprintf("%s%d_%s", stagePrefix, time.Now().UnixNano(), hex.EncodeToString(suffix[:])))
-	if err := s.conn.Exec(ctx, "CREATE TABLE "+stage+" AS "+s.Table("window_totals")); err != nil {
+	if err := s.conn.Exec(ctx, "CREATE TABLE "+stage+" AS "+s.Table("window_totals")+stageEngine); err != nil {
 		return fmt.Errorf("refresh window totals: staging table: %w", err)
 	}
 	defer func() {

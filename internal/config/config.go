@@ -5,6 +5,7 @@ package config
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 
@@ -24,10 +25,15 @@ type Config struct {
 	KafkaSASLPassword  Secret
 	kafkaSec           kafkaSecurity
 
-	Topic              string
+	Topic string
+	// ClickHouseAddr is one native address host:port, or several separated
+	// by commas: connections go to the first that answers.
 	ClickHouseAddr     string
 	ClickHouseDatabase string
-	ClickHouseUser     string
+	// ClickHouseCluster names the ClickHouse cluster (remote_servers) the
+	// schema is laid out on; empty: a single server (README: Cluster).
+	ClickHouseCluster string
+	ClickHouseUser    string
 	// ClickHousePassword comes from RTB_CLICKHOUSE_PASSWORD, or from the
 	// file named by RTB_CLICKHOUSE_PASSWORD_FILE or --clickhouse-password-file
 	// (read by Validate).
@@ -69,6 +75,7 @@ func FromEnv() Config {
 		Topic:              Env("RTB_KAFKA_TOPIC", DefaultTopic),
 		ClickHouseAddr:     Env("RTB_CLICKHOUSE_ADDR", DefaultClickHouseAddr),
 		ClickHouseDatabase: Env("RTB_CLICKHOUSE_DATABASE", DefaultDatabase),
+		ClickHouseCluster:  Env("RTB_CLICKHOUSE_CLUSTER", ""),
 		ClickHouseUser:     Env("RTB_CLICKHOUSE_USER", "default"),
 		chPassword:         newSecretSource("RTB_CLICKHOUSE_PASSWORD"),
 		chTLS:              tlsFromEnv("RTB_CLICKHOUSE", "clickhouse"),
@@ -86,7 +93,8 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&c.KafkaBrokers, "kafka-brokers", c.KafkaBrokers, "Kafka bootstrap brokers (env RTB_KAFKA_BROKERS)")
 	c.bindKafkaSecurityFlags(fs)
 	fs.StringVar(&c.Topic, "topic", c.Topic, "Kafka topic of the ad events (env RTB_KAFKA_TOPIC)")
-	fs.StringVar(&c.ClickHouseAddr, "clickhouse-addr", c.ClickHouseAddr, "ClickHouse native address host:port (env RTB_CLICKHOUSE_ADDR)")
+	fs.StringVar(&c.ClickHouseAddr, "clickhouse-addr", c.ClickHouseAddr, "ClickHouse native address host:port, or several separated by commas (env RTB_CLICKHOUSE_ADDR)")
+	fs.StringVar(&c.ClickHouseCluster, "clickhouse-cluster", c.ClickHouseCluster, "ClickHouse cluster the tables are laid out on, empty for a single server (env RTB_CLICKHOUSE_CLUSTER)")
 	fs.StringVar(&c.ClickHouseDatabase, "clickhouse-database", c.ClickHouseDatabase, "ClickHouse database (env RTB_CLICKHOUSE_DATABASE)")
 	fs.StringVar(&c.ClickHouseUser, "clickhouse-user", c.ClickHouseUser, "ClickHouse user (env RTB_CLICKHOUSE_USER)")
 	c.chTLS.bindFlags(fs, "ClickHouse")
@@ -124,6 +132,14 @@ func (c *Config) Validate() error {
 	}
 	if !validName(c.ClickHouseDatabase) {
 		return fmt.Errorf("ClickHouse database %q: only letters, digits and _ are allowed", c.ClickHouseDatabase)
+	}
+	if c.ClickHouseCluster != "" && !validName(c.ClickHouseCluster) {
+		return fmt.Errorf("ClickHouse cluster %q: only letters, digits and _ are allowed", c.ClickHouseCluster)
+	}
+	for _, a := range SplitList(c.ClickHouseAddr) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("ClickHouse address %q: want host:port[,host:port...]: %w", a, err)
+		}
 	}
 	for name, v := range map[string]string{"topic": c.Topic, "ClickHouse address": c.ClickHouseAddr,
 		"Temporal address": c.TemporalAddress, "Temporal namespace": c.TemporalNamespace, "task queue": c.TaskQueue} {

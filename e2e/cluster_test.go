@@ -1,0 +1,167 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/rtbpipe/rtbpipe/internal/connect"
+)
+
+// clusterEnv is the shared environment on the local ClickHouse cluster
+// (scripts/stack.sh up cluster: two shards, one server each), with a
+// database of its own laid out by migrate --cluster. RTB_E2E_CLUSTER names
+// the cluster and RTB_E2E_CLUSTER_ADDRS its servers (scripts/test.sh sets
+// both).
+func (e *env) clusterEnv(t *testing.T) (*env, []string) {
+	t.Helper()
+	name, addrs := os.Getenv("RTB_E2E_CLUSTER"), os.Getenv("RTB_E2E_CLUSTER_ADDRS")
+	if name == "" || addrs == "" {
+		t.Skip("e2e: no ClickHouse cluster (set RTB_E2E_CLUSTER and RTB_E2E_CLUSTER_ADDRS, as make test does)")
+	}
+	ctx := context.Background()
+	c := *e
+	c.cfg.ClickHouseAddr, c.cfg.ClickHouseCluster = addrs, name
+	c.cfg.ClickHouseDatabase = e.cfg.ClickHouseDatabase + "_cluster"
+	store, err := connect.ClickHouse(ctx, c.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	if err := store.DropDatabase(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second finds nothing to do
+		if _, err := store.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.store = store
+	return &c, strings.Split(addrs, ",")
+}
+
+// count runs a count query on one server of the cluster.
+func countOn(t *testing.T, addr, query string) uint64 {
+	t.Helper()
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Protocol: clickhouse.Native})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var n uint64
+	if err := conn.QueryRow(context.Background(), query).Scan(&n); err != nil {
+		t.Fatalf("%s on %s: %v", query, addr, err)
+	}
+	return n
+}
+
+// stackPid is the pid of a component of the local stack.
+func stackPid(t *testing.T, name string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", ".local", "run", name+".pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// On a ClickHouse cluster of two shards, a slot whose first server (the
+// one the worker is connected to) is killed in the middle, and started
+// again, ends exact, and so does a rerun of the slot: the partials, the ledger and the window totals, with
+// the rows spread over both shards and the totals on both servers.
+func TestClusterServerKilledMidSlot(t *testing.T) {
+	e, addrs := getEnv(t).clusterEnv(t)
+	// A topic whose partitions are on both shards (the key is the topic
+	// and partition: four partitions all land on one shard one time in 8).
+	var topic string
+	for i := 0; topic == ""; i++ {
+		if i == 20 {
+			t.Fatal("20 topics of 4 partitions all on one shard: is the sharding key constant?")
+		}
+		topic = e.newTopic(t, 4)
+		shards := countOn(t, addrs[0], "SELECT uniqExact(cityHash64('"+topic+"', toInt32(number)) % 2) FROM numbers(4)")
+		if shards < 2 {
+			topic = ""
+		}
+	}
+	base := pastBase(50)
+	d := standard(14, 4, base, 2, 150_000)
+	e.produce(t, topic, d.recs)
+
+	e.startWorker(t, "RTB_WORKER_HEARTBEAT=100ms")
+	run := e.startSlot(t, topic, base)
+	e.waitBatchProgress(t, run)
+	pid := stackPid(t, "clickhouse-1")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed clickhouse-1 (pid %d, %s)", pid, addrs[0])
+	time.Sleep(5 * time.Second)
+	if out, err := exec.Command("../scripts/stack.sh", "up", "clickhouse-1").CombinedOutput(); err != nil {
+		t.Fatalf("restart clickhouse-1: %v\n%s", err, out)
+	}
+	res := e.waitSlot(t, run)
+	t.Logf("slot after the kill: %v", res)
+	e.runSlot(t, topic, base.Add(time.Minute))
+	e.runSlot(t, topic, base.Add(2*time.Minute))
+	// A rerun writes every partial and ledger row of the slot again, at a
+	// higher version: the new versions must replace the old on their shard.
+	e.runSlot(t, topic, base)
+	e.checkExact(t, topic, d.want)
+	e.checkLedger(t, topic, d.hw)
+
+	db := e.cfg.ClickHouseDatabase
+	var totals []uint64
+	for _, a := range addrs {
+		if n := countOn(t, a, "SELECT count() FROM "+db+".window_partials_local WHERE topic = '"+topic+"'"); n == 0 {
+			t.Errorf("server %s holds none of the topic's partials: the rows are not sharded", a)
+		}
+		countOn(t, a, "SELECT count() FROM system.one") // reachable
+		if err := exec.Command("clickhouse-client", "--port", a[strings.LastIndex(a, ":")+1:], "-q", "SYSTEM SYNC REPLICA "+db+".window_totals").Run(); err != nil {
+			t.Fatalf("sync the totals' replica on %s: %v", a, err)
+		}
+		totals = append(totals, countOn(t, a, "SELECT count() FROM "+db+".window_totals WHERE topic = '"+topic+"'"))
+	}
+	if totals[0] == 0 || totals[0] != totals[1] {
+		t.Errorf("window totals rows per server: %v, want the same on both", totals)
+	}
+}
+
+// A cluster rtbpipe cannot be exact on is refused at connection, with a
+// line that says why: a name the server does not know, and a shard of two
+// replicas (a read could reach the replica without the latest write).
+func TestClusterRefusesReplicatedShards(t *testing.T) {
+	e := getEnv(t)
+	addrs := os.Getenv("RTB_E2E_CLUSTER_ADDRS")
+	if addrs == "" {
+		t.Skip("e2e: no ClickHouse cluster (set RTB_E2E_CLUSTER_ADDRS, as make test does)")
+	}
+	for cluster, want := range map[string]string{
+		"rtbpipe_replicated_shard": "shard 1 has 2 replicas; rtbpipe needs one server per shard",
+		"no_such_cluster":          "has no such cluster in its remote_servers",
+	} {
+		cfg := e.cfg
+		cfg.ClickHouseAddr, cfg.ClickHouseCluster = addrs, cluster
+		store, err := connect.ClickHouse(context.Background(), cfg)
+		if err == nil {
+			store.Close()
+			t.Errorf("cluster %s: connected, want an error", cluster)
+			continue
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("cluster %s: %v, want %q", cluster, err, want)
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package chstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	rtbsql "github.com/rtbpipe/rtbpipe/sql"
+)
+
+// A ClickHouse cluster (README: Cluster). The sharded tables (sql.Sharded)
+// are read and written through their Distributed tables, every version of
+// a row on the shard its key picks; the window totals are replicated on
+// every host and swapped in on the host connected to.
+//
+// Each shard has one replica: a read of the ledger or of the partials then
+// always reaches the server that took the write it follows. ClickHouse
+// 18.16 cannot give read-your-writes across replicas of a shard at the
+// speed rtbpipe writes (quorum inserts are one at a time per table; a
+// sequentially consistent read fails once a partition has been replaced),
+// so a cluster whose shards have several replicas is refused.
+var clusterSettings = clickhouse.Settings{
+	// An INSERT into a Distributed table returns once every shard has
+	// written its rows (the default queues them on the local disk and
+	// sends them later: a read could miss them).
+	"insert_distributed_sync": 1,
+	// Idempotence is the ReplacingMergeTree keys' (README: Exactly once),
+	// not the replicated tables' memory of recent blocks.
+	"insert_deduplicate": 0,
+	// (The ledger's subqueries over a Distributed table say GLOBAL IN: 18.16
+	// refuses them by default, and takes no string settings from
+	// clickhouse-go, such as distributed_product_mode.)
+}
+
+// ErrLayout marks a cluster rtbpipe cannot run on: waiting does not help.
+var ErrLayout = errors.New("cluster layout")
+
+// clusterHost is one server of the cluster.
+type clusterHost struct {
+	Shard, Replica uint32
+	Addr           string
+}
+
+// clusterHosts lists the cluster's servers, and checks the layout rtbpipe
+// needs: the cluster exists on the server connected to, and every shard
+// has one replica.
+func (s *Store) clusterHosts(ctx context.Context) ([]clusterHost, error) {
+	rows, err := s.conn.Query(ctx, "SELECT shard_num, replica_num, host_address, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", s.cluster)
+	if err != nil {
+		return nil, fmt.Errorf("ClickHouse cluster %s: read system.clusters: %w", s.cluster, err)
+	}
+	defer rows.Close()
+	var hosts []clusterHost
+	replicas := map[uint32]int{}
+	for rows.Next() {
+		var h clusterHost
+		var addr string
+		var port uint16
+		if err := rows.Scan(&h.Shard, &h.Replica, &addr, &port); err != nil {
+			return nil, fmt.Errorf("ClickHouse cluster %s: read system.clusters: %w", s.cluster, err)
+		}
+		h.Addr = net.JoinHostPort(addr, strconv.Itoa(int(port)))
+		hosts = append(hosts, h)
+		replicas[h.Shard]++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ClickHouse cluster %s: read system.clusters: %w", s.cluster, err)
+	}
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("%w: ClickHouse cluster %s: the server at %s has no such cluster in its remote_servers (system.clusters); set RTB_CLICKHOUSE_CLUSTER to one it has, or empty for a single server",
+			ErrLayout, s.cluster, s.cfg.ClickHouseAddr)
+	}
+	for shard, n := range replicas {
+		if n > 1 {
+			return nil, fmt.Errorf("%w: ClickHouse cluster %s: shard %d has %d replicas; rtbpipe needs one server per shard (reads of the ledger must see its latest writes, which replicas of ClickHouse 18.16 cannot promise at rtbpipe's write rate: README, Exactly once, 7)",
+				ErrLayout, s.cluster, shard, n)
+		}
+	}
+	return hosts, nil
+}
+
+// hostConns opens, once, connections to the cluster's hosts, for the
+// statements that run on each shard or each host.
+type hostConns struct {
+	store *Store
+	hosts []clusterHost
+	conns []driver.Conn
+}
+
+// on returns the connections a statement with target t runs on.
+func (h *hostConns) on(ctx context.Context, t rtbsql.Target) ([]driver.Conn, error) {
+	if t == rtbsql.Connected || t == rtbsql.OnCluster {
+		return []driver.Conn{h.store.conn}, nil
+	}
+	if h.hosts == nil {
+		hosts, err := h.store.clusterHosts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, host := range hosts {
+			c, err := openConn(h.store.cfg, []string{host.Addr}, nil)
+			if err != nil {
+				h.close()
+				return nil, fmt.Errorf("ClickHouse cluster %s, shard %d: %w", h.store.cluster, host.Shard, err)
+			}
+			h.hosts = append(h.hosts, host)
+			h.conns = append(h.conns, c)
+		}
+	}
+	var out []driver.Conn
+	seen := map[uint32]bool{}
+	for i, host := range h.hosts {
+		if t == rtbsql.EachShard && seen[host.Shard] {
+			continue
+		}
+		seen[host.Shard] = true
+		out = append(out, h.conns[i])
+	}
+	return out, nil
+}
+
+func (h *hostConns) close() {
+	for _, c := range h.conns {
+		c.Close()
+	}
+	h.hosts, h.conns = nil, nil
+}
