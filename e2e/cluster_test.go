@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/rtbpipe/rtbpipe/internal/connect"
 )
@@ -48,14 +49,21 @@ func (e *env) clusterEnv(t *testing.T) (*env, []string) {
 	return &c, strings.Split(addrs, ",")
 }
 
-// count runs a count query on one server of the cluster.
-func countOn(t *testing.T, addr, query string) uint64 {
+// onServer connects to one server of the cluster.
+func onServer(t *testing.T, addr string) driver.Conn {
 	t.Helper()
 	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Protocol: clickhouse.Native})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// countOn runs a count query on one server of the cluster.
+func countOn(t *testing.T, addr, query string) uint64 {
+	t.Helper()
+	conn := onServer(t, addr)
 	var n uint64
 	if err := conn.QueryRow(context.Background(), query).Scan(&n); err != nil {
 		t.Fatalf("%s on %s: %v", query, addr, err)
@@ -79,8 +87,9 @@ func stackPid(t *testing.T, name string) int {
 
 // On a ClickHouse cluster of two shards, a slot whose first server (the
 // one the worker is connected to) is killed in the middle, and started
-// again, ends exact, and so does a rerun of the slot: the partials, the ledger and the window totals, with
-// the rows spread over both shards and the totals on both servers.
+// again, ends exact, and so does a rerun of the slot: the partials, the
+// ledger and the window totals, with the rows spread over both shards and
+// the totals on both servers.
 func TestClusterServerKilledMidSlot(t *testing.T) {
 	e, addrs := getEnv(t).clusterEnv(t)
 	// A topic whose partitions are on both shards (the key is the topic
@@ -128,8 +137,7 @@ func TestClusterServerKilledMidSlot(t *testing.T) {
 		if n := countOn(t, a, "SELECT count() FROM "+db+".window_partials_local WHERE topic = '"+topic+"'"); n == 0 {
 			t.Errorf("server %s holds none of the topic's partials: the rows are not sharded", a)
 		}
-		countOn(t, a, "SELECT count() FROM system.one") // reachable
-		if err := exec.Command("clickhouse-client", "--port", a[strings.LastIndex(a, ":")+1:], "-q", "SYSTEM SYNC REPLICA "+db+".window_totals").Run(); err != nil {
+		if err := onServer(t, a).Exec(context.Background(), "SYSTEM SYNC REPLICA "+db+".window_totals"); err != nil {
 			t.Fatalf("sync the totals' replica on %s: %v", a, err)
 		}
 		totals = append(totals, countOn(t, a, "SELECT count() FROM "+db+".window_totals WHERE topic = '"+topic+"'"))

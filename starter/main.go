@@ -89,7 +89,7 @@ func (a *app) migrateCmd() *cobra.Command {
 		Long: "Create or update the ClickHouse schema (idempotent).\n\nWith --cluster NAME (or RTB_CLICKHOUSE_CLUSTER, which the worker and every\n" +
 			"command then need too) the tables are created ON CLUSTER: the sharded tables as\n" +
 			"replicated <name>_local tables with Distributed tables over them, the window\n" +
-			"totals replicated on every server (README: Cluster).",
+			"totals replicated on every server (README: ClickHouse cluster).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withStore(cmd, func(store *chstore.Store) error {

@@ -53,11 +53,7 @@ func (s *Store) mergeTreeTables(ctx context.Context) ([]string, error) {
 
 // DropDatabase drops the store's database and everything in it.
 func (s *Store) DropDatabase(ctx context.Context) error {
-	on := ""
-	if s.cluster != "" {
-		on = " ON CLUSTER " + s.cluster
-	}
-	return s.conn.Exec(ctx, "DROP DATABASE IF EXISTS "+s.db+on)
+	return s.conn.Exec(ctx, "DROP DATABASE IF EXISTS "+s.db+s.onCluster())
 }
 
 // KafkaPeer is ClickHouse's own Kafka engine reading a topic (table

@@ -39,7 +39,7 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 	if cfg.ClickHouseCluster != "" {
 		maps.Copy(settings, clusterSettings)
 	}
-	conn, err := openConn(cfg, config.SplitList(cfg.ClickHouseAddr), settings)
+	conn, err := openConn(ctx, cfg, config.SplitList(cfg.ClickHouseAddr), settings)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 }
 
 // openConn opens a pool to the first of addrs that answers, and pings it.
-func openConn(cfg config.Config, addrs []string, settings clickhouse.Settings) (driver.Conn, error) {
+func openConn(ctx context.Context, cfg config.Config, addrs []string, settings clickhouse.Settings) (driver.Conn, error) {
 	where := strings.Join(addrs, ",")
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:             addrs,
@@ -72,7 +72,7 @@ func openConn(cfg config.Config, addrs []string, settings clickhouse.Settings) (
 	if err != nil {
 		return nil, fmt.Errorf("connect to ClickHouse at %s: %w", where, err)
 	}
-	pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := conn.Ping(pctx); err != nil {
 		conn.Close()
@@ -99,9 +99,8 @@ func (s *Store) Table(name string) string { return s.db + "." + name }
 // names of those it applied. Every statement is idempotent, so a migration
 // interrupted half-way is simply applied again.
 func (s *Store) Migrate(ctx context.Context) ([]string, error) {
-	on, engine := "", "MergeTree"
+	on, engine := s.onCluster(), "MergeTree"
 	if s.cluster != "" {
-		on = " ON CLUSTER " + s.cluster
 		var err error
 		if engine, err = rtbsql.ReplicatedEngine(engine, s.db, "schema_migrations"); err != nil {
 			return nil, err

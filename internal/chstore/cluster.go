@@ -13,7 +13,7 @@ import (
 	rtbsql "github.com/rtbpipe/rtbpipe/sql"
 )
 
-// A ClickHouse cluster (README: Cluster). The sharded tables (sql.Sharded)
+// A ClickHouse cluster (README: Exactly once, 7). The sharded tables (sql.Sharded)
 // are read and written through their Distributed tables, every version of
 // a row on the shard its key picks; the window totals are replicated on
 // every host and swapped in on the host connected to.
@@ -40,17 +40,25 @@ var clusterSettings = clickhouse.Settings{
 // ErrLayout marks a cluster rtbpipe cannot run on: waiting does not help.
 var ErrLayout = errors.New("cluster layout")
 
+// onCluster is the ON CLUSTER clause of the store's DDL ("" on one server).
+func (s *Store) onCluster() string {
+	if s.cluster == "" {
+		return ""
+	}
+	return " ON CLUSTER " + s.cluster
+}
+
 // clusterHost is one server of the cluster.
 type clusterHost struct {
-	Shard, Replica uint32
-	Addr           string
+	Shard uint32
+	Addr  string
 }
 
 // clusterHosts lists the cluster's servers, and checks the layout rtbpipe
 // needs: the cluster exists on the server connected to, and every shard
 // has one replica.
 func (s *Store) clusterHosts(ctx context.Context) ([]clusterHost, error) {
-	rows, err := s.conn.Query(ctx, "SELECT shard_num, replica_num, host_address, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", s.cluster)
+	rows, err := s.conn.Query(ctx, "SELECT shard_num, host_address, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", s.cluster)
 	if err != nil {
 		return nil, fmt.Errorf("ClickHouse cluster %s: read system.clusters: %w", s.cluster, err)
 	}
@@ -61,7 +69,7 @@ func (s *Store) clusterHosts(ctx context.Context) ([]clusterHost, error) {
 		var h clusterHost
 		var addr string
 		var port uint16
-		if err := rows.Scan(&h.Shard, &h.Replica, &addr, &port); err != nil {
+		if err := rows.Scan(&h.Shard, &addr, &port); err != nil {
 			return nil, fmt.Errorf("ClickHouse cluster %s: read system.clusters: %w", s.cluster, err)
 		}
 		h.Addr = net.JoinHostPort(addr, strconv.Itoa(int(port)))
@@ -103,7 +111,7 @@ func (h *hostConns) on(ctx context.Context, t rtbsql.Target) ([]driver.Conn, err
 			return nil, err
 		}
 		for _, host := range hosts {
-			c, err := openConn(h.store.cfg, []string{host.Addr}, nil)
+			c, err := openConn(ctx, h.store.cfg, []string{host.Addr}, nil)
 			if err != nil {
 				h.close()
 				return nil, fmt.Errorf("ClickHouse cluster %s, shard %d: %w", h.store.cluster, host.Shard, err)

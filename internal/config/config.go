@@ -31,7 +31,7 @@ type Config struct {
 	ClickHouseAddr     string
 	ClickHouseDatabase string
 	// ClickHouseCluster names the ClickHouse cluster (remote_servers) the
-	// schema is laid out on; empty: a single server (README: Cluster).
+	// schema is laid out on; empty: a single server (README: ClickHouse cluster).
 	ClickHouseCluster string
 	ClickHouseUser    string
 	// ClickHousePassword comes from RTB_CLICKHOUSE_PASSWORD, or from the
