@@ -215,7 +215,9 @@ addr_mismatch() {
 	warn "$1 was started on $rec, but the environment now says $(addr_of "$1"): 'scripts/stack.sh down $1' first to move it"
 }
 
-# wait_ready NAME: bounded wait until healthy; on failure show the log tail.
+# wait_ready NAME [exited]: bounded wait until healthy; on failure show the
+# log tail. With "exited", a server that exits during startup returns 1
+# (its caller may start it again) instead of stopping the script.
 wait_ready() {
 	local name="$1" deadline=$((SECONDS + TIMEOUT))
 	while ! healthy "$name"; do
@@ -224,6 +226,7 @@ wait_ready() {
 		if ! kill -0 "$(tr -dc '0-9' <"$(pidfile "$name")" 2>/dev/null)" 2>/dev/null; then
 			clear_state "$name"
 			log_tail "$name"
+			[[ "${2:-}" == exited ]] && return 1
 			die "$name exited during startup (log: $LOGS/$name.log)"
 		fi
 		if ((SECONDS >= deadline)); then
@@ -489,6 +492,13 @@ start_dashboard() {
 		RTB_REDIS_ADDR="$REDIS_ADDR" "$BIN/starter" dashboard --addr "$DASHBOARD_ADDR"
 }
 
+start_component() {
+	case "$1" in
+	clickhouse-[12]) start_shard "${1#clickhouse-}" ;;
+	*) "start_$1" ;;
+	esac
+}
+
 up_one() {
 	local name="$1" pid
 	if pid="$(our_pid "$name")"; then
@@ -509,10 +519,14 @@ up_one() {
 			start_worker
 			return 0
 		fi
-		case "$name" in
-		clickhouse-[12]) start_shard "${name#clickhouse-}" ;;
-		*) "start_$name" ;;
-		esac
+		start_component "$name"
+		# ClickHouse 18.16 sometimes aborts as it starts (a glibc assertion,
+		# pthread_mutex_lock: seen once in some dozens of starts here): one
+		# more try, said so; a second exit stops the script.
+		if [[ "$name" == clickhouse* ]] && ! wait_ready "$name" exited; then
+			warn "$name exited during startup; starting it once more"
+			start_component "$name"
+		fi
 	fi
 	wait_ready "$name"
 	say "$name ready on $(addr_of "$name") (pid $(our_pid "$name"))"
