@@ -36,6 +36,10 @@ type Ledger interface {
 	// PartitionPlans returns the plans of the topic's partition p for the
 	// slots from first to last, both included, in slot and sub-batch order.
 	PartitionPlans(ctx context.Context, topic string, p int32, first, last time.Time) ([]ledger.Batch, error)
+	// TopicPlans returns the plans of every partition of the topic for the
+	// slots from first to last, both included, in slot, partition and
+	// sub-batch order.
+	TopicPlans(ctx context.Context, topic string, first, last time.Time) ([]ledger.Batch, error)
 	// WriteBatches writes ledger rows; a later version replaces an earlier.
 	WriteBatches(ctx context.Context, bs []ledger.Batch) error
 }
@@ -133,6 +137,8 @@ type Processor struct {
 	Reads chan struct{}
 	// BeatEvery is how often a batch heartbeats its progress (0: every 2 s).
 	BeatEvery time.Duration
+
+	plans planCache // the tails' ledger reads, shared
 }
 
 func (p *Processor) beatEvery() time.Duration {

@@ -33,12 +33,22 @@ type memLedger struct {
 func newLedger() *memLedger { return &memLedger{rows: map[ledger.BatchID]ledger.Batch{}} }
 
 func (l *memLedger) PartitionPlans(_ context.Context, topic string, p int32, first, last time.Time) ([]ledger.Batch, error) {
+	return l.plans(topic, func(id ledger.BatchID) bool { return id.Partition == p }, first, last), nil
+}
+
+func (l *memLedger) TopicPlans(_ context.Context, topic string, first, last time.Time) ([]ledger.Batch, error) {
+	return l.plans(topic, func(ledger.BatchID) bool { return true }, first, last), nil
+}
+
+// plans returns the rows of topic whose ids match, for the slots from first
+// to last, by slot, partition and sub-batch; each call counts as a read.
+func (l *memLedger) plans(topic string, match func(ledger.BatchID) bool, first, last time.Time) []ledger.Batch {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.reads++
 	var out []ledger.Batch
 	for id, b := range l.rows {
-		if id.Topic == topic && id.Partition == p && !id.Slot.Before(first) && !id.Slot.After(last) {
+		if id.Topic == topic && match(id) && !id.Slot.Before(first) && !id.Slot.After(last) {
 			out = append(out, b)
 		}
 	}
@@ -46,9 +56,12 @@ func (l *memLedger) PartitionPlans(_ context.Context, topic string, p int32, fir
 		if c := x.Slot.Compare(y.Slot); c != 0 {
 			return c
 		}
+		if x.Partition != y.Partition {
+			return int(x.Partition - y.Partition)
+		}
 		return int(x.Sub) - int(y.Sub)
 	})
-	return out, nil
+	return out
 }
 
 func (l *memLedger) WriteBatches(_ context.Context, bs []ledger.Batch) error {

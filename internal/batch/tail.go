@@ -180,12 +180,16 @@ func (t *tail) wait(ctx context.Context) error {
 // check reads the ledger (at most once per poll interval unless forced)
 // and confirms or refutes the run's start: confirmed, a held run writes
 // what it held; refuted, errTailRestart.
-func (t *tail) check(ctx context.Context, force bool) error {
-	every := tailPollRunning
+// every is how often the tail asks the ledger about its plans.
+func (t *tail) every() time.Duration {
 	if time.Now().After(t.end) {
-		every = tailPollEnded
+		return tailPollEnded
 	}
-	if !force && time.Since(t.lastCheck) < every {
+	return tailPollRunning
+}
+
+func (t *tail) check(ctx context.Context, force bool) error {
+	if !force && time.Since(t.lastCheck) < t.every() {
 		return nil
 	}
 	t.lastCheck = time.Now()
@@ -218,21 +222,23 @@ func (t *tail) check(ctx context.Context, force bool) error {
 	return nil
 }
 
-// readLedger reads the plans of the slot and of the one before it. A tail
-// is the batch of its slot's first sub-batch: a plan split in sub-batches
+// readLedger reads the plans of the slot and of the one before it, through
+// the worker's shared read of the topic's plans (planCache). A tail is the
+// batch of its slot's first sub-batch: a plan split in sub-batches
 // (plan.Split) has its others run as batches of their own.
 func (t *tail) readLedger(ctx context.Context) error {
-	bs, err := t.p.Ledger.PartitionPlans(ctx, t.in.Plan.Topic, t.in.Plan.Partition, t.slot.Add(-time.Minute), t.slot)
+	bs, err := t.p.plans.topicPlans(ctx, t.p.Ledger, t.in.Plan.Topic, t.slot.Add(-time.Minute), t.slot, t.every())
 	if err != nil {
 		return err
 	}
 	t.plan, t.hasPrev = nil, false
-	for i := range bs { // by slot and sub-batch
+	for _, b := range bs { // by slot, partition and sub-batch
 		switch {
-		case bs[i].Slot.Equal(t.slot) && bs[i].Sub == 0:
-			t.plan = &bs[i]
-		case !bs[i].Slot.Equal(t.slot):
-			t.prevEnd, t.hasPrev = bs[i].End, true // the previous plan's last sub-batch
+		case b.Partition != t.in.Plan.Partition:
+		case b.Slot.Equal(t.slot) && b.Sub == 0:
+			t.plan = &b
+		case !b.Slot.Equal(t.slot):
+			t.prevEnd, t.hasPrev = b.End, true // the previous plan's last sub-batch
 		}
 	}
 	return nil

@@ -79,6 +79,13 @@ func (s *Store) PartitionPlans(ctx context.Context, topic string, p int32, first
 		topic, p, first.UTC(), last.UTC())
 }
 
+// TopicPlans returns the plans of every partition of the topic for the
+// slots from first to last, both included, by slot, partition and sub-batch.
+func (s *Store) TopicPlans(ctx context.Context, topic string, first, last time.Time) ([]ledger.Batch, error) {
+	return s.queryBatches(ctx, "topic = ? AND slot >= ? AND slot <= ?", "ORDER BY slot, kafka_partition, sub",
+		topic, first.UTC(), last.UTC())
+}
+
 // TopicBatches returns every ledger row of a topic, by slot and partition.
 func (s *Store) TopicBatches(ctx context.Context, topic string) ([]ledger.Batch, error) {
 	return s.queryBatches(ctx, "topic = ?", "ORDER BY slot, kafka_partition, sub", topic)

@@ -1,0 +1,153 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
+)
+
+// gatedLedger holds every TopicPlans read until the gate is closed, and
+// fails the next fail reads.
+type gatedLedger struct {
+	*memLedger
+	gate chan struct{}
+	mu   sync.Mutex
+	fail int
+}
+
+func (l *gatedLedger) TopicPlans(ctx context.Context, topic string, first, last time.Time) ([]ledger.Batch, error) {
+	<-l.gate
+	l.mu.Lock()
+	failing := l.fail > 0
+	if failing {
+		l.fail--
+	}
+	l.mu.Unlock()
+	bs, err := l.memLedger.TopicPlans(ctx, topic, first, last)
+	if failing {
+		return nil, errors.New("injected: ledger read failed")
+	}
+	return bs, err
+}
+
+func planFixture(t *testing.T) (*gatedLedger, time.Time) {
+	t.Helper()
+	slot := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	l := &gatedLedger{memLedger: newLedger(), gate: make(chan struct{})}
+	var rows []ledger.Batch
+	for p := range int32(4) {
+		rows = append(rows, ledger.Batch{Topic: "t", Partition: p, Slot: slot, Start: 10 * int64(p), End: 10*int64(p) + 10})
+	}
+	rows = append(rows, ledger.Batch{Topic: "other", Partition: 0, Slot: slot, End: 5})
+	if err := l.WriteBatches(context.Background(), rows); err != nil {
+		t.Fatal(err)
+	}
+	l.reads = 0
+	return l, slot
+}
+
+func TestPlanCacheSharesOneReadAmongTails(t *testing.T) {
+	l, slot := planFixture(t)
+	var c planCache
+	const tails = 16
+	var wg sync.WaitGroup
+	got := make([][]ledger.Batch, tails)
+	errs := make([]error, tails)
+	for i := range tails {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = c.topicPlans(context.Background(), l, "t", slot.Add(-time.Minute), slot, time.Hour)
+		}()
+	}
+	eventually(t, "the first read reaches the ledger", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.reads) == 1
+	})
+	time.Sleep(50 * time.Millisecond) // the others wait on it rather than read
+	close(l.gate)
+	wg.Wait()
+	if n := l.readCount(); n != 1 {
+		t.Fatalf("%d tails made %d ledger reads, want 1 shared read", tails, n)
+	}
+	for i := range tails {
+		if errs[i] != nil || len(got[i]) != 4 {
+			t.Fatalf("tail %d: %d plans, err %v; want the topic's 4 plans", i, len(got[i]), errs[i])
+		}
+		for p, b := range got[i] {
+			if b.Topic != "t" || b.Partition != int32(p) {
+				t.Fatalf("tail %d: plan %d is %s/%d, want t/%d in partition order", i, p, b.Topic, b.Partition, p)
+			}
+		}
+	}
+	// Fresh enough: no new read. Older than asked: a new one.
+	if _, err := c.topicPlans(context.Background(), l, "t", slot.Add(-time.Minute), slot, time.Hour); err != nil || l.readCount() != 1 {
+		t.Fatalf("a read within maxAge: %d reads, err %v; want it reused", l.readCount(), err)
+	}
+	if _, err := c.topicPlans(context.Background(), l, "t", slot.Add(-time.Minute), slot, 0); err != nil || l.readCount() != 2 {
+		t.Fatalf("a read past maxAge: %d reads, err %v; want a new one", l.readCount(), err)
+	}
+	// Another topic, or other slots, are reads of their own.
+	bs, err := c.topicPlans(context.Background(), l, "other", slot.Add(-time.Minute), slot, time.Hour)
+	if err != nil || len(bs) != 1 || l.readCount() != 3 {
+		t.Fatalf("another topic: %d plans, %d reads, err %v; want 1 plan from a read of its own", len(bs), l.readCount(), err)
+	}
+}
+
+func TestPlanCacheDoesNotShareAFailedRead(t *testing.T) {
+	l, slot := planFixture(t)
+	l.fail = 1
+	var c planCache
+	var wg sync.WaitGroup
+	var firstErr, waiterErr error
+	var waiterPlans []ledger.Batch
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, firstErr = c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour)
+	}()
+	eventually(t, "the first read reaches the ledger", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.reads) == 1
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		waiterPlans, waiterErr = c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	close(l.gate)
+	wg.Wait()
+	if firstErr == nil {
+		t.Fatal("the failed read returned no error")
+	}
+	if waiterErr != nil || len(waiterPlans) != 4 {
+		t.Fatalf("the tail waiting on a failed read: %d plans, err %v; want its own read's 4 plans", len(waiterPlans), waiterErr)
+	}
+	if bs, err := c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour); err != nil || len(bs) != 4 {
+		t.Fatalf("after a failed read: %d plans, err %v; want a new read", len(bs), err)
+	}
+}
+
+func TestPlanCacheWaiterHonoursItsContext(t *testing.T) {
+	l, slot := planFixture(t)
+	var c planCache
+	go func() { _, _ = c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour) }()
+	eventually(t, "the first read reaches the ledger", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.reads) == 1
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.topicPlans(ctx, l, "t", slot, slot, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled waiter: err %v, want context.Canceled", err)
+	}
+	close(l.gate)
+}
