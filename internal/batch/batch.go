@@ -48,10 +48,21 @@ type Ledger interface {
 // window, key and batch; dead letters and raw rows by offset), so writing
 // the same rows again replaces them.
 type Sink interface {
-	WritePartials(ctx context.Context, id ledger.BatchID, t agg.Table, version uint64) error
+	// WritePartials writes the aggregates of one or more batches, in one
+	// write where the store can.
+	WritePartials(ctx context.Context, ps []Partials) error
 	WriteDeadLetters(ctx context.Context, dls []sink.DeadLetter) error
 	// NewRawWriter opens a writer of raw archive rows.
 	NewRawWriter() RawWriter
+}
+
+// Partials is one batch's aggregate, to be written at Version. Keys that an
+// earlier run of the batch wrote and this one no longer produces are
+// written as zero rows, so a rerun with fewer keys leaves nothing behind.
+type Partials struct {
+	ID      ledger.BatchID
+	Table   agg.Table
+	Version uint64
 }
 
 // RawWriter streams raw archive rows into one insert: Send sends what is
@@ -138,7 +149,8 @@ type Processor struct {
 	// BeatEvery is how often a batch heartbeats its progress (0: every 2 s).
 	BeatEvery time.Duration
 
-	plans planCache // the tails' ledger reads, shared
+	plans   planCache // the tails' ledger reads, shared
+	commits committer // the batches' outcomes, written in groups
 }
 
 func (p *Processor) beatEvery() time.Duration {

@@ -103,13 +103,14 @@ func (l *memLedger) readCount() int {
 // memSink keeps what a batch wrote, keyed as ClickHouse keys it: partials
 // per batch (a rewrite replaces them), dead letters and raw rows by offset.
 type memSink struct {
-	mu           sync.Mutex
-	partials     map[ledger.BatchID]agg.Table
-	versions     map[ledger.BatchID]uint64
-	dead         map[int64]sink.DeadLetter
-	raw          map[int64]time.Time // offset -> slot of the row
-	failPartials int                 // the next failPartials writes fail
-	failDead     int
+	mu            sync.Mutex
+	partials      map[ledger.BatchID]agg.Table
+	versions      map[ledger.BatchID]uint64
+	dead          map[int64]sink.DeadLetter
+	raw           map[int64]time.Time // offset -> slot of the row
+	failPartials  int                 // the next failPartials writes fail
+	partialWrites int                 // WritePartials calls
+	failDead      int
 	// deadCalls counts the WriteDeadLetters calls with dead letters in
 	// them; maxDeadBytes is the largest such call's total payload bytes:
 	// what the batch held in memory at once.
@@ -121,25 +122,27 @@ func newSink() *memSink {
 	return &memSink{partials: map[ledger.BatchID]agg.Table{}, versions: map[ledger.BatchID]uint64{}, dead: map[int64]sink.DeadLetter{}, raw: map[int64]time.Time{}}
 }
 
-func (s *memSink) WritePartials(_ context.Context, id ledger.BatchID, t agg.Table, version uint64) error {
+func (s *memSink) WritePartials(_ context.Context, ps []Partials) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.partialWrites++
 	if s.failPartials > 0 {
 		s.failPartials--
 		return errors.New("injected: partials write failed")
 	}
-	if old, ok := s.versions[id]; ok && version < old {
-		return nil // as ReplacingMergeTree(version): the older write loses
+	for _, p := range ps {
+		if old, ok := s.versions[p.ID]; ok && p.Version < old {
+			continue // as ReplacingMergeTree(version): the older write loses
+		}
+		c := agg.Table{}
+		if err := c.Merge(p.Table); err != nil {
+			return err
+		}
+		s.partials[p.ID], s.versions[p.ID] = c, p.Version
 	}
-	c := agg.Table{}
-	if err := c.Merge(t); err != nil {
-		return err
-	}
-	s.partials[id], s.versions[id] = c, version
 	return nil
 }
 
-// memArchive is a raw archive that answers what it is told to.
 type memArchive struct {
 	table agg.Table
 	ro    sink.RawOffsets

@@ -97,15 +97,13 @@ func (r *run) readTo(ctx context.Context, end int64) error {
 }
 
 // record writes a batch's partials, then its outcome to the ledger: the
-// ledger says done only once everything else is stored.
+// ledger says done only once everything else is stored. The batches of a
+// worker that end at once write together (committer).
 //
 // The rows' version follows the ledger row the batch was given (its plan,
 // or the outcome of the run before), never only the clock: see ledger.After.
 func (p *Processor) record(ctx context.Context, in Input, done ledger.Batch, table agg.Table, began time.Time) (Result, error) {
 	version := ledger.After(in.Plan.Version)
-	if err := p.Sink.WritePartials(ctx, done.ID(), table, version); err != nil {
-		return Result{}, err
-	}
 	done.State = ledger.StateDone
 	windows := table.Windows()
 	done.Windows = uint32(len(windows))
@@ -113,7 +111,7 @@ func (p *Processor) record(ctx context.Context, in Input, done ledger.Batch, tab
 	done.DurationMs = uint64(time.Since(began).Milliseconds())
 	done.WorkflowID, done.RunID, done.Attempt = in.WorkflowID, in.RunID, in.Attempt
 	done.Version = version
-	if err := p.Ledger.WriteBatches(ctx, []ledger.Batch{done}); err != nil {
+	if err := p.commits.commit(ctx, p, Partials{ID: done.ID(), Table: table, Version: version}, done); err != nil {
 		return Result{}, err
 	}
 	res := Result{Batch: done}

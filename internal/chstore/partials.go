@@ -4,64 +4,107 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
+	"github.com/rtbpipe/rtbpipe/internal/batch"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
 
-// WritePartials stores a batch's aggregate at version. Keys that an earlier
-// run of the same batch wrote and this one no longer produces are written
-// as zero rows, so a rerun with fewer keys leaves nothing behind.
-func (s *Store) WritePartials(ctx context.Context, id ledger.BatchID, t agg.Table, version uint64) error {
-	old, err := s.PartialKeys(ctx, id)
+// WritePartials stores batches' aggregates, each at its version, in one
+// insert (batch.Sink). Keys that an earlier run of a batch wrote and this
+// one no longer produces are written as zero rows, so a rerun with fewer
+// keys leaves nothing behind.
+func (s *Store) WritePartials(ctx context.Context, ps []batch.Partials) error {
+	ids := make([]ledger.BatchID, len(ps))
+	for i, p := range ps {
+		ids[i] = p.ID
+	}
+	old, err := s.PartialKeys(ctx, ids)
 	if err != nil {
 		return err
 	}
-	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("window_partials")+
+	ins, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("window_partials")+
 		" (window_start, event_type, country, ad_format, topic, kafka_partition, slot, sub, events, revenue_micros, version)")
 	if err != nil {
 		return fmt.Errorf("write partials: %w", err)
 	}
-	defer batch.Abort()
-	slot := id.Slot.UTC()
-	appendRow := func(k agg.Key, v agg.Totals) error {
-		return batch.Append(time.Unix(k.Window, 0).UTC(), k.EventType, k.Country, k.AdFormat, id.Topic, id.Partition,
-			slot, id.Sub, uint64(v.Count), v.RevenueMicros, version)
-	}
-	for k, v := range t {
-		if err := appendRow(k, v); err != nil {
-			return fmt.Errorf("write partials: %w", err)
+	defer ins.Abort()
+	for _, p := range ps {
+		slot := p.ID.Slot.UTC()
+		appendRow := func(k agg.Key, v agg.Totals) error {
+			return ins.Append(time.Unix(k.Window, 0).UTC(), k.EventType, k.Country, k.AdFormat, p.ID.Topic, p.ID.Partition,
+				slot, p.ID.Sub, uint64(v.Count), v.RevenueMicros, p.Version)
 		}
-	}
-	for _, k := range old {
-		if _, ok := t[k]; !ok {
-			if err := appendRow(k, agg.Totals{}); err != nil {
+		for k, v := range p.Table {
+			if err := appendRow(k, v); err != nil {
 				return fmt.Errorf("write partials: %w", err)
 			}
 		}
+		for _, k := range old[batchOf(p.ID)] {
+			if _, ok := p.Table[k]; !ok {
+				if err := appendRow(k, agg.Totals{}); err != nil {
+					return fmt.Errorf("write partials: %w", err)
+				}
+			}
+		}
 	}
-	if batch.Rows() == 0 {
+	if ins.Rows() == 0 {
 		return nil
 	}
-	if err := batch.Send(); err != nil {
+	if err := ins.Send(); err != nil {
 		return fmt.Errorf("write partials: %w", err)
 	}
 	return nil
 }
 
-// PartialKeys returns the keys with events that the batch has in ClickHouse.
-func (s *Store) PartialKeys(ctx context.Context, id ledger.BatchID) ([]agg.Key, error) {
-	t, err := s.sumPartials(ctx, "topic = ? AND kafka_partition = ? AND slot = ? AND sub = ?", id.Topic, id.Partition, id.Slot.UTC(), id.Sub)
+// batchOf is a batch's ID as PartialKeys keys it (its slot in UTC).
+func batchOf(id ledger.BatchID) ledger.BatchID {
+	id.Slot = id.Slot.UTC()
+	return id
+}
+
+// PartialKeys returns the keys with events that each of the batches has in
+// ClickHouse, in one read.
+func (s *Store) PartialKeys(ctx context.Context, ids []ledger.BatchID) (map[ledger.BatchID][]agg.Key, error) {
+	out := map[ledger.BatchID][]agg.Key{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	// (topic, partition, slot as seconds, sub) IN a list of tuples: only
+	// strings and integers, which ClickHouse 18.16 takes in a tuple list.
+	var in strings.Builder
+	args := make([]any, 0, 4*len(ids))
+	for i, id := range ids {
+		if i > 0 {
+			in.WriteString(", ")
+		}
+		in.WriteString("(?, ?, ?, ?)")
+		args = append(args, id.Topic, id.Partition, uint32(id.Slot.Unix()), id.Sub)
+	}
+	rows, err := s.conn.Query(ctx, "SELECT topic, kafka_partition, slot, sub, window_start, event_type, country, ad_format FROM "+
+		s.Table("window_partials")+" FINAL WHERE events > 0 AND (topic, kafka_partition, toUInt32(slot), sub) IN ("+in.String()+")", args...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read partial keys: %w", err)
 	}
-	keys := make([]agg.Key, 0, len(t))
-	for k := range t {
-		keys = append(keys, k)
+	defer rows.Close()
+	for rows.Next() {
+		var id ledger.BatchID
+		var w time.Time
+		var k agg.Key
+		if err := rows.Scan(&id.Topic, &id.Partition, &id.Slot, &id.Sub, &w, &k.EventType, &k.Country, &k.AdFormat); err != nil {
+			return nil, fmt.Errorf("read partial keys: %w", err)
+		}
+		k.Window = w.Unix()
+		id = batchOf(id)
+		out[id] = append(out[id], k)
 	}
-	return keys, nil
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read partial keys: %w", err)
+	}
+	return out, nil
 }
 
 // sumPartials sums the partials matching where (with ? args) per window and

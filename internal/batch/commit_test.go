@@ -1,0 +1,196 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rtbpipe/rtbpipe/internal/agg"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
+)
+
+// gatedSink is memSink whose partials writes each announce their size on
+// entered, then wait for gate.
+type gatedSink struct {
+	*memSink
+	entered chan int
+	gate    chan struct{}
+}
+
+func (g *gatedSink) WritePartials(ctx context.Context, ps []Partials) error {
+	g.entered <- len(ps)
+	<-g.gate
+	return g.memSink.WritePartials(ctx, ps)
+}
+
+// commitFixture is a processor whose first partials write is held until
+// the test lets it go, so that the batches that end meanwhile gather.
+type commitFixture struct {
+	t    *testing.T
+	p    *Processor
+	l    *memLedger
+	s    *gatedSink
+	slot time.Time
+}
+
+func newCommitFixture(t *testing.T) *commitFixture {
+	s := &gatedSink{memSink: newSink(), entered: make(chan int, 100), gate: make(chan struct{})}
+	l := newLedger()
+	return &commitFixture{t: t, p: &Processor{Ledger: l, Sink: s}, l: l, s: s, slot: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)}
+}
+
+// outcome is partition n's batch, done, with one key.
+func (f *commitFixture) outcome(n int32) (Partials, ledger.Batch) {
+	b := ledger.Batch{Topic: "ad-events", Partition: n, Slot: f.slot, Start: 0, End: 10, State: ledger.StateDone, Events: 10, Version: 2}
+	t := agg.Table{{Window: f.slot.Unix(), EventType: "click", Country: "US", AdFormat: "banner"}: {Count: 10, RevenueMicros: int64(n)}}
+	return Partials{ID: b.ID(), Table: t, Version: 2}, b
+}
+
+// commitAll commits partitions from..to-1 at once, each with ctx, and
+// returns their errors once every one has returned.
+func (f *commitFixture) commitAll(ctx context.Context, from, to int32) <-chan []error {
+	out := make(chan []error, 1)
+	errs := make([]error, to-from)
+	var wg sync.WaitGroup
+	for n := from; n < to; n++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			part, row := f.outcome(n)
+			errs[n-from] = f.p.commits.commit(ctx, f.p, part, row)
+		}()
+	}
+	go func() { wg.Wait(); out <- errs }()
+	return out
+}
+
+// gathered waits until the group after the one being written holds n batches.
+func (f *commitFixture) gathered(n int) {
+	eventually(f.t, "batches gathered", func() bool {
+		f.p.commits.mu.Lock()
+		defer f.p.commits.mu.Unlock()
+		return f.p.commits.pending != nil && len(f.p.commits.pending.rows) == n
+	})
+}
+
+func (f *commitFixture) done(n int32) bool {
+	part, _ := f.outcome(n)
+	row, ok := f.l.row(part.ID)
+	return ok && row.Done()
+}
+
+func TestCommitterWritesTheBatchesThatEndTogetherInOneWrite(t *testing.T) {
+	f := newCommitFixture(t)
+	ctx := testCtx(t)
+	first := f.commitAll(ctx, 0, 1)
+	if n := <-f.s.entered; n != 1 { // a batch that ends alone is written at once
+		t.Fatalf("first write: %d batches, want 1", n)
+	}
+	rest := f.commitAll(ctx, 1, 20)
+	f.gathered(19)
+	close(f.s.gate)
+	for _, errs := range [][]error{<-first, <-rest} {
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("batch %d: %v", i, err)
+			}
+		}
+	}
+	if n := <-f.s.entered; n != 19 {
+		t.Fatalf("second write: %d batches, want the 19 that ended during the first", n)
+	}
+	if f.s.partialWrites != 2 {
+		t.Fatalf("%d partials writes, want 2", f.s.partialWrites)
+	}
+	for n := range int32(20) {
+		part, _ := f.outcome(n)
+		var rev int64
+		for _, v := range f.s.partials[part.ID] {
+			rev += v.RevenueMicros
+		}
+		if !f.done(n) || rev != int64(n) {
+			t.Fatalf("partition %d: done %v, partials %v", n, f.done(n), f.s.partials[part.ID])
+		}
+	}
+}
+
+func TestCommitterFailsEveryBatchOfAGroupWhosePartialsFailAndRecordsNoneDone(t *testing.T) {
+	f := newCommitFixture(t)
+	ctx := testCtx(t)
+	first := f.commitAll(ctx, 0, 1)
+	<-f.s.entered
+	rest := f.commitAll(ctx, 1, 6)
+	f.gathered(5)
+	f.s.mu.Lock()
+	f.s.failPartials = 2 // the first write's and the second's
+	f.s.mu.Unlock()
+	close(f.s.gate)
+	for _, errs := range [][]error{<-first, <-rest} {
+		for i, err := range errs {
+			if err == nil {
+				t.Fatalf("batch %d: no error from a failed write", i)
+			}
+		}
+	}
+	for n := range int32(6) {
+		if f.done(n) {
+			t.Fatalf("partition %d recorded done though its partials were not written", n)
+		}
+	}
+	// Each is retried as it would be alone.
+	for _, err := range <-f.commitAll(ctx, 0, 6) {
+		if err != nil {
+			t.Fatalf("retry: %v", err)
+		}
+	}
+	for n := range int32(6) {
+		if !f.done(n) {
+			t.Fatalf("partition %d not done after its retry", n)
+		}
+	}
+}
+
+func TestCommitterRecordsNoneDoneWhenTheLedgerWriteFails(t *testing.T) {
+	f := newCommitFixture(t)
+	close(f.s.gate)
+	f.l.fail = 3 // however the three group, each write fails
+	for _, err := range <-f.commitAll(testCtx(t), 0, 3) {
+		if err == nil {
+			t.Fatal("no error from a failed ledger write")
+		}
+	}
+	for n := range int32(3) {
+		if f.done(n) {
+			t.Fatalf("partition %d recorded done by a failed write", n)
+		}
+	}
+}
+
+func TestCommitterWaiterHonoursItsContextAndItsGroupStillWrites(t *testing.T) {
+	f := newCommitFixture(t)
+	ctx := testCtx(t)
+	first := f.commitAll(ctx, 0, 1)
+	<-f.s.entered
+	leader := f.commitAll(ctx, 1, 2)
+	f.gathered(1)
+	wctx, cancel := context.WithCancel(ctx)
+	waiter := f.commitAll(wctx, 2, 3)
+	f.gathered(2)
+	cancel()
+	if errs := <-waiter; !errors.Is(errs[0], context.Canceled) {
+		t.Fatalf("waiter whose context ended: %v, want context.Canceled", errs[0])
+	}
+	close(f.s.gate)
+	for _, errs := range [][]error{<-first, <-leader} {
+		if errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+	}
+	// As a batch whose worker died after its writes: stored, and a retry
+	// writes the same rows again.
+	if !f.done(2) {
+		t.Fatal("the group did not write the batch that stopped waiting")
+	}
+}
