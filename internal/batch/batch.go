@@ -52,7 +52,10 @@ type Sink interface {
 	// write where the store can.
 	WritePartials(ctx context.Context, ps []Partials) error
 	WriteDeadLetters(ctx context.Context, dls []sink.DeadLetter) error
-	// NewRawWriter opens a writer of raw archive rows.
+	// WriteRaw stores raw archive rows, in one insert.
+	WriteRaw(ctx context.Context, bufs []*sink.RawBuffer) error
+	// NewRawWriter opens a writer of raw archive rows that streams one
+	// insert (a batch reading a backlog).
 	NewRawWriter() RawWriter
 }
 
@@ -150,7 +153,7 @@ type Processor struct {
 	BeatEvery time.Duration
 
 	plans   planCache // the tails' ledger reads, shared
-	commits committer // the batches' outcomes, written in groups
+	commits commits   // the batches' outcomes and raw rows, written in groups
 }
 
 func (p *Processor) beatEvery() time.Duration {

@@ -2,13 +2,15 @@ package batch
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
+	"github.com/rtbpipe/rtbpipe/internal/event"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
+	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
 
 // gatedSink is memSink whose partials writes each announce their size on
@@ -23,6 +25,12 @@ func (g *gatedSink) WritePartials(ctx context.Context, ps []Partials) error {
 	g.entered <- len(ps)
 	<-g.gate
 	return g.memSink.WritePartials(ctx, ps)
+}
+
+func (g *gatedSink) WriteRaw(ctx context.Context, bufs []*sink.RawBuffer) error {
+	g.entered <- len(bufs)
+	<-g.gate
+	return g.memSink.WriteRaw(ctx, bufs)
 }
 
 // commitFixture is a processor whose first partials write is held until
@@ -59,7 +67,7 @@ func (f *commitFixture) commitAll(ctx context.Context, from, to int32) <-chan []
 		go func() {
 			defer wg.Done()
 			part, row := f.outcome(n)
-			errs[n-from] = f.p.commits.commit(ctx, f.p, part, row)
+			errs[n-from] = f.p.commits.outcomes.commit(ctx, batchEnd{part, row}, f.p.writeOutcomes)
 		}()
 	}
 	go func() { wg.Wait(); out <- errs }()
@@ -69,9 +77,10 @@ func (f *commitFixture) commitAll(ctx context.Context, from, to int32) <-chan []
 // gathered waits until the group after the one being written holds n batches.
 func (f *commitFixture) gathered(n int) {
 	eventually(f.t, "batches gathered", func() bool {
-		f.p.commits.mu.Lock()
-		defer f.p.commits.mu.Unlock()
-		return f.p.commits.pending != nil && len(f.p.commits.pending.rows) == n
+		c := &f.p.commits.outcomes
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.pending != nil && len(c.pending.items) == n
 	})
 }
 
@@ -81,7 +90,7 @@ func (f *commitFixture) done(n int32) bool {
 	return ok && row.Done()
 }
 
-func TestCommitterWritesTheBatchesThatEndTogetherInOneWrite(t *testing.T) {
+func TestGroupCommitWritesTheBatchesThatEndTogetherInOneWrite(t *testing.T) {
 	f := newCommitFixture(t)
 	ctx := testCtx(t)
 	first := f.commitAll(ctx, 0, 1)
@@ -116,7 +125,7 @@ func TestCommitterWritesTheBatchesThatEndTogetherInOneWrite(t *testing.T) {
 	}
 }
 
-func TestCommitterFailsEveryBatchOfAGroupWhosePartialsFailAndRecordsNoneDone(t *testing.T) {
+func TestGroupCommitFailsEveryBatchOfAGroupWhosePartialsFailAndRecordsNoneDone(t *testing.T) {
 	f := newCommitFixture(t)
 	ctx := testCtx(t)
 	first := f.commitAll(ctx, 0, 1)
@@ -152,7 +161,7 @@ func TestCommitterFailsEveryBatchOfAGroupWhosePartialsFailAndRecordsNoneDone(t *
 	}
 }
 
-func TestCommitterRecordsNoneDoneWhenTheLedgerWriteFails(t *testing.T) {
+func TestGroupCommitRecordsNoneDoneWhenTheLedgerWriteFails(t *testing.T) {
 	f := newCommitFixture(t)
 	close(f.s.gate)
 	f.l.fail = 3 // however the three group, each write fails
@@ -168,7 +177,7 @@ func TestCommitterRecordsNoneDoneWhenTheLedgerWriteFails(t *testing.T) {
 	}
 }
 
-func TestCommitterWaiterHonoursItsContextAndItsGroupStillWrites(t *testing.T) {
+func TestGroupCommitWaiterWhoseContextEndsWaitsForItsGroup(t *testing.T) {
 	f := newCommitFixture(t)
 	ctx := testCtx(t)
 	first := f.commitAll(ctx, 0, 1)
@@ -179,18 +188,66 @@ func TestCommitterWaiterHonoursItsContextAndItsGroupStillWrites(t *testing.T) {
 	waiter := f.commitAll(wctx, 2, 3)
 	f.gathered(2)
 	cancel()
-	if errs := <-waiter; !errors.Is(errs[0], context.Canceled) {
-		t.Fatalf("waiter whose context ended: %v, want context.Canceled", errs[0])
+	select {
+	case errs := <-waiter:
+		t.Fatalf("a waiter returned (%v) while its group, which holds its rows, was not written", errs[0])
+	case <-time.After(100 * time.Millisecond):
 	}
 	close(f.s.gate)
-	for _, errs := range [][]error{<-first, <-leader} {
+	for _, errs := range [][]error{<-first, <-leader, <-waiter} {
 		if errs[0] != nil {
 			t.Fatal(errs[0])
 		}
 	}
-	// As a batch whose worker died after its writes: stored, and a retry
-	// writes the same rows again.
 	if !f.done(2) {
-		t.Fatal("the group did not write the batch that stopped waiting")
+		t.Fatal("the group did not write the batch whose context ended")
+	}
+}
+
+// Tailing batches store their raw events at every heartbeat: those of the
+// runs that flush while another flush is written go in one insert.
+func TestRunsThatFlushTogetherShareOneRawInsert(t *testing.T) {
+	f := newCommitFixture(t)
+	ctx := testCtx(t)
+	const runs = 8
+	rs := make([]*run, runs)
+	for i := range rs {
+		rs[i] = f.p.newRun(ledger.Batch{Topic: "ad-events", Partition: int32(i), Slot: f.slot, End: 10}, &memBeat{}, 0, false)
+		for o := range int64(10) {
+			ev := event.Event{EventID: fmt.Sprint(i, o), Time: f.slot, EventType: "click", Country: "US", AdFormat: "banner"}
+			rs[i].raw.Add(rs[i].id, int64(i)*100+o, f.slot, &ev)
+		}
+	}
+	errs := make(chan error, runs)
+	flush := func(r *run) { errs <- r.flush(ctx) }
+	go flush(rs[0])
+	<-f.s.entered
+	for _, r := range rs[1:] {
+		go flush(r)
+	}
+	eventually(t, "flushes gathered", func() bool {
+		c := &f.p.commits.raw
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.pending != nil && len(c.pending.items) == runs-1
+	})
+	close(f.s.gate)
+	for range runs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := <-f.s.entered; n != runs-1 || f.s.rawWrites != 2 {
+		t.Fatalf("second insert of %d runs, %d inserts; want %d runs, 2 inserts", n, f.s.rawWrites, runs-1)
+	}
+	for i, r := range rs {
+		if r.raw.Len() != 0 {
+			t.Fatalf("run %d still holds %d raw rows after its flush", i, r.raw.Len())
+		}
+		for o := range int64(10) {
+			if _, ok := f.s.raw[int64(i)*100+o]; !ok {
+				t.Fatalf("run %d: offset %d not archived", i, int64(i)*100+o)
+			}
+		}
 	}
 }

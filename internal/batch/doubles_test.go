@@ -110,6 +110,7 @@ type memSink struct {
 	raw           map[int64]time.Time // offset -> slot of the row
 	failPartials  int                 // the next failPartials writes fail
 	partialWrites int                 // WritePartials calls
+	rawWrites     int                 // WriteRaw calls
 	failDead      int
 	// deadCalls counts the WriteDeadLetters calls with dead letters in
 	// them; maxDeadBytes is the largest such call's total payload bytes:
@@ -187,6 +188,19 @@ func (s *memSink) deadOffsets() []int64 {
 	}
 	slices.Sort(out)
 	return out
+}
+
+func (s *memSink) WriteRaw(_ context.Context, bufs []*sink.RawBuffer) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rawWrites++
+	for _, r := range bufs {
+		slots := r.Columns(1)[15].([]time.Time)
+		for i, o := range r.Offsets() {
+			s.raw[o] = slots[i]
+		}
+	}
+	return nil
 }
 
 func (s *memSink) NewRawWriter() RawWriter { return &memRaw{s: s} }

@@ -98,7 +98,7 @@ func (r *run) readTo(ctx context.Context, end int64) error {
 
 // record writes a batch's partials, then its outcome to the ledger: the
 // ledger says done only once everything else is stored. The batches of a
-// worker that end at once write together (committer).
+// worker that end at once write together (groupCommit).
 //
 // The rows' version follows the ledger row the batch was given (its plan,
 // or the outcome of the run before), never only the clock: see ledger.After.
@@ -111,7 +111,7 @@ func (p *Processor) record(ctx context.Context, in Input, done ledger.Batch, tab
 	done.DurationMs = uint64(time.Since(began).Milliseconds())
 	done.WorkflowID, done.RunID, done.Attempt = in.WorkflowID, in.RunID, in.Attempt
 	done.Version = version
-	if err := p.commits.commit(ctx, p, Partials{ID: done.ID(), Table: table, Version: version}, done); err != nil {
+	if err := p.commits.outcomes.commit(ctx, batchEnd{Partials{ID: done.ID(), Table: table, Version: version}, done}, p.writeOutcomes); err != nil {
 		return Result{}, err
 	}
 	res := Result{Batch: done}

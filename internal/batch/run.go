@@ -146,8 +146,18 @@ func (r *run) flush(ctx context.Context) error {
 		return nil
 	}
 	// The insert first, so that this never holds two connections at once.
-	if err := r.ins.Commit(ctx, &r.raw); err != nil {
-		return err
+	// A run that streamed blocks commits its own insert; the rows of one
+	// that did not go with those of the worker's other runs (groupCommit).
+	switch {
+	case r.ins.Open():
+		if err := r.ins.Commit(ctx, &r.raw); err != nil {
+			return err
+		}
+	case r.raw.Len() > 0:
+		if err := r.p.commits.raw.commit(ctx, &r.raw, r.p.Sink.WriteRaw); err != nil {
+			return err
+		}
+		r.raw.Reset()
 	}
 	if err := r.p.Sink.WriteDeadLetters(ctx, r.dead); err != nil {
 		return err

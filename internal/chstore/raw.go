@@ -35,23 +35,59 @@ func (s *Store) SendRaw(ctx context.Context, ins *RawInsert, r *sink.RawBuffer) 
 		return nil
 	}
 	if ins.batch == nil {
-		b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("ad_events_raw")+" ("+sink.RawColumns+")")
+		b, err := s.prepareRaw(ctx)
 		if err != nil {
-			return fmt.Errorf("write raw archive: %w", err)
+			return err
 		}
 		ins.batch = b
 	}
-	for i, col := range r.Columns(ledger.Version()) {
-		if err := ins.batch.Column(i).Append(col); err != nil {
-			ins.Abort()
-			return fmt.Errorf("write raw archive, column %d: %w", i, err)
-		}
+	if err := appendRaw(ins.batch, r, ledger.Version()); err != nil {
+		ins.Abort()
+		return err
 	}
 	if err := ins.batch.Flush(); err != nil {
 		ins.Abort()
 		return fmt.Errorf("write raw archive: %w", err)
 	}
 	r.Reset()
+	return nil
+}
+
+// WriteRaw stores the buffered events of bufs in one insert (batch.Sink);
+// it leaves the buffers as they are.
+func (s *Store) WriteRaw(ctx context.Context, bufs []*sink.RawBuffer) error {
+	b, err := s.prepareRaw(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.Abort()
+	v := ledger.Version()
+	for _, r := range bufs {
+		if err := appendRaw(b, r, v); err != nil {
+			return err
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("write raw archive: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) prepareRaw(ctx context.Context) (driver.Batch, error) {
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("ad_events_raw")+" ("+sink.RawColumns+")")
+	if err != nil {
+		return nil, fmt.Errorf("write raw archive: %w", err)
+	}
+	return b, nil
+}
+
+// appendRaw appends r's events to an insert's columns, at version.
+func appendRaw(b driver.Batch, r *sink.RawBuffer, version uint64) error {
+	for i, col := range r.Columns(version) {
+		if err := b.Column(i).Append(col); err != nil {
+			return fmt.Errorf("write raw archive, column %d: %w", i, err)
+		}
+	}
 	return nil
 }
 
