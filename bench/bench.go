@@ -376,5 +376,7 @@ func printReport(out io.Writer, r *Report) {
 		fmt.Fprintf(out, "\nlive: %d events/s for %s, %s, grace %s: minute end -> slot done in ClickHouse over %d minutes: "+
 			"p50 %.2fs  p99 %.2fs  max %.2fs (warm-up minute %.2fs); exact: %v\n",
 			l.Rate, l.Duration, mode, l.Grace, len(l.Latencies), l.P50, l.P99, l.Max, l.WarmUp, l.Exact)
+		fmt.Fprintf(out, "  of which: minute end -> every batch done (windows in the partials) p50 %.2fs  p99 %.2fs; "+
+			"-> window totals refreshed p50 %.2fs  p99 %.2fs\n", l.Partials.P50, l.Partials.P99, l.Totals.P50, l.Totals.P99)
 	}
 }

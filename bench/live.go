@@ -27,7 +27,28 @@ type LiveResult struct {
 	P50       float64   `json:"p50_sec"`
 	P99       float64   `json:"p99_sec"`
 	Max       float64   `json:"max_sec"`
-	Exact     bool      `json:"exact"`
+	// The same minutes, minute end -> the stages of its slot before that:
+	// every batch done (the windows in the partials, which
+	// ad_events_aggregated reads), and the window totals refreshed (which
+	// the dashboard and the analysis views read).
+	Partials Stage `json:"partials"`
+	Totals   Stage `json:"totals"`
+	Exact    bool  `json:"exact"`
+}
+
+// Stage is the latency of one stage of the live minutes' slots.
+type Stage struct {
+	Latencies []float64 `json:"latencies_sec"`
+	P50       float64   `json:"p50_sec"`
+	P99       float64   `json:"p99_sec"`
+}
+
+// percentiles returns the p50, p99 and max of xs (not empty).
+func percentiles(xs []float64) (p50, p99, maxv float64) {
+	sorted := slices.Clone(xs)
+	slices.Sort(sorted)
+	pct := func(p float64) float64 { return sorted[int(math.Ceil(p*float64(len(sorted))))-1] }
+	return pct(0.5), pct(0.99), sorted[len(sorted)-1]
 }
 
 // live runs the generator at a steady rate with the schedule on, and
@@ -78,14 +99,20 @@ func (b *bench) live(ctx context.Context) (*LiveResult, error) {
 			continue
 		}
 		res.Latencies = append(res.Latencies, lat)
+		partials, totals, err := b.stages(ctx, workflows.SlotWorkflowID(topic, s))
+		if err != nil {
+			return nil, err
+		}
+		res.Partials.Latencies = append(res.Partials.Latencies, partials.Sub(s.Add(time.Minute)).Seconds())
+		res.Totals.Latencies = append(res.Totals.Latencies, totals.Sub(s.Add(time.Minute)).Seconds())
 	}
 	if len(res.Latencies) == 0 {
 		return nil, fmt.Errorf("live run too short: no whole minute after the warm-up (use --live-duration of at least 4m)")
 	}
-	sorted := slices.Clone(res.Latencies)
-	slices.Sort(sorted)
-	pct := func(p float64) float64 { return sorted[int(math.Ceil(p*float64(len(sorted))))-1] }
-	res.P50, res.P99, res.Max = pct(0.5), pct(0.99), sorted[len(sorted)-1]
+	res.P50, res.P99, res.Max = percentiles(res.Latencies)
+	for _, st := range []*Stage{&res.Partials, &res.Totals} {
+		st.P50, st.P99, _ = percentiles(st.Latencies)
+	}
 	// Every record of the run processed, then exact.
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -96,6 +123,34 @@ func (b *bench) live(ctx context.Context) (*LiveResult, error) {
 		}
 		time.Sleep(5 * time.Second)
 	}
+}
+
+// stages reads from a closed slot workflow's history when its last batch
+// was done and when its window totals were refreshed.
+func (b *bench) stages(ctx context.Context, id string) (partials, totals time.Time, err error) {
+	names := map[int64]string{}
+	it := b.tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			return partials, totals, fmt.Errorf("history of %s: %w", id, err)
+		}
+		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
+			names[e.GetEventId()] = a.GetActivityType().GetName()
+		}
+		if c := e.GetActivityTaskCompletedEventAttributes(); c != nil {
+			switch names[c.GetScheduledEventId()] {
+			case "ProcessBatch":
+				partials = e.GetEventTime().AsTime()
+			case "RefreshTotals":
+				totals = e.GetEventTime().AsTime()
+			}
+		}
+	}
+	if partials.IsZero() || totals.IsZero() {
+		return partials, totals, fmt.Errorf("history of %s: no batch done, or no totals refreshed", id)
+	}
+	return partials, totals, nil
 }
 
 // closeTime waits for a workflow to close and returns when it did.

@@ -128,6 +128,9 @@ func runSlot(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	tails := map[int32]workflow.Future{}
 	tctx, cancelTails := workflow.WithCancel(ctx)
 	if in.Tail && in.Source == activities.SourceKafka && workflow.Now(ctx).Before(planAt) {
+		if err := sleepBeforeTails(ctx, in.Slot); err != nil {
+			return res, err
+		}
 		if err := startTails(tctx, in, planAt, tails); err != nil {
 			return res, err
 		}
@@ -249,6 +252,28 @@ func batchOptions(in SlotInput, timeout time.Duration, summary string) workflow.
 }
 
 // startTails starts one tailing batch per partition of the topic.
+// tailDelay is how far into its minute a slot starts its tails. A slot
+// starts as the minute before it ends, and that minute's slot then plans,
+// finishes its batches and refreshes its totals within seconds: 64 tails
+// started at that moment (at 64 partitions) delayed its totals refresh by
+// half a second waiting for an activity slot's poll, and took CPU from
+// its last reads and writes. A tail started 10 s late reads those 10 s
+// of records in well under a second.
+const tailDelay = 10 * time.Second
+
+// sleepBeforeTails waits until tailDelay into the slot's minute, if it is
+// not there yet. Runs started by a worker older than this start their
+// tails at once (workflow.GetVersion).
+func sleepBeforeTails(ctx workflow.Context, slot time.Time) error {
+	if workflow.GetVersion(ctx, "tail-delay", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	if d := slot.Add(tailDelay).Sub(workflow.Now(ctx)); d > 0 {
+		return workflow.Sleep(ctx, d)
+	}
+	return nil
+}
+
 func startTails(ctx workflow.Context, in SlotInput, planAt time.Time, tails map[int32]workflow.Future) error {
 	var parts []int32
 	pctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

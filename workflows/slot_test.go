@@ -341,3 +341,34 @@ func TestScheduledTailTakesTheMinuteThatStarts(t *testing.T) {
 		env.AssertExpectations(t)
 	}
 }
+
+// A slot started with its minute starts its tails tailDelay into it, out of
+// the way of the slot before it, which ends then.
+func TestTailsStartTailDelayIntoTheMinute(t *testing.T) {
+	env := newEnv(t)
+	env.SetStartTime(slot.Add(time.Second))
+	var startedAt time.Time
+	env.OnActivity(a.TopicPartitions, mock.Anything, "t").Return(
+		func(context.Context, string) ([]int32, error) {
+			startedAt = env.Now()
+			return []int32{0}, nil
+		}).Once()
+	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) {
+			for _, b := range plans().Batches {
+				if b.Partition == in.Plan.Partition {
+					in.Plan = b
+				}
+			}
+			return done(in)
+		})
+	notPlanned(env)
+	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(plans(), nil).Once()
+	env.ExecuteWorkflow(SlotWorkflow, SlotInput{Topic: "t", Slot: slot, Tail: true})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if startedAt.Before(slot.Add(tailDelay)) || startedAt.After(slot.Add(tailDelay+time.Second)) {
+		t.Fatalf("tails started at %s, want %s", startedAt.Format(time.TimeOnly), slot.Add(tailDelay).Format(time.TimeOnly))
+	}
+}
