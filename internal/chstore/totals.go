@@ -54,15 +54,20 @@ func (s *Store) RefreshTotals(ctx context.Context, topic string, hours []time.Ti
 		return fmt.Errorf("refresh window totals: no topic")
 	}
 	s.dropStaleStages(ctx)
-	for _, scope := range []string{topic, AllTopics} {
-		for chunk := range slices.Chunk(Hours(hours), hoursPerSwap) {
-			if err := s.refreshHours(ctx, scope, chunk); err != nil {
-				return err
-			}
+	for chunk := range slices.Chunk(Hours(hours), hoursPerSwap) {
+		if err := s.refreshHours(ctx, scopeHours{topic: chunk, AllTopics: chunk}); err != nil {
+			return err
 		}
 	}
 	return nil
 }
+
+// scopeHours are the hours of each scope (a topic, or AllTopics) that one
+// staging table rebuilds.
+type scopeHours map[string][]time.Time
+
+// scopes are the scopes of sh, in order.
+func (sh scopeHours) scopes() []string { return slices.Sorted(maps.Keys(sh)) }
 
 // RefreshAllTotals rebuilds the window totals of every hour the partials
 // hold (after the migration that creates them), and returns the number of
@@ -90,7 +95,7 @@ func (s *Store) RefreshAllTotals(ctx context.Context) (int, error) {
 	n := 0
 	for scope, hours := range byTopic {
 		for chunk := range slices.Chunk(Hours(hours), hoursPerSwap) {
-			if err := s.refreshHours(ctx, scope, chunk); err != nil {
+			if err := s.refreshHours(ctx, scopeHours{scope: chunk}); err != nil {
 				return n, err
 			}
 			if scope != AllTopics {
@@ -123,24 +128,32 @@ func (s *Store) StaleTotals(ctx context.Context, topic string, from, to time.Tim
 	return Hours(slices.Collect(maps.Keys(stale))), nil
 }
 
-// refreshHours swaps in the hours of scope until they match the partials.
-func (s *Store) refreshHours(ctx context.Context, scope string, hours []time.Time) error {
+// refreshHours swaps in the hours of each scope until they match the
+// partials.
+func (s *Store) refreshHours(ctx context.Context, todo scopeHours) error {
 	for attempt := 1; ; attempt++ {
-		if err := s.swapIn(ctx, scope, hours); err != nil {
+		if err := s.swapIn(ctx, todo); err != nil {
 			return err
 		}
-		stale, err := s.staleHours(ctx, scope, hours)
-		if err != nil {
-			return err
+		stale := scopeHours{}
+		for _, scope := range todo.scopes() {
+			st, err := s.staleHours(ctx, scope, todo[scope])
+			if err != nil {
+				return err
+			}
+			if len(st) > 0 {
+				stale[scope] = st
+			}
 		}
 		if len(stale) == 0 {
 			return nil
 		}
 		if attempt == refreshAttempts {
+			scope := stale.scopes()[0]
 			return fmt.Errorf("window totals of topic %q: hours %s still differ from the partials after %d refreshes (partials written meanwhile)",
-				scope, formatHours(stale), attempt)
+				scope, formatHours(stale[scope]), attempt)
 		}
-		hours = stale
+		todo = stale
 	}
 }
 
@@ -149,9 +162,10 @@ func (s *Store) refreshHours(ctx context.Context, scope string, hours []time.Tim
 // are, and a staging table is the refresh's own).
 const stageEngine = " ENGINE = MergeTree PARTITION BY (topic, toStartOfHour(window_start)) ORDER BY (topic, window_start, event_type, country, ad_format)"
 
-// swapIn builds the hours of scope from the partials in a staging table of
-// its own and replaces each hour's partition of the totals with it.
-func (s *Store) swapIn(ctx context.Context, scope string, hours []time.Time) error {
+// swapIn builds the hours of each scope from the partials in one staging
+// table of its own and replaces each hour's partition of the totals with
+// it.
+func (s *Store) swapIn(ctx context.Context, todo scopeHours) error {
 	var suffix [4]byte
 	if _, err := rand.Read(suffix[:]); err != nil {
 		return fmt.Errorf("refresh window totals: %w", err)
@@ -165,18 +179,22 @@ func (s *Store) swapIn(ctx context.Context, scope string, hours []time.Time) err
 		defer cancel()
 		_ = s.conn.Exec(dctx, "DROP TABLE IF EXISTS "+stage) // else the next refresh drops it
 	}()
-	where, args := scopeWhere(scope, hours)
-	q := "INSERT INTO " + stage + " (topic, window_start, event_type, country, ad_format, events, revenue_micros, revenue_float)" +
-		" SELECT " + quote(scope) + ", window_start, event_type, country, ad_format, sum(events) AS n, sum(revenue_micros), sum(toFloat64(revenue_micros))" +
-		" FROM " + s.Table("window_partials") + " FINAL WHERE " + where +
-		" GROUP BY window_start, event_type, country, ad_format HAVING n > 0"
-	if err := s.conn.Exec(ctx, q, args...); err != nil {
-		return fmt.Errorf("refresh window totals of topic %q, %s: %w", scope, formatHours(hours), err)
+	for _, scope := range todo.scopes() {
+		where, args := scopeWhere(scope, todo[scope])
+		q := "INSERT INTO " + stage + " (topic, window_start, event_type, country, ad_format, events, revenue_micros, revenue_float)" +
+			" SELECT " + quote(scope) + ", window_start, event_type, country, ad_format, sum(events) AS n, sum(revenue_micros), sum(toFloat64(revenue_micros))" +
+			" FROM " + s.Table("window_partials") + " FINAL WHERE " + where +
+			" GROUP BY window_start, event_type, country, ad_format HAVING n > 0"
+		if err := s.conn.Exec(ctx, q, args...); err != nil {
+			return fmt.Errorf("refresh window totals of topic %q, %s: %w", scope, formatHours(todo[scope]), err)
+		}
 	}
-	for _, h := range hours {
-		partition := fmt.Sprintf("(%s, toDateTime(%d))", quote(scope), h.Unix())
-		if err := s.conn.Exec(ctx, "ALTER TABLE "+s.Table("window_totals")+" REPLACE PARTITION "+partition+" FROM "+stage); err != nil {
-			return fmt.Errorf("refresh window totals of topic %q, hour %s: %w", scope, h.Format(hourFormat), err)
+	for _, scope := range todo.scopes() {
+		for _, h := range todo[scope] {
+			partition := fmt.Sprintf("(%s, toDateTime(%d))", quote(scope), h.Unix())
+			if err := s.conn.Exec(ctx, "ALTER TABLE "+s.Table("window_totals")+" REPLACE PARTITION "+partition+" FROM "+stage); err != nil {
+				return fmt.Errorf("refresh window totals of topic %q, hour %s: %w", scope, h.Format(hourFormat), err)
+			}
 		}
 	}
 	return nil
