@@ -141,7 +141,7 @@ func runSlot(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	}
 
 	workflow.SetCurrentDetails(ctx, "planning")
-	plan, err := slotPlans(ctx, in, info.WorkflowExecution.ID)
+	plan, err := slotPlans(ctx, in, info.WorkflowExecution.ID, len(tails) > 0)
 	if err != nil {
 		cancelTails()
 		return res, err // unwrapped, so that callers see the activity's error type
@@ -298,8 +298,20 @@ func startTails(ctx workflow.Context, in SlotInput, planAt time.Time, tails map[
 }
 
 // slotPlans returns the slot's plans: read from the ledger when they all
-// exist (a rerun, or planned by a backfill), else made by the planner.
-func slotPlans(ctx workflow.Context, in SlotInput, workflowID string) (activities.PlanResult, error) {
+// exist (a rerun, or planned by a backfill), else made by the planner. A
+// slot that tailed its minute is the live run, whose plans the planner
+// makes (and which it would return as they are if they existed): it goes
+// to the planner at once, which saves the read and a workflow task at the
+// moment its latency is counted. Runs started by a worker older than this
+// read first (workflow.GetVersion).
+func slotPlans(ctx workflow.Context, in SlotInput, workflowID string, tailed bool) (activities.PlanResult, error) {
+	if tailed && workflow.GetVersion(ctx, "tail-plans-direct", workflow.DefaultVersion, 1) == 1 {
+		made, err := planSlots(ctx, PlannerInput{Topic: in.Topic, Slots: []time.Time{in.Slot}, IdleWait: in.IdleWait, WorkflowID: workflowID})
+		if err != nil {
+			return activities.PlanResult{}, err
+		}
+		return made[0], nil
+	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: []string{activities.ErrTypeBadInput}},
