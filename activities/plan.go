@@ -41,7 +41,15 @@ type PlanInput struct {
 	// without asking Kafka (which may have lost the topic): for recomputing
 	// from the raw archive.
 	ExistingOnly bool
+	// NotBefore: plan no earlier than this (zero: the slot's end). A live
+	// slot starts its planner a little ahead of it (planLead in
+	// workflows/slot.go), and the planning waits here, up to maxPlanWait.
+	NotBefore time.Time
 }
+
+// maxPlanWait bounds how long PlanSlot waits for the slot's end (or
+// NotBefore); a call further ahead is refused.
+const maxPlanWait = 5 * time.Second
 
 // PlanResult is one plan per partition, in partition order.
 type PlanResult struct {
@@ -53,7 +61,12 @@ type PlanResult struct {
 
 // pollEvery is how often planning asks Kafka again about a partition that
 // has no record past the slot's end yet.
-const pollEvery = 200 * time.Millisecond
+// It asks first after firstPoll, then twice as long each time, up to
+// pollEvery.
+const (
+	firstPoll = 20 * time.Millisecond
+	pollEvery = 200 * time.Millisecond
+)
 
 // PlanSlot returns the slot's plans, writing to the ledger those that do not
 // exist yet. Existing plans are never changed: a rerun reads the same
@@ -66,17 +79,22 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 		return PlanResult{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("slot %s is not the start of a minute", slot.Format(time.RFC3339Nano)), ErrTypeBadInput, nil)
 	}
-	if d := slotEnd.Sub(a.now()); d > 0 && d < 5*time.Second {
-		// A slot planned right at its end, by a clock a little behind.
+	at := slotEnd
+	if in.NotBefore.After(at) {
+		at = in.NotBefore
+	}
+	if d := at.Sub(a.now()); d > 0 && d < maxPlanWait {
+		// A live slot's planner, started ahead of its time; or a slot
+		// planned right at its end, by a clock a little behind.
 		select {
 		case <-ctx.Done():
 			return PlanResult{}, ctx.Err()
 		case <-time.After(d):
 		}
 	}
-	if slotEnd.After(a.now()) {
+	if at.After(a.now()) {
 		return PlanResult{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("slot %s has not ended yet", slot.Format(time.RFC3339)), ErrTypeBadInput, nil)
+			fmt.Sprintf("slot %s is not to be planned before %s", slot.Format(time.RFC3339), at.Format(time.RFC3339Nano)), ErrTypeBadInput, nil)
 	}
 	res, existing, missing, err := a.existingPlans(ctx, in, slot)
 	if err != nil || len(missing) == 0 {
@@ -164,6 +182,7 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 	// the slot's end + IdleWait: a slot that ended long ago (a backfill, a
 	// catch-up) does not wait at all.
 	deadline := slot.Add(time.Minute).Add(in.IdleWait)
+	poll := firstPoll // right at the slot's end, the next records are milliseconds away
 	for {
 		var ask []int32
 		for _, p := range parts {
@@ -190,8 +209,9 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 		select {
 		case <-ctx.Done():
 			return nil, 0, ctx.Err()
-		case <-time.After(pollEvery):
+		case <-time.After(poll):
 		}
+		poll = min(2*poll, pollEvery)
 	}
 	waited := a.now().Sub(began)
 	// Bounds are read after the offsets above, so every end found is below

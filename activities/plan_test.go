@@ -365,3 +365,40 @@ func TestHugePlanIsSplitIntoSubBatches(t *testing.T) {
 		t.Errorf("read back %d plans (%d new), %v; want the same %d", len(again.Batches), again.New, err, len(res.Batches))
 	}
 }
+
+// A live slot's planner starts a little ahead of its time (NotBefore):
+// the planning waits for it, and reads Kafka only then; further ahead than
+// maxPlanWait, it is refused.
+func TestPlanSlotWaitsUntilNotBefore(t *testing.T) {
+	f := newPlanFixture(t)
+	slot := time.Now().UTC().Truncate(time.Minute).Add(-10 * time.Minute)
+	f.produce(stamps(5, slot.Add(time.Second))...)
+	f.produce(slot.Add(time.Minute)) // offset 5 ends the slot
+	f.a.Clock = time.Now
+	run := func(notBefore time.Time) (PlanResult, error) {
+		var s testsuite.WorkflowTestSuite
+		env := s.NewTestActivityEnvironment()
+		env.RegisterActivity(f.a)
+		v, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: slot, IdleWait: time.Second, NotBefore: notBefore})
+		if err != nil {
+			return PlanResult{}, err
+		}
+		var res PlanResult
+		return res, v.Get(&res)
+	}
+	if _, err := run(time.Now().Add(maxPlanWait + 5*time.Second)); err == nil || !strings.Contains(err.Error(), "not to be planned before") {
+		t.Fatalf("planning far ahead of NotBefore: %v, want refused", err)
+	}
+	if len(f.plans.bs) != 0 {
+		t.Fatalf("a refused planning wrote %d plans", len(f.plans.bs))
+	}
+	notBefore := time.Now().Add(300 * time.Millisecond)
+	res, err := run(notBefore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Now().Before(notBefore) || len(res.Batches) != 1 || res.Batches[0].End != 5 {
+		t.Fatalf("planned %+v by %s, want [0,5) once %s has passed", res.Batches, time.Now().Format("15:04:05.000"),
+			notBefore.Format("15:04:05.000"))
+	}
+}

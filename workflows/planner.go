@@ -17,6 +17,9 @@ type PlannerInput struct {
 	Slots      []time.Time
 	IdleWait   time.Duration
 	WorkflowID string // who asks, recorded in the ledger
+	// NotBefore: the first slot is planned no earlier than this (see
+	// activities.PlanInput).
+	NotBefore time.Time
 }
 
 // planSlots runs the topic's planner as a child workflow with a fixed ID: a
@@ -71,8 +74,11 @@ func PlannerWorkflow(ctx workflow.Context, in PlannerInput) ([]activities.PlanRe
 	})
 	out := make([]activities.PlanResult, len(in.Slots))
 	for i, slot := range in.Slots {
-		err := workflow.ExecuteActivity(actx, a.PlanSlot, activities.PlanInput{Topic: in.Topic, Slot: slot,
-			IdleWait: in.IdleWait, WorkflowID: in.WorkflowID}).Get(ctx, &out[i])
+		pin := activities.PlanInput{Topic: in.Topic, Slot: slot, IdleWait: in.IdleWait, WorkflowID: in.WorkflowID}
+		if i == 0 {
+			pin.NotBefore = in.NotBefore
+		}
+		err := workflow.ExecuteActivity(actx, a.PlanSlot, pin).Get(ctx, &out[i])
 		if err != nil {
 			return out, err
 		}

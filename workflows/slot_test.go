@@ -277,11 +277,13 @@ func TestTailingSlotPlansAfterItsMinute(t *testing.T) {
 			res.Tailed = true
 			return res, err
 		}).Times(2)
-	// A tailing slot goes to the planner without reading the ledger first.
+	// A tailing slot goes to the planner without reading the ledger first,
+	// planLead ahead of its time, which the planning waits for.
 	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
-			if env.Now().Before(planAt) {
-				return activities.PlanResult{}, fmt.Errorf("planned at %s, before %s", env.Now(), planAt)
+			if env.Now().Before(planAt.Add(-planLead)) || !in.NotBefore.Equal(planAt) {
+				return activities.PlanResult{}, fmt.Errorf("planner started at %s, to plan from %s; want from %s, started at most %s before",
+					env.Now(), in.NotBefore, planAt, planLead)
 			}
 			return plans(), nil
 		}).Once()
