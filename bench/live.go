@@ -59,11 +59,8 @@ func (b *bench) live(ctx context.Context) (*LiveResult, error) {
 	if _, err := kafka.EnsureTopic(b.kc, topic, b.o.partitions); err != nil {
 		return nil, err
 	}
-	w, err := b.startWorker(true)
-	if err != nil {
-		return nil, err
-	}
-	defer w.Stop()
+	// The schedule first, as `starter setup` makes it: the worker sizes its
+	// activity slots from the scheduled topics' partitions as it starts.
 	sched := b.tc.ScheduleClient()
 	h, err := sched.Create(ctx, workflows.SlotSchedule(workflows.ScheduledInput{Topic: topic, Tail: !b.o.liveNoTail,
 		Grace: b.o.liveGrace}, b.cfg.TaskQueue))
@@ -71,6 +68,11 @@ func (b *bench) live(ctx context.Context) (*LiveResult, error) {
 		return nil, fmt.Errorf("live schedule: %w", err)
 	}
 	defer h.Delete(context.Background())
+	w, err := b.startWorker(true)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
 	path := filepath.Join(b.dir, "live.json")
 	b.log.Info("live run", "topic", topic, "rate", b.o.liveRate, "duration", b.o.liveDuration)
 	if err := b.runGenerator(ctx, "--topic", topic, "--rate", strconv.Itoa(b.o.liveRate), "--duration", b.o.liveDuration.String(),

@@ -253,7 +253,6 @@ func batchOptions(in SlotInput, timeout time.Duration, summary string) workflow.
 	}
 }
 
-// startTails starts one tailing batch per partition of the topic.
 // tailDelay is how far into its minute a slot starts its tails. A slot
 // starts as the minute before it ends, and that minute's slot then plans,
 // finishes its batches and refreshes its totals within seconds: 64 tails
@@ -294,6 +293,7 @@ func sleepBeforeTails(ctx workflow.Context, slot time.Time) error {
 	return nil
 }
 
+// startTails starts one tailing batch per partition of the topic.
 func startTails(ctx workflow.Context, in SlotInput, planAt time.Time, tails map[int32]workflow.Future) error {
 	var parts []int32
 	pctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
