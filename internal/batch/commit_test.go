@@ -74,6 +74,25 @@ func (f *commitFixture) commitAll(ctx context.Context, from, to int32) <-chan []
 	return out
 }
 
+// holdFirst commits partition 0, which ends alone and is written at once,
+// and returns once its write has begun (held at the gate).
+func (f *commitFixture) holdFirst(ctx context.Context) <-chan []error {
+	first := f.commitAll(ctx, 0, 1)
+	if n := <-f.s.entered; n != 1 {
+		f.t.Fatalf("first write: %d batches, want 1", n)
+	}
+	return first
+}
+
+// holdFirstGather holds partition 0's write (holdFirst), then commits
+// partitions 1..to-1, which gather behind it.
+func (f *commitFixture) holdFirstGather(ctx context.Context, to int32) (first, rest <-chan []error) {
+	first = f.holdFirst(ctx)
+	rest = f.commitAll(ctx, 1, to)
+	f.gathered(int(to - 1))
+	return first, rest
+}
+
 // gathered waits until the group after the one being written holds n batches.
 func (f *commitFixture) gathered(n int) {
 	eventually(f.t, "batches gathered", func() bool {
@@ -93,12 +112,7 @@ func (f *commitFixture) done(n int32) bool {
 func TestGroupCommitWritesTheBatchesThatEndTogetherInOneWrite(t *testing.T) {
 	f := newCommitFixture(t)
 	ctx := testCtx(t)
-	first := f.commitAll(ctx, 0, 1)
-	if n := <-f.s.entered; n != 1 { // a batch that ends alone is written at once
-		t.Fatalf("first write: %d batches, want 1", n)
-	}
-	rest := f.commitAll(ctx, 1, 20)
-	f.gathered(19)
+	first, rest := f.holdFirstGather(ctx, 20)
 	close(f.s.gate)
 	for _, errs := range [][]error{<-first, <-rest} {
 		for i, err := range errs {
@@ -128,10 +142,7 @@ func TestGroupCommitWritesTheBatchesThatEndTogetherInOneWrite(t *testing.T) {
 func TestGroupCommitFailsEveryBatchOfAGroupWhosePartialsFailAndRecordsNoneDone(t *testing.T) {
 	f := newCommitFixture(t)
 	ctx := testCtx(t)
-	first := f.commitAll(ctx, 0, 1)
-	<-f.s.entered
-	rest := f.commitAll(ctx, 1, 6)
-	f.gathered(5)
+	first, rest := f.holdFirstGather(ctx, 6)
 	f.s.mu.Lock()
 	f.s.failPartials = 2 // the first write's and the second's
 	f.s.mu.Unlock()
@@ -180,8 +191,7 @@ func TestGroupCommitRecordsNoneDoneWhenTheLedgerWriteFails(t *testing.T) {
 func TestGroupCommitWaiterWhoseContextEndsWaitsForItsGroup(t *testing.T) {
 	f := newCommitFixture(t)
 	ctx := testCtx(t)
-	first := f.commitAll(ctx, 0, 1)
-	<-f.s.entered
+	first := f.holdFirst(ctx)
 	leader := f.commitAll(ctx, 1, 2)
 	f.gathered(1)
 	wctx, cancel := context.WithCancel(ctx)
