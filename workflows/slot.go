@@ -325,27 +325,24 @@ func startTails(ctx workflow.Context, in SlotInput, planAt time.Time, tails map[
 // moment its latency is counted. Runs started by a worker older than this
 // read first (workflow.GetVersion).
 func slotPlans(ctx workflow.Context, in SlotInput, workflowID string, tailed bool, planAt time.Time) (activities.PlanResult, error) {
+	pin := PlannerInput{Topic: in.Topic, Slots: []time.Time{in.Slot}, IdleWait: in.IdleWait, WorkflowID: workflowID}
 	if tailed && workflow.GetVersion(ctx, "tail-plans-direct", workflow.DefaultVersion, 1) == 1 {
-		made, err := planSlots(ctx, PlannerInput{Topic: in.Topic, Slots: []time.Time{in.Slot}, IdleWait: in.IdleWait, WorkflowID: workflowID,
-			NotBefore: planAt})
-		if err != nil {
-			return activities.PlanResult{}, err
+		pin.NotBefore = planAt
+	} else {
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: time.Minute,
+			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: []string{activities.ErrTypeBadInput}},
+		})
+		var res activities.PlanResult
+		err := workflow.ExecuteActivity(actx, a.SlotPlans, activities.PlanInput{Topic: in.Topic, Slot: in.Slot,
+			ExistingOnly: in.Source == activities.SourceRaw}).Get(ctx, &res)
+		if err != nil || res.Complete {
+			return res, err
 		}
-		return made[0], nil
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: []string{activities.ErrTypeBadInput}},
-	})
-	var res activities.PlanResult
-	err := workflow.ExecuteActivity(actx, a.SlotPlans, activities.PlanInput{Topic: in.Topic, Slot: in.Slot,
-		ExistingOnly: in.Source == activities.SourceRaw}).Get(ctx, &res)
-	if err != nil || res.Complete {
-		return res, err
-	}
-	made, err := planSlots(ctx, PlannerInput{Topic: in.Topic, Slots: []time.Time{in.Slot}, IdleWait: in.IdleWait, WorkflowID: workflowID})
+	made, err := planSlots(ctx, pin)
 	if err != nil {
-		return res, err
+		return activities.PlanResult{}, err
 	}
 	return made[0], nil
 }
