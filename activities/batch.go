@@ -41,6 +41,35 @@ func (a *Activities) ProcessBatch(ctx context.Context, in BatchInput) (BatchResu
 	return res, err
 }
 
+// TailsInput asks for the tails of several partitions of one slot, run
+// together (see batch.ProcessGroup).
+type TailsInput struct {
+	Batches []BatchInput
+}
+
+// TailOutcome is one tail of a group: its result, or why it failed (the
+// slot then runs that partition's plan as an ordinary batch).
+type TailOutcome = batch.Outcome
+
+// ProcessTails processes the tails of several partitions in one activity:
+// a slot with many partitions has one activity per group of them instead
+// of one per partition (workflows/slot.go, tailGroup). It fails only when
+// it is cancelled or times out; the outcome of each tail says whether it
+// is done.
+func (a *Activities) ProcessTails(ctx context.Context, in TailsInput) ([]TailOutcome, error) {
+	attempt := uint32(activity.GetInfo(ctx).Attempt)
+	for i := range in.Batches {
+		in.Batches[i].Attempt = attempt
+	}
+	out, err := a.Batches.ProcessGroup(ctx, in.Batches, heartbeat{})
+	for _, o := range out {
+		if o.Err == "" {
+			recordBatch(ctx, o.Result.Batch)
+		}
+	}
+	return out, err
+}
+
 // heartbeat is batch.Heartbeat on Temporal's activity heartbeats.
 type heartbeat struct{}
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
 	"github.com/rtbpipe/rtbpipe/internal/manifest"
@@ -67,6 +68,7 @@ func (b *bench) live(ctx context.Context) (*LiveResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("live schedule: %w", err)
 	}
+	defer b.endRuns(topic)
 	defer h.Delete(context.Background())
 	w, err := b.startWorker(true)
 	if err != nil {
@@ -127,6 +129,27 @@ func (b *bench) live(ctx context.Context) (*LiveResult, error) {
 	}
 }
 
+// endRuns terminates the topic's runs that are still open once its schedule
+// is gone (the minute after the run's last, started by the schedule before
+// it was deleted): left open, they would run on the next worker to poll the
+// task queue, in the middle of another measurement.
+func (b *bench) endRuns(topic string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q := fmt.Sprintf("ExecutionStatus = 'Running' AND %s = '%s'", workflows.AttrTopic.GetName(), topic)
+	resp, err := b.tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q})
+	if err != nil {
+		b.log.Warn("live run: listing the topic's open runs", "topic", topic, "err", err)
+		return
+	}
+	for _, e := range resp.GetExecutions() {
+		id := e.GetExecution().GetWorkflowId()
+		if err := b.tc.TerminateWorkflow(ctx, id, "", "the bench's live run is over"); err != nil {
+			b.log.Warn("live run: ending an open run", "workflow", id, "err", err)
+		}
+	}
+}
+
 // stages reads from a closed slot workflow's history when its last batch
 // was done and when its window totals were refreshed.
 func (b *bench) stages(ctx context.Context, id string) (partials, totals time.Time, err error) {
@@ -142,7 +165,7 @@ func (b *bench) stages(ctx context.Context, id string) (partials, totals time.Ti
 		}
 		if c := e.GetActivityTaskCompletedEventAttributes(); c != nil {
 			switch names[c.GetScheduledEventId()] {
-			case "ProcessBatch":
+			case "ProcessBatch", "ProcessTails":
 				partials = e.GetEventTime().AsTime()
 			case "RefreshTotals":
 				totals = e.GetEventTime().AsTime()

@@ -106,11 +106,6 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		return fmt.Errorf("--reads must be at least 1, got %d", reads)
 	}
 
-	if os.Getenv("GOMEMLIMIT") == "" {
-		// A soft limit: the GC works harder near it, so that the worker's
-		// memory stays flat however large a slot is. GOMEMLIMIT overrides it.
-		debug.SetMemoryLimit(192 << 20)
-	}
 	if os.Getenv("GOGC") == "" {
 		// Under that limit, collect when the heap has grown 4x, not 2x: a
 		// read allocates fast but keeps little, and the default spent a
@@ -163,6 +158,12 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit: the GC works harder near it, so that the worker's
+		// memory stays flat however large a slot is; room for the tails of
+		// the partitions it serves. GOMEMLIMIT overrides it.
+		debug.SetMemoryLimit(memoryLimit(served))
+	}
 	if concurrency, err = activitySlots(fs.Changed("activities") || os.Getenv("RTB_WORKER_ACTIVITIES") != "", concurrency, served); err != nil {
 		return err
 	}
@@ -186,7 +187,7 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 			Reads: make(chan struct{}, reads), BeatEvery: beat}})
 
 	logger.Info("worker started", "task_queue", cfg.TaskQueue, "temporal", cfg.TemporalAddress,
-		"kafka", cfg.KafkaBrokers, "scheduled_topics", len(served), "kafka_tls", cfg.KafkaTLS != nil, "kafka_sasl", cfg.KafkaSASLMechanism, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency, "reads", reads, "raw_archive", archive, "max_batch_offsets", maxOffsets)
+		"kafka", cfg.KafkaBrokers, "scheduled_topics", len(served), "kafka_tls", cfg.KafkaTLS != nil, "kafka_sasl", cfg.KafkaSASLMechanism, "clickhouse", cfg.ClickHouseAddr, "activities", concurrency, "reads", reads, "memory_limit_mib", debug.SetMemoryLimit(-1)>>20, "raw_archive", archive, "max_batch_offsets", maxOffsets)
 	if err := w.Run(worker.InterruptCh()); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}

@@ -23,3 +23,14 @@ func TestActivitySlots(t *testing.T) {
 		t.Errorf("set to 32 for 16 partitions: %v; want a refusal naming the 36 needed and the topic", err)
 	}
 }
+
+// A worker that tails many partitions gets the room their tails hold, so
+// that its GC does not run without pause under the limit.
+func TestMemoryLimit(t *testing.T) {
+	if got := memoryLimit(nil); got != baseMemory {
+		t.Errorf("no schedule: %d MiB, want %d", got>>20, baseMemory>>20)
+	}
+	if got := memoryLimit(map[string]int{"ad-events": 48, "other": 16}); got != 448<<20 {
+		t.Errorf("64 partitions: %d MiB, want 448", got>>20)
+	}
+}

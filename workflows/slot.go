@@ -3,6 +3,7 @@ package workflows
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -125,7 +126,7 @@ func runSlot(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	// Tailing: the batches start now and read records as they arrive; the
 	// plans are made once the minute (and the grace) is over.
 	planAt := in.Slot.Add(time.Minute + in.Grace)
-	tails := map[int32]workflow.Future{}
+	tails := map[int32]tail{}
 	tctx, cancelTails := workflow.WithCancel(ctx)
 	if in.Tail && in.Source == activities.SourceKafka && workflow.Now(ctx).Before(planAt) {
 		if err := sleepBeforeTails(ctx, in.Slot); err != nil {
@@ -156,18 +157,29 @@ func runSlot(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	for _, b := range plan.Batches {
 		split[b.Partition] = split[b.Partition] || b.Sub > 0
 	}
+	tailed := map[int]bool{} // the plans a tail ran: its partition's first sub-batch
 	for i, b := range plan.Batches {
-		if f, ok := tails[b.Partition]; ok && b.Sub == 0 { // a tail is its partition's first sub-batch
-			futures[i] = f
-			continue
+		_, ok := tails[b.Partition]
+		tailed[i] = ok && b.Sub == 0
+	}
+	// The batches no tail ran first, then the tails' (waiting for a group
+	// of tails does not hold the others back), and a batch of its own for
+	// each plan whose tail failed.
+	for _, ofTail := range []bool{false, true} {
+		var done map[int]workflow.Future
+		if ofTail {
+			done = tailResults(ctx, plan.Batches, tails)
 		}
-		summary := fmt.Sprintf("%s/%d offsets [%d,%d)", b.Topic, b.Partition, b.Start, b.End)
-		if split[b.Partition] {
-			summary += fmt.Sprintf(" (sub-batch %d)", b.Sub)
+		for i, b := range plan.Batches {
+			if tailed[i] != ofTail {
+				continue
+			}
+			if f, ok := done[i]; ok {
+				futures[i] = f
+				continue
+			}
+			futures[i] = startBatch(ctx, in, b, split[b.Partition])
 		}
-		actx := workflow.WithActivityOptions(ctx, batchOptions(in, 2*time.Hour, summary))
-		futures[i] = workflow.ExecuteActivity(actx, a.ProcessBatch, activities.BatchInput{
-			Plan: b, Source: in.Source, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID})
 	}
 	windows := map[time.Time]bool{}
 	var firstErr error
@@ -237,6 +249,18 @@ func runSlot(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	return res, nil
 }
 
+// startBatch starts the activity of one planned batch.
+func startBatch(ctx workflow.Context, in SlotInput, b ledger.Batch, split bool) workflow.Future {
+	summary := fmt.Sprintf("%s/%d offsets [%d,%d)", b.Topic, b.Partition, b.Start, b.End)
+	if split {
+		summary += fmt.Sprintf(" (sub-batch %d)", b.Sub)
+	}
+	info := workflow.GetInfo(ctx)
+	actx := workflow.WithActivityOptions(ctx, batchOptions(in, 2*time.Hour, summary))
+	return workflow.ExecuteActivity(actx, a.ProcessBatch, activities.BatchInput{
+		Plan: b, Source: in.Source, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID})
+}
+
 // batchOptions are the options of the batch activities.
 func batchOptions(in SlotInput, timeout time.Duration, summary string) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
@@ -293,8 +317,25 @@ func sleepBeforeTails(ctx workflow.Context, slot time.Time) error {
 	return nil
 }
 
-// startTails starts one tailing batch per partition of the topic.
-func startTails(ctx workflow.Context, in SlotInput, planAt time.Time, tails map[int32]workflow.Future) error {
+// tailGroup is how many partitions' tails run in one activity
+// (ProcessTails): at 64 partitions, 8 activities instead of 64, so that
+// the slot's end costs Temporal 8 activity completions, not 64. A topic
+// of 8 partitions or fewer has one.
+const tailGroup = 8
+
+// tail is where a partition's tail will give its result: its own
+// ProcessBatch activity (runs started before tailGroup), or member i of a
+// ProcessTails activity.
+type tail struct {
+	f     workflow.Future
+	group bool
+	i     int
+}
+
+// startTails starts the tails of the topic's partitions: one tailing batch
+// per partition, in groups of tailGroup partitions (workflow.GetVersion:
+// one activity each in runs started by an older worker).
+func startTails(ctx workflow.Context, in SlotInput, planAt time.Time, tails map[int32]tail) error {
 	var parts []int32
 	pctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
@@ -307,14 +348,79 @@ func startTails(ctx workflow.Context, in SlotInput, planAt time.Time, tails map[
 	// A tail gives up when no plan came long after the slot's end (the
 	// planner failing makes the slot fail, and cancels the tails first).
 	until := planAt.Add(in.IdleWait + plannerWaitMax + 5*time.Minute)
-	for _, p := range parts {
-		actx := workflow.WithActivityOptions(ctx, batchOptions(in, until.Sub(workflow.Now(ctx))+2*time.Hour,
-			fmt.Sprintf("%s/%d tailing slot %s", in.Topic, p, in.Slot.Format("15:04Z"))))
-		tails[p] = workflow.ExecuteActivity(actx, a.ProcessBatch, activities.BatchInput{
+	input := func(p int32) activities.BatchInput {
+		return activities.BatchInput{
 			Plan: ledger.Batch{Topic: in.Topic, Partition: p, Slot: in.Slot}, Source: in.Source, Tail: true, TailUntil: until,
-			WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID})
+			WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID}
+	}
+	timeout := until.Sub(workflow.Now(ctx)) + 2*time.Hour
+	if workflow.GetVersion(ctx, "tail-groups", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		for _, p := range parts {
+			actx := workflow.WithActivityOptions(ctx, batchOptions(in, timeout,
+				fmt.Sprintf("%s/%d tailing slot %s", in.Topic, p, in.Slot.Format("15:04Z"))))
+			tails[p] = tail{f: workflow.ExecuteActivity(actx, a.ProcessBatch, input(p))}
+		}
+		return nil
+	}
+	for g := range slices.Chunk(parts, tailGroup) {
+		var gin activities.TailsInput
+		for _, p := range g {
+			gin.Batches = append(gin.Batches, input(p))
+		}
+		opts := batchOptions(in, timeout, fmt.Sprintf("%s/%s tailing slot %s", in.Topic, partitionRange(g), in.Slot.Format("15:04Z")))
+		// Not retried: a tail that did not end is run again from its plan,
+		// as an ordinary batch (runSlot).
+		opts.RetryPolicy = &temporal.RetryPolicy{MaximumAttempts: 1}
+		f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), a.ProcessTails, gin)
+		for i, p := range g {
+			tails[p] = tail{f: f, group: true, i: i}
+		}
 	}
 	return nil
+}
+
+// partitionRange names partitions for a summary: "3", or "0-7" (or a list,
+// when they are not consecutive).
+func partitionRange(ps []int32) string {
+	first, last := ps[0], ps[len(ps)-1]
+	switch {
+	case len(ps) == 1:
+		return fmt.Sprint(first)
+	case int(last-first) == len(ps)-1:
+		return fmt.Sprintf("%d-%d", first, last)
+	}
+	return strings.Trim(strings.Join(strings.Fields(fmt.Sprint(ps)), ","), "[]")
+}
+
+// tailResults gets what the tails of the slot's plans gave: for each plan
+// a tail ran (its partition's first sub-batch), a future of its result, or
+// nothing when its tail failed (it is then run as an ordinary batch).
+func tailResults(ctx workflow.Context, plans []ledger.Batch, tails map[int32]tail) map[int]workflow.Future {
+	out := map[int]workflow.Future{}
+	groups := map[workflow.Future][]activities.TailOutcome{}
+	for i, b := range plans {
+		t, ok := tails[b.Partition]
+		if !ok || b.Sub != 0 {
+			continue
+		}
+		if !t.group {
+			out[i] = t.f
+			continue
+		}
+		outs, got := groups[t.f]
+		if !got {
+			if err := t.f.Get(ctx, &outs); err != nil {
+				workflow.GetLogger(ctx).Warn("tails failed; their plans run as ordinary batches", "topic", b.Topic, "error", err)
+			}
+			groups[t.f] = outs
+		}
+		if t.i < len(outs) && outs[t.i].Err == "" {
+			f, set := workflow.NewFuture(ctx)
+			set.SetValue(outs[t.i].Result)
+			out[i] = f
+		}
+	}
+	return out
 }
 
 // slotPlans returns the slot's plans: read from the ledger when they all

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -249,34 +250,24 @@ func TestIDs(t *testing.T) {
 	}
 }
 
-// A tailing slot starts its batches at once, one per partition, and plans
-// only once its minute and the grace are over; the tails end as the plans.
+// A tailing slot starts its batches at once, one per partition (in one
+// group of tails), and plans only once its minute and the grace are over;
+// the tails end as the plans.
 func TestTailingSlotPlansAfterItsMinute(t *testing.T) {
 	env := newEnv(t)
 	env.SetStartTime(slot.Add(10 * time.Second))
 	grace := 3 * time.Second
 	planAt := slot.Add(time.Minute + grace)
 	env.OnActivity(a.TopicPartitions, mock.Anything, "t").Return([]int32{0, 1}, nil).Once()
-	var mu sync.Mutex // the two tails run at once, on goroutines of their own
-	tailed := map[int32]bool{}
-	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) {
-			if !in.Tail || !in.TailUntil.After(planAt) || in.Plan.End != 0 || !in.Plan.Slot.Equal(slot) {
-				return activities.BatchResult{}, fmt.Errorf("not a tail: %+v", in)
-			}
-			mu.Lock()
-			tailed[in.Plan.Partition] = true
-			mu.Unlock()
-			// What a tail returns: the plan from the ledger, processed.
-			for _, b := range plans().Batches {
-				if b.Partition == in.Plan.Partition {
-					in.Plan = b
+	env.OnActivity(a.ProcessTails, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.TailsInput) ([]activities.TailOutcome, error) {
+			for i, b := range in.Batches {
+				if !b.Tail || !b.TailUntil.After(planAt) || b.Plan.End != 0 || !b.Plan.Slot.Equal(slot) || b.Plan.Partition != int32(i) {
+					return nil, fmt.Errorf("not the tails of partitions 0 and 1: %+v", in)
 				}
 			}
-			res, err := done(in)
-			res.Tailed = true
-			return res, err
-		}).Times(2)
+			return tailsDone(in), nil
+		}).Once()
 	// A tailing slot goes to the planner without reading the ledger first,
 	// planLead ahead of its time, which the planning waits for.
 	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(
@@ -295,12 +286,98 @@ func TestTailingSlotPlansAfterItsMinute(t *testing.T) {
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if res.Tailed != 2 || !tailed[0] || !tailed[1] || res.Offsets != 14 || res.Events != 12 {
-		t.Fatalf("tailed %v, result %+v", tailed, res)
+	if res.Tailed != 2 || res.Offsets != 14 || res.Events != 12 {
+		t.Fatalf("result %+v", res)
 	}
 	env.AssertExpectations(t)
+}
+
+// tailsDone is what a group of tails returns: each tail's plan (from
+// plans()) processed.
+func tailsDone(in activities.TailsInput) []activities.TailOutcome {
+	out := make([]activities.TailOutcome, len(in.Batches))
+	for i, b := range in.Batches {
+		for _, p := range plans().Batches {
+			if p.Partition == b.Plan.Partition {
+				b.Plan = p
+			}
+		}
+		out[i].Result, _ = done(b)
+		out[i].Result.Tailed = true
+	}
+	return out
+}
+
+// The tails of many partitions run in groups of tailGroup, one activity
+// each; a tail that failed, or a group that did, has its plans run as
+// ordinary batches, and the slot is still whole.
+func TestTailsRunInGroupsAndFailedTailsRunAgain(t *testing.T) {
+	parts := make([]int32, 2*tailGroup+2) // groups of 8, 8 and 2
+	many := activities.PlanResult{New: len(parts)}
+	for i := range parts {
+		parts[i] = int32(i)
+		many.Batches = append(many.Batches, ledger.Batch{Topic: "t", Partition: int32(i), Slot: slot, Start: 0, End: 10, State: ledger.StatePlanned})
+	}
+	env := newEnv(t)
+	env.SetStartTime(slot.Add(10 * time.Second))
+	env.OnActivity(a.TopicPartitions, mock.Anything, "t").Return(parts, nil).Once()
+	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(many, nil).Once()
+	var mu sync.Mutex // the groups run at once, on goroutines of their own
+	var groups [][]int32
+	env.OnActivity(a.ProcessTails, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.TailsInput) ([]activities.TailOutcome, error) {
+			var g []int32
+			for _, b := range in.Batches {
+				g = append(g, b.Plan.Partition)
+			}
+			mu.Lock()
+			groups = append(groups, g)
+			mu.Unlock()
+			if g[0] == tailGroup { // the second group fails as a whole
+				return nil, errors.New("worker lost")
+			}
+			out := make([]activities.TailOutcome, len(in.Batches))
+			for i, b := range in.Batches {
+				if b.Plan.Partition == 3 { // one tail of the first group fails
+					out[i].Err = "ClickHouse went away"
+					continue
+				}
+				b.Plan = many.Batches[b.Plan.Partition]
+				out[i].Result, _ = done(b)
+				out[i].Result.Tailed = true
+			}
+			return out, nil
+		}).Times(3)
+	var again []int32
+	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) {
+			if in.Tail || in.Plan.End != 10 {
+				return activities.BatchResult{}, fmt.Errorf("not a planned batch: %+v", in)
+			}
+			mu.Lock()
+			again = append(again, in.Plan.Partition)
+			mu.Unlock()
+			return done(in)
+		})
+	env.ExecuteWorkflow(SlotWorkflow, SlotInput{Topic: "t", Slot: slot, Tail: true})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res SlotResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.SortFunc(groups, func(x, y []int32) int { return int(x[0] - y[0]) })
+	slices.Sort(again)
+	want := append([]int32{3}, parts[tailGroup:2*tailGroup]...)
+	if len(groups) != 3 || len(groups[0]) != tailGroup || len(groups[1]) != tailGroup || len(groups[2]) != 2 || !slices.Equal(again, want) {
+		t.Fatalf("groups %v, run again %v (want %v)", groups, again, want)
+	}
+	if len(res.Batches) != len(parts) || res.Tailed != len(parts)-1-tailGroup || res.Offsets != 10*int64(len(parts)) {
+		t.Fatalf("result %+v", res)
+	}
 }
 
 // A tailing slot that starts after its minute (a catch-up) runs as any
@@ -316,22 +393,21 @@ func TestScheduledTailTakesTheMinuteThatStarts(t *testing.T) {
 		} else {
 			env.SetStartTime(slot.Add(200 * time.Millisecond))
 			env.OnActivity(a.TopicPartitions, mock.Anything, "t").Return([]int32{0, 1}, nil).Once()
+			env.OnActivity(a.ProcessTails, mock.Anything, mock.Anything).Return(
+				func(_ context.Context, in activities.TailsInput) ([]activities.TailOutcome, error) {
+					return tailsDone(in), nil
+				}).Once()
 		}
 		env.OnActivity(a.PlanSlot, mock.Anything, mock.MatchedBy(func(in activities.PlanInput) bool {
 			return in.Slot.Equal(slot)
 		})).Return(plans(), nil).Once()
 		env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
 			func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) {
-				if in.Tail == late {
-					return activities.BatchResult{}, fmt.Errorf("late %v, tail %v", late, in.Tail)
+				if in.Tail || !late {
+					return activities.BatchResult{}, fmt.Errorf("late %v, tail %v: a batch of its own", late, in.Tail)
 				}
-				if in.Tail {
-					in.Plan = plans().Batches[in.Plan.Partition]
-				}
-				res, err := done(in)
-				res.Tailed = in.Tail
-				return res, err
-			}).Times(2)
+				return done(in)
+			}).Maybe()
 		env.ExecuteWorkflow(ScheduledSlotWorkflow, ScheduledInput{Topic: "t", Tail: true})
 		if err := env.GetWorkflowError(); err != nil {
 			t.Fatalf("late %v: %v", late, err)
@@ -355,15 +431,14 @@ func TestTailsStartTailDelayIntoTheMinute(t *testing.T) {
 			startedAt = env.Now()
 			return []int32{0}, nil
 		}).Once()
+	env.OnActivity(a.ProcessTails, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.TailsInput) ([]activities.TailOutcome, error) {
+			return tailsDone(in), nil
+		}).Once()
 	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) {
-			for _, b := range plans().Batches {
-				if b.Partition == in.Plan.Partition {
-					in.Plan = b
-				}
-			}
 			return done(in)
-		})
+		}).Once() // partition 1, which has no tail
 	notPlanned(env)
 	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(plans(), nil).Once()
 	env.ExecuteWorkflow(SlotWorkflow, SlotInput{Topic: "t", Slot: slot, Tail: true})

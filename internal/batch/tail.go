@@ -19,6 +19,15 @@ const (
 	tailPollEnded   = 100 * time.Millisecond
 )
 
+// Until lazyUntil before its minute's end, a tail's fetches wait for
+// records to gather (kafka.Consume's wait, lazyWait): it needs them by the
+// end, not each as it arrives. From then on they are answered at once, so
+// that the tail has read everything when the plan comes.
+const (
+	lazyUntil = 2 * time.Second
+	lazyWait  = 500 * time.Millisecond
+)
+
 // errTailRestart stops a tailing read whose guessed start proved wrong.
 var errTailRestart = errors.New("tail: the start offset was a guess, and wrong")
 
@@ -120,7 +129,12 @@ func (t *tail) read(ctx context.Context) error {
 	r := t.r
 	for {
 		atEnd := false
-		err := kafka.Consume(ctx, t.p.Conn, r.id.Topic, r.id.Partition, r.st.Next, tailPollEnded,
+		var wait time.Duration
+		lazy := time.Until(t.end) > lazyUntil
+		if lazy {
+			wait = lazyWait
+		}
+		err := kafka.Consume(ctx, t.p.Conn, r.id.Topic, r.id.Partition, r.st.Next, tailPollEnded, wait,
 			func(m *kafka.Record) error {
 				if t.plan != nil {
 					return kafka.ErrStop
@@ -142,7 +156,12 @@ func (t *tail) read(ctx context.Context) error {
 					return kafka.ErrStop
 				}
 				if time.Since(r.lastBeat) >= r.p.beatEvery() {
-					return r.beat(ctx)
+					if err := r.beat(ctx); err != nil {
+						return err
+					}
+				}
+				if lazy && time.Until(t.end) <= lazyUntil {
+					return kafka.ErrStop // to read on with fetches answered at once
 				}
 				return nil
 			})

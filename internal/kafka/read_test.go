@@ -202,7 +202,7 @@ func TestConsumeTicksAndStops(t *testing.T) {
 	var got []int64
 	ticks, quiet := 0, 0
 	produce(t, cl, 5)
-	err := Consume(ctxT(t), Conn{Brokers: brokers}, topic, 0, 0, 50*time.Millisecond, func(r *Record) error {
+	err := Consume(ctxT(t), Conn{Brokers: brokers}, topic, 0, 0, 50*time.Millisecond, 0, func(r *Record) error {
 		got = append(got, r.Offset)
 		return nil
 	}, func(seen int) error {
@@ -221,7 +221,7 @@ func TestConsumeTicksAndStops(t *testing.T) {
 		t.Fatalf("read %v with %d ticks", got, ticks)
 	}
 	stop := errors.New("enough")
-	err = Consume(ctxT(t), Conn{Brokers: brokers}, topic, 0, 2, time.Second, func(r *Record) error {
+	err = Consume(ctxT(t), Conn{Brokers: brokers}, topic, 0, 2, time.Second, 200*time.Millisecond, func(r *Record) error {
 		if r.Offset != 2 {
 			t.Errorf("first record at offset %d, want 2", r.Offset)
 		}
