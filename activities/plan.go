@@ -96,20 +96,31 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 		return PlanResult{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("slot %s is not to be planned before %s", slot.Format(time.RFC3339), at.Format(time.RFC3339Nano)), ErrTypeBadInput, nil)
 	}
+	began := time.Now()
 	res, existing, missing, err := a.existingPlans(ctx, in, slot)
 	if err != nil || len(missing) == 0 {
 		return res, err
 	}
+	read := time.Now()
 	newPlans, waited, err := a.planPartitions(ctx, in, slot, missing)
 	if err != nil {
 		return PlanResult{}, err
 	}
+	planned := time.Now()
 	if err := a.stillFree(ctx, in.Topic, slot, newPlans); err != nil {
 		return PlanResult{}, err
 	}
+	checked := time.Now()
 	if err := a.Plans.WriteBatches(ctx, newPlans); err != nil {
 		return PlanResult{}, err
 	}
+	if a.Batches != nil {
+		a.Batches.Planned(newPlans) // this worker's tails need not read them back
+	}
+	slog.InfoContext(ctx, "slot planned", "topic", in.Topic, "slot", slot.Format(time.RFC3339), "plans", len(newPlans),
+		"late", began.Sub(at).Round(time.Millisecond), "read", read.Sub(began).Round(time.Millisecond),
+		"plan", planned.Sub(read).Round(time.Millisecond), "waited", waited.Round(time.Millisecond),
+		"check", checked.Sub(planned).Round(time.Millisecond), "write", time.Since(checked).Round(time.Millisecond))
 	for _, b := range newPlans { // the last sub-batch of each partition holds its end
 		activity.GetMetricsHandler(ctx).WithTags(map[string]string{"topic": b.Topic, "partition": strconv.Itoa(int(b.Partition))}).
 			Gauge(metrics.Lag).Update(float64(b.HighWater - b.End))

@@ -156,6 +156,12 @@ type Processor struct {
 	commits commits   // the batches' outcomes and raw rows, written in groups
 }
 
+// Planned tells the worker's tails of plans written to the ledger by this
+// process (the planner's activity, once the write returned): a tail
+// waiting for its plan takes it at once instead of at its next ledger read
+// (planCache).
+func (p *Processor) Planned(bs []ledger.Batch) { p.plans.add(bs) }
+
 func (p *Processor) beatEvery() time.Duration {
 	if p.BeatEvery > 0 {
 		return p.BeatEvery

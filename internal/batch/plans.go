@@ -1,7 +1,9 @@
 package batch
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,9 +27,84 @@ const planReadTTL = time.Minute
 // Exactness does not depend on it: a tail acts on a plan only as the
 // ledger holds it, and a read begun less than a poll interval ago is what
 // polling every interval gives anyway.
+//
+// Plans this worker's planner wrote (Processor.Planned) are added to every
+// read without waiting for the next one, and wake the tails that wait: at
+// the minute's end, a tail learns its plan as the planner's write returns,
+// not up to a poll interval and a ledger read later. They are rows the
+// ledger acknowledged, and a plan never changes once written.
 type planCache struct {
-	mu    sync.Mutex
-	reads map[planKey]*planRead
+	mu      sync.Mutex
+	reads   map[planKey]*planRead
+	written []writtenPlan
+	wake    chan struct{} // closed (and replaced) when plans are written
+}
+
+// writtenPlan is a plan this worker wrote to the ledger, and when.
+type writtenPlan struct {
+	at time.Time
+	b  ledger.Batch
+}
+
+// add records plans written to the ledger and wakes the waiting tails.
+func (c *planCache) add(bs []ledger.Batch) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.written = slices.DeleteFunc(c.written, func(w writtenPlan) bool { return now.Sub(w.at) > planReadTTL })
+	for _, b := range bs {
+		c.written = append(c.written, writtenPlan{now, b})
+	}
+	if c.wake != nil {
+		close(c.wake)
+		c.wake = nil
+	}
+}
+
+// woken returns a channel closed when plans are next written.
+func (c *planCache) woken() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wake == nil {
+		c.wake = make(chan struct{})
+	}
+	return c.wake
+}
+
+// withWritten returns plans (of topic, slots first to last, as TopicPlans
+// orders them) with the written plans of those slots that it lacks.
+func (c *planCache) withWritten(plans []ledger.Batch, topic string, first, last time.Time) []ledger.Batch {
+	c.mu.Lock()
+	var add []ledger.Batch
+	for _, w := range c.written {
+		if w.b.Topic == topic && !w.b.Slot.Before(first) && !w.b.Slot.After(last) {
+			add = append(add, w.b)
+		}
+	}
+	c.mu.Unlock()
+	if len(add) == 0 {
+		return plans
+	}
+	have := make(map[ledger.BatchID]bool, len(plans))
+	for i := range plans {
+		have[plans[i].ID()] = true
+	}
+	out := plans
+	for _, b := range add {
+		if have[b.ID()] {
+			continue
+		}
+		if len(out) == len(plans) {
+			out = slices.Clone(plans) // the read's slice is shared
+		}
+		out = append(out, b)
+	}
+	if len(out) > len(plans) {
+		slices.SortFunc(out, func(x, y ledger.Batch) int {
+			return cmp.Or(x.Slot.Compare(y.Slot), cmp.Compare(x.Partition, y.Partition), cmp.Compare(x.Sub, y.Sub))
+		})
+	}
+	return out
 }
 
 type planKey struct {
@@ -73,8 +150,9 @@ func (c *planCache) topicPlans(ctx context.Context, l Ledger, topic string, firs
 				delete(c.reads, key)
 			}
 			c.mu.Unlock()
+			return nil, r.err
 		}
-		return r.plans, r.err
+		return c.withWritten(r.plans, topic, first, last), nil
 	}
 	c.mu.Unlock()
 	select {
@@ -85,7 +163,11 @@ func (c *planCache) topicPlans(ctx context.Context, l Ledger, topic string, firs
 	if r.err != nil {
 		// Another tail's read failed, perhaps only because its activity
 		// was cancelled: this tail asks for itself.
-		return l.TopicPlans(ctx, topic, first, last)
+		plans, err := l.TopicPlans(ctx, topic, first, last)
+		if err != nil {
+			return nil, err
+		}
+		return c.withWritten(plans, topic, first, last), nil
 	}
-	return r.plans, nil
+	return c.withWritten(r.plans, topic, first, last), nil
 }

@@ -151,3 +151,45 @@ func TestPlanCacheWaiterHonoursItsContext(t *testing.T) {
 	}
 	close(l.gate)
 }
+
+// Plans this worker wrote join every read, once, in the read's order,
+// before the ledger's next read has them.
+func TestPlanCacheAddsThePlansThisWorkerWrote(t *testing.T) {
+	l, slot := planFixture(t)
+	close(l.gate)
+	var c planCache
+	woken := c.woken()
+	known := ledger.Batch{Topic: "t", Partition: 2, Slot: slot, Start: 20, End: 30} // the ledger has it
+	fresh := ledger.Batch{Topic: "t", Partition: 1, Slot: slot.Add(time.Minute), Start: 10, End: 19}
+	c.add([]ledger.Batch{known, fresh, {Topic: "other", Partition: 1, Slot: slot, End: 3}})
+	select {
+	case <-woken:
+	default:
+		t.Fatal("writing plans did not wake the waiting tails")
+	}
+	got, err := c.topicPlans(context.Background(), l, "t", slot, slot.Add(time.Minute), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 5 || got[4] != fresh || got[2].Partition != 2 || got[2].Slot != slot {
+		t.Fatalf("plans %+v: want the ledger's 4, then the one written", got)
+	}
+	if got, _ := c.topicPlans(context.Background(), l, "t", slot, slot, time.Second); len(got) != 4 {
+		t.Fatalf("plans of the first slot only: %+v", got)
+	}
+}
+
+// A tail waiting for its plan takes the plan its worker's planner wrote
+// as soon as it is written, without reading the ledger for it.
+func TestTailTakesThePlanItsWorkerWrote(t *testing.T) {
+	f := newFixture(t)
+	f.produce(span(slot.Add(-time.Minute), 20, 0)...)
+	f.produce(span(slot, 40, 3)...)
+	f.produce(span(slot.Add(time.Minute), 10, 0)...)
+	f.ledger.plan(prevPlan(0, 20))
+	p := f.processor()
+	done := startTail(t, p, &memBeat{})
+	eventually(t, "the tail reads the ledger", func() bool { return f.ledger.readCount() >= 2 })
+	p.Planned([]ledger.Batch{plan(20, 60)}) // in the ledger too, but not in this double's reads
+	f.checkDone(wait(t, done), 20, 60)
+}

@@ -192,8 +192,9 @@ func (t *tail) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(tailPollEnded):
-		return t.check(ctx, true)
+	case <-t.p.plans.woken(): // this worker wrote plans
 	}
+	return t.check(ctx, true)
 }
 
 // check reads the ledger (at most once per poll interval unless forced)
