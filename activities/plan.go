@@ -11,6 +11,7 @@ import (
 	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
@@ -143,16 +144,24 @@ func (a *Activities) SlotPlans(ctx context.Context, in PlanInput) (PlanResult, e
 // existingPlans reads the slot's plans and, unless in.ExistingOnly, lists
 // the partitions that have none.
 func (a *Activities) existingPlans(ctx context.Context, in PlanInput, slot time.Time) (PlanResult, []ledger.Batch, []int32, error) {
-	existing, err := a.Plans.SlotBatches(ctx, in.Topic, slot)
-	if err != nil {
+	var existing []ledger.Batch
+	var parts []int32
+	var g errgroup.Group // the ledger and Kafka at once
+	g.Go(func() (err error) {
+		existing, err = a.Plans.SlotBatches(ctx, in.Topic, slot)
+		return err
+	})
+	if !in.ExistingOnly {
+		g.Go(func() (err error) {
+			parts, err = kafka.Partitions(a.Kafka, in.Topic)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
 		return PlanResult{}, nil, nil, err
 	}
 	if in.ExistingOnly {
 		return sortedPlans(PlanResult{Complete: true}, existing), existing, nil, nil
-	}
-	parts, err := kafka.Partitions(a.Kafka, in.Topic)
-	if err != nil {
-		return PlanResult{}, nil, nil, err
 	}
 	var missing []int32
 	for _, p := range parts {
@@ -175,8 +184,18 @@ func sortedPlans(res PlanResult, plans []ledger.Batch) PlanResult {
 }
 
 func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time.Time, parts []int32) ([]ledger.Batch, time.Duration, error) {
-	prev, next, err := a.Plans.Neighbours(ctx, in.Topic, slot)
-	if err != nil {
+	var prev, next map[int32]ledger.Batch
+	var topicID string
+	var g errgroup.Group // the ledger and Kafka at once
+	g.Go(func() (err error) {
+		prev, next, err = a.Plans.Neighbours(ctx, in.Topic, slot)
+		return err
+	})
+	g.Go(func() (err error) {
+		topicID, err = kafka.TopicID(a.Kafka, in.Topic)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return nil, 0, err
 	}
 	type end struct {
@@ -184,10 +203,6 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 		found bool
 	}
 	ends := make(map[int32]end, len(parts))
-	topicID, err := kafka.TopicID(a.Kafka, in.Topic)
-	if err != nil {
-		return nil, 0, err
-	}
 	began := a.now()
 	// A partition is idle when nothing past the slot's end has arrived by
 	// the slot's end + IdleWait: a slot that ended long ago (a backfill, a
@@ -295,12 +310,18 @@ func (a *Activities) adopted(ctx context.Context, topic, topicID string, prev, n
 // neighbour the new plans would not continue exactly or would overlap, is
 // an error; the retry plans from what the ledger holds then.
 func (a *Activities) stillFree(ctx context.Context, topic string, slot time.Time, plans []ledger.Batch) error {
-	now, err := a.Plans.SlotBatches(ctx, topic, slot)
-	if err != nil {
+	var now []ledger.Batch
+	var prev, next map[int32]ledger.Batch
+	var g errgroup.Group
+	g.Go(func() (err error) {
+		now, err = a.Plans.SlotBatches(ctx, topic, slot)
 		return err
-	}
-	prev, next, err := a.Plans.Neighbours(ctx, topic, slot)
-	if err != nil {
+	})
+	g.Go(func() (err error) {
+		prev, next, err = a.Plans.Neighbours(ctx, topic, slot)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	for _, b := range plans {

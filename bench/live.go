@@ -136,7 +136,8 @@ func (b *bench) live(ctx context.Context) (*LiveResult, error) {
 func (b *bench) endRuns(topic string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	q := fmt.Sprintf("ExecutionStatus = 'Running' AND %s = '%s'", workflows.AttrTopic.GetName(), topic)
+	q := fmt.Sprintf("ExecutionStatus = 'Running' AND (%s = '%s' OR WorkflowId STARTS_WITH '%s-')",
+		workflows.AttrTopic.GetName(), topic, workflows.ScheduledWorkflowID(topic))
 	resp, err := b.tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q})
 	if err != nil {
 		b.log.Warn("live run: listing the topic's open runs", "topic", topic, "err", err)

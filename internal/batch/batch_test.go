@@ -117,9 +117,7 @@ func TestTailGuessRefutedByTheLedger(t *testing.T) {
 // exists, and then ends as the plan says, counting each offset once.
 func TestTailHoldThenConfirm(t *testing.T) {
 	f := newFixture(t)
-	f.produce(span(slot.Add(-time.Minute), 20, 0)...)
-	f.produce(span(slot, 40, 3)...)
-	f.produce(span(slot.Add(time.Minute), 10, 0)...)
+	f.produceMinutes()
 	res := f.holdThenConfirm(20, 60)
 	if !res.Tailed {
 		t.Fatal("a confirmed tail should finish from what it read (Tailed)")

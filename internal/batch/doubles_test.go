@@ -360,6 +360,15 @@ func (f *fixture) produceTxn(commit bool, rs ...rec) {
 	f.recs = append(f.recs, rec{marker: true})
 }
 
+// produceMinutes produces the records most tail tests read: offsets 0-19
+// stamped in the minute before the slot, 20-59 in the slot (a dead letter
+// every third: 22, 25, ...), 60-69 in the minute after it.
+func (f *fixture) produceMinutes() {
+	f.produce(span(slot.Add(-time.Minute), 20, 0)...)
+	f.produce(span(slot, 40, 3)...)
+	f.produce(span(slot.Add(time.Minute), 10, 0)...)
+}
+
 func (f *fixture) producer(opts ...kgo.Opt) *kgo.Client {
 	f.t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(f.brokers...), kgo.DefaultProduceTopic(topic),

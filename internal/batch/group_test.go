@@ -14,9 +14,7 @@ import (
 // Temporal's payload limit together; a retry starts each batch again).
 func TestGroupRunsEachBatchAndReportsFailuresApart(t *testing.T) {
 	f := newFixture(t)
-	f.produce(span(slot.Add(-time.Minute), 20, 0)...)
-	f.produce(span(slot, 40, 3)...)
-	f.produce(span(slot.Add(time.Minute), 10, 0)...)
+	f.produceMinutes()
 	f.ledger.plan(prevPlan(0, 20))
 	p := f.processor()
 	p.BeatEvery = time.Millisecond

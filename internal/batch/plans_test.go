@@ -183,9 +183,7 @@ func TestPlanCacheAddsThePlansThisWorkerWrote(t *testing.T) {
 // as soon as it is written, without reading the ledger for it.
 func TestTailTakesThePlanItsWorkerWrote(t *testing.T) {
 	f := newFixture(t)
-	f.produce(span(slot.Add(-time.Minute), 20, 0)...)
-	f.produce(span(slot, 40, 3)...)
-	f.produce(span(slot.Add(time.Minute), 10, 0)...)
+	f.produceMinutes()
 	f.ledger.plan(prevPlan(0, 20))
 	p := f.processor()
 	done := startTail(t, p, &memBeat{})

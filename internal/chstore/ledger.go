@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
@@ -93,7 +95,11 @@ func (s *Store) TopicBatches(ctx context.Context, topic string) ([]ledger.Batch,
 
 // Neighbours returns, per partition, the latest plan before slot (its last
 // sub-batch) and the earliest plan after it (its first).
+//
+// The two reads run at once: a live slot's planner makes them at its
+// minute's end, when ClickHouse is busiest, and waits for both.
 func (s *Store) Neighbours(ctx context.Context, topic string, slot time.Time) (prev, next map[int32]ledger.Batch, err error) {
+	var g errgroup.Group
 	for _, q := range []struct {
 		cond, agg string
 		last      bool
@@ -101,9 +107,13 @@ func (s *Store) Neighbours(ctx context.Context, topic string, slot time.Time) (p
 	}{{"slot < ?", "max", true, &prev}, {"slot > ?", "min", false, &next}} {
 		where := fmt.Sprintf("topic = ? AND (kafka_partition, slot) GLOBAL IN (SELECT kafka_partition, %s(slot) FROM %s FINAL WHERE topic = ? AND %s GROUP BY kafka_partition)",
 			q.agg, s.Table("batches"), q.cond)
-		if *q.into, err = s.byPartition(ctx, q.last, where, topic, topic, slot.UTC()); err != nil {
-			return nil, nil, err
-		}
+		g.Go(func() (err error) {
+			*q.into, err = s.byPartition(ctx, q.last, where, topic, topic, slot.UTC())
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
 	}
 	return prev, next, nil
 }
