@@ -129,8 +129,9 @@ func TestLiveScheduleTails(t *testing.T) {
 	s2, s3 := s1.Add(time.Minute), s1.Add(2*time.Minute)
 	st := e.startStream(t, topic, []int32{0, 1}, 10, s3.Add(50*time.Second)) // partition 2 stays idle
 
-	// Kill the worker in the middle of s2: its tails are retried (after
-	// their heartbeat timeout) by the restarted worker.
+	// Kill the worker in the middle of s2: its group of tails times out
+	// (heartbeat), and s2 runs their plans as batches of their own on the
+	// restarted worker.
 	time.Sleep(time.Until(s2.Add(15 * time.Second)))
 	w.Kill()
 	w = e.startWorker(t)
