@@ -449,3 +449,15 @@ func TestTailsStartTailDelayIntoTheMinute(t *testing.T) {
 		t.Fatalf("tails started at %s, want %s", startedAt.Format(time.TimeOnly), slot.Add(tailDelay).Format(time.TimeOnly))
 	}
 }
+
+// A group of tails is named by its partitions in its activity's summary.
+func TestPartitionRange(t *testing.T) {
+	for _, c := range []struct {
+		ps   []int32
+		want string
+	}{{[]int32{3}, "3"}, {[]int32{0, 1, 2, 3, 4, 5, 6, 7}, "0-7"}, {[]int32{0, 2, 5}, "0,2,5"}} {
+		if got := partitionRange(c.ps); got != c.want {
+			t.Errorf("partitionRange(%v) = %q, want %q", c.ps, got, c.want)
+		}
+	}
+}
