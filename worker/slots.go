@@ -17,11 +17,16 @@ const DefaultActivities = 32
 // second), and room for the planner, the totals refresh and the anomaly
 // scoring, which must never wait behind the tails.
 func neededActivities(partitions map[string]int) int {
+	return 2*partitionCount(partitions) + 4
+}
+
+// partitionCount is the partitions of all the topics.
+func partitionCount(partitions map[string]int) int {
 	n := 0
 	for _, p := range partitions {
-		n += 2 * p
+		n += p
 	}
-	return n + 4
+	return n
 }
 
 // activitySlots decides the worker's activity slots: configured when it was
@@ -36,14 +41,12 @@ func activitySlots(set bool, configured int, partitions map[string]int) (int, er
 	if configured < need {
 		topics := slices.Sorted(maps.Keys(partitions))
 		parts := make([]string, len(topics))
-		total := 0
 		for i, t := range topics {
 			parts[i] = fmt.Sprintf("%s: %d", t, partitions[t])
-			total += partitions[t]
 		}
 		return 0, fmt.Errorf("RTB_WORKER_ACTIVITIES (--activities) %d is below the %d that the tailing slots of %d partitions need "+
 			"(2 per partition + 4; topics %s): planning would wait behind the tails; raise it, or leave it unset to size it from the partitions",
-			configured, need, total, strings.Join(parts, ", "))
+			configured, need, partitionCount(partitions), strings.Join(parts, ", "))
 	}
 	return configured, nil
 }
@@ -64,9 +67,5 @@ const (
 // memoryLimit is the soft memory limit for a worker that tails the
 // partitions of topics.
 func memoryLimit(partitions map[string]int) int64 {
-	total := 0
-	for _, p := range partitions {
-		total += p
-	}
-	return baseMemory + int64(total)*tailMemory
+	return baseMemory + int64(partitionCount(partitions))*tailMemory
 }

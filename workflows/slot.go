@@ -157,27 +157,19 @@ func runSlot(ctx workflow.Context, in SlotInput) (SlotResult, error) {
 	for _, b := range plan.Batches {
 		split[b.Partition] = split[b.Partition] || b.Sub > 0
 	}
-	tailed := map[int]bool{} // the plans a tail ran: its partition's first sub-batch
-	for i, b := range plan.Batches {
-		_, ok := tails[b.Partition]
-		tailed[i] = ok && b.Sub == 0
-	}
 	// The batches no tail ran first, then the tails' (waiting for a group
-	// of tails does not hold the others back), and a batch of its own for
+	// of tails does not hold the others back), then a batch of its own for
 	// each plan whose tail failed.
-	for _, ofTail := range []bool{false, true} {
-		var done map[int]workflow.Future
-		if ofTail {
-			done = tailResults(ctx, plan.Batches, tails)
+	for i, b := range plan.Batches {
+		if _, ok := tails[b.Partition]; !ok || b.Sub != 0 { // a tail is its partition's first sub-batch
+			futures[i] = startBatch(ctx, in, b, split[b.Partition])
 		}
-		for i, b := range plan.Batches {
-			if tailed[i] != ofTail {
-				continue
-			}
-			if f, ok := done[i]; ok {
-				futures[i] = f
-				continue
-			}
+	}
+	for i, f := range tailResults(ctx, plan.Batches, tails) {
+		futures[i] = f
+	}
+	for i, b := range plan.Batches {
+		if futures[i] == nil {
 			futures[i] = startBatch(ctx, in, b, split[b.Partition])
 		}
 	}
