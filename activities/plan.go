@@ -84,7 +84,21 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 	if in.NotBefore.After(at) {
 		at = in.NotBefore
 	}
-	if d := at.Sub(a.now()); d > 0 && d < maxPlanWait {
+	if d := at.Sub(a.now()); d >= maxPlanWait {
+		return PlanResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("slot %s is not to be planned before %s", slot.Format(time.RFC3339), at.Format(time.RFC3339Nano)), ErrTypeBadInput, nil)
+	}
+	// What the ledger and Kafka's metadata hold is read at once, before the
+	// slot's end when the planner started ahead of it: only the end
+	// offsets must be read after it. A plan written after this read is
+	// found by the check before the write (stillFree).
+	began := time.Now()
+	st, err := a.readLedger(ctx, in, slot, true)
+	if err != nil || len(st.missing) == 0 {
+		return st.res, err
+	}
+	read := time.Now()
+	if d := at.Sub(a.now()); d > 0 {
 		// A live slot's planner, started ahead of its time; or a slot
 		// planned right at its end, by a clock a little behind.
 		select {
@@ -93,17 +107,8 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 		case <-time.After(d):
 		}
 	}
-	if at.After(a.now()) {
-		return PlanResult{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("slot %s is not to be planned before %s", slot.Format(time.RFC3339), at.Format(time.RFC3339Nano)), ErrTypeBadInput, nil)
-	}
-	began := time.Now()
-	res, existing, missing, err := a.existingPlans(ctx, in, slot)
-	if err != nil || len(missing) == 0 {
-		return res, err
-	}
-	read := time.Now()
-	newPlans, waited, err := a.planPartitions(ctx, in, slot, missing)
+	ends := time.Now()
+	newPlans, waited, err := a.planPartitions(ctx, in, slot, st)
 	if err != nil {
 		return PlanResult{}, err
 	}
@@ -119,14 +124,14 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 		a.Batches.Planned(newPlans) // this worker's tails need not read them back
 	}
 	slog.InfoContext(ctx, "slot planned", "topic", in.Topic, "slot", slot.Format(time.RFC3339), "plans", len(newPlans),
-		"late", began.Sub(at).Round(time.Millisecond), "read", read.Sub(began).Round(time.Millisecond),
-		"plan", planned.Sub(read).Round(time.Millisecond), "waited", waited.Round(time.Millisecond),
+		"read", read.Sub(began).Round(time.Millisecond), "late", ends.Sub(at).Round(time.Millisecond),
+		"plan", planned.Sub(ends).Round(time.Millisecond), "waited", waited.Round(time.Millisecond),
 		"check", checked.Sub(planned).Round(time.Millisecond), "write", time.Since(checked).Round(time.Millisecond))
 	for _, b := range newPlans { // the last sub-batch of each partition holds its end
 		activity.GetMetricsHandler(ctx).WithTags(map[string]string{"topic": b.Topic, "partition": strconv.Itoa(int(b.Partition))}).
 			Gauge(metrics.Lag).Update(float64(b.HighWater - b.End))
 	}
-	return sortedPlans(PlanResult{New: len(newPlans), Waited: waited, Complete: true}, append(existing, newPlans...)), nil
+	return sortedPlans(PlanResult{New: len(newPlans), Waited: waited, Complete: true}, append(st.existing, newPlans...)), nil
 }
 
 // TopicPartitions lists the topic's partitions.
@@ -137,18 +142,28 @@ func (a *Activities) TopicPartitions(ctx context.Context, topic string) ([]int32
 // SlotPlans returns the plans the ledger already has for the slot, and
 // whether every partition has one; it writes nothing, so it needs no lock.
 func (a *Activities) SlotPlans(ctx context.Context, in PlanInput) (PlanResult, error) {
-	res, _, _, err := a.existingPlans(ctx, in, in.Slot.UTC())
-	return res, err
+	st, err := a.readLedger(ctx, in, in.Slot.UTC(), false)
+	return st.res, err
 }
 
-// existingPlans reads the slot's plans and, unless in.ExistingOnly, lists
-// the partitions that have none.
-func (a *Activities) existingPlans(ctx context.Context, in PlanInput, slot time.Time) (PlanResult, []ledger.Batch, []int32, error) {
-	var existing []ledger.Batch
+// ledgerState is what the planner reads before a slot's end offsets.
+type ledgerState struct {
+	res        PlanResult     // the slot's plans that exist, sorted
+	existing   []ledger.Batch // the same, as read
+	missing    []int32        // partitions with no plan (none when in.ExistingOnly)
+	prev, next map[int32]ledger.Batch
+	topicID    string
+}
+
+// readLedger reads the slot's plans and, unless in.ExistingOnly, lists the
+// partitions that have none; with neighbours (and not in.ExistingOnly),
+// also the plans around the slot and the topic's ID. All at once.
+func (a *Activities) readLedger(ctx context.Context, in PlanInput, slot time.Time, neighbours bool) (ledgerState, error) {
+	var st ledgerState
 	var parts []int32
 	var g errgroup.Group // the ledger and Kafka at once
 	g.Go(func() (err error) {
-		existing, err = a.Plans.SlotBatches(ctx, in.Topic, slot)
+		st.existing, err = a.Plans.SlotBatches(ctx, in.Topic, slot)
 		return err
 	})
 	if !in.ExistingOnly {
@@ -156,20 +171,27 @@ func (a *Activities) existingPlans(ctx context.Context, in PlanInput, slot time.
 			parts, err = kafka.Partitions(a.Kafka, in.Topic)
 			return err
 		})
-	}
-	if err := g.Wait(); err != nil {
-		return PlanResult{}, nil, nil, err
-	}
-	if in.ExistingOnly {
-		return sortedPlans(PlanResult{Complete: true}, existing), existing, nil, nil
-	}
-	var missing []int32
-	for _, p := range parts {
-		if !slices.ContainsFunc(existing, func(b ledger.Batch) bool { return b.Partition == p }) {
-			missing = append(missing, p)
+		if neighbours {
+			g.Go(func() (err error) {
+				st.prev, st.next, err = a.Plans.Neighbours(ctx, in.Topic, slot)
+				return err
+			})
+			g.Go(func() (err error) {
+				st.topicID, err = kafka.TopicID(a.Kafka, in.Topic)
+				return err
+			})
 		}
 	}
-	return sortedPlans(PlanResult{Complete: len(missing) == 0}, existing), existing, missing, nil
+	if err := g.Wait(); err != nil {
+		return ledgerState{}, err
+	}
+	for _, p := range parts {
+		if !slices.ContainsFunc(st.existing, func(b ledger.Batch) bool { return b.Partition == p }) {
+			st.missing = append(st.missing, p)
+		}
+	}
+	st.res = sortedPlans(PlanResult{Complete: in.ExistingOnly || len(st.missing) == 0}, st.existing)
+	return st, nil
 }
 
 func sortedPlans(res PlanResult, plans []ledger.Batch) PlanResult {
@@ -183,21 +205,10 @@ func sortedPlans(res PlanResult, plans []ledger.Batch) PlanResult {
 	return res
 }
 
-func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time.Time, parts []int32) ([]ledger.Batch, time.Duration, error) {
-	var prev, next map[int32]ledger.Batch
-	var topicID string
-	var g errgroup.Group // the ledger and Kafka at once
-	g.Go(func() (err error) {
-		prev, next, err = a.Plans.Neighbours(ctx, in.Topic, slot)
-		return err
-	})
-	g.Go(func() (err error) {
-		topicID, err = kafka.TopicID(a.Kafka, in.Topic)
-		return err
-	})
-	if err := g.Wait(); err != nil {
-		return nil, 0, err
-	}
+// planPartitions makes the plans of the partitions st lists as missing,
+// from their end offsets read now and the ledger as st holds it.
+func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time.Time, st ledgerState) ([]ledger.Batch, time.Duration, error) {
+	parts, prev, next, topicID := st.missing, st.prev, st.next, st.topicID
 	type end struct {
 		off   int64
 		found bool
@@ -242,19 +253,27 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 	waited := a.now().Sub(began)
 	// Bounds are read after the offsets above, so every end found is below
 	// the high watermark read here.
-	starts, err := kafka.ListOffsets(a.Kafka, in.Topic, parts, sarama.OffsetOldest)
-	if err != nil {
-		return nil, 0, err
-	}
-	highs, err := kafka.ListOffsets(a.Kafka, in.Topic, parts, sarama.OffsetNewest)
-	if err != nil {
-		return nil, 0, err
-	}
+	var starts, highs map[int32]int64
+	var id string
+	var g errgroup.Group
+	g.Go(func() (err error) {
+		starts, err = kafka.ListOffsets(a.Kafka, in.Topic, parts, sarama.OffsetOldest)
+		return err
+	})
+	g.Go(func() (err error) {
+		highs, err = kafka.ListOffsets(a.Kafka, in.Topic, parts, sarama.OffsetNewest)
+		return err
+	})
 	// The offsets above are of the topic ID read before them only if it
-	// is still the topic's ID now.
-	if id, err := kafka.TopicID(a.Kafka, in.Topic); err != nil {
+	// is still the topic's ID after them: read it too, after the ends.
+	g.Go(func() (err error) {
+		id, err = kafka.TopicID(a.Kafka, in.Topic)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return nil, 0, err
-	} else if id != topicID {
+	}
+	if id != topicID {
 		return nil, 0, fmt.Errorf("topic %s changed while it was planned (topic ID %s, then %s)", in.Topic, topicID, id)
 	}
 	adopted, err := a.adopted(ctx, in.Topic, topicID, prev, next)

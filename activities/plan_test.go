@@ -30,11 +30,13 @@ type memPlans struct {
 	// afterNeighbours, if set, runs once after the first Neighbours read:
 	// another planner writing meanwhile.
 	afterNeighbours func()
+	reads           []time.Time // when SlotBatches and Neighbours were called
 }
 
 func (m *memPlans) SlotBatches(_ context.Context, _ string, slot time.Time) ([]ledger.Batch, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.reads = append(m.reads, time.Now())
 	var out []ledger.Batch
 	for _, b := range m.bs {
 		if b.Slot.Equal(slot) {
@@ -59,6 +61,7 @@ func (m *memPlans) plan(p int32, slot time.Time) (ledger.Batch, bool) {
 func (m *memPlans) Neighbours(_ context.Context, _ string, slot time.Time) (prev, next map[int32]ledger.Batch, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.reads = append(m.reads, time.Now())
 	prev, next = map[int32]ledger.Batch{}, map[int32]ledger.Batch{}
 	before := func(x, y ledger.Batch) bool { return x.Slot.Before(y.Slot) || x.Slot.Equal(y.Slot) && x.Sub < y.Sub }
 	for _, b := range m.bs {
@@ -400,5 +403,50 @@ func TestPlanSlotWaitsUntilNotBefore(t *testing.T) {
 	if time.Now().Before(notBefore) || len(res.Batches) != 1 || res.Batches[0].End != 5 {
 		t.Fatalf("planned %+v by %s, want [0,5) once %s has passed", res.Batches, time.Now().Format("15:04:05.000"),
 			notBefore.Format("15:04:05.000"))
+	}
+}
+
+// A live slot's planner reads the ledger while it waits for NotBefore, so
+// that at the slot's end only Kafka's end offsets and the check before the
+// write are left; a plan written after that early read is still refused.
+func TestPlanSlotReadsTheLedgerBeforeNotBefore(t *testing.T) {
+	f := newPlanFixture(t)
+	slot := time.Now().UTC().Truncate(time.Minute).Add(-10 * time.Minute)
+	f.produce(stamps(5, slot.Add(time.Second))...)
+	f.produce(slot.Add(time.Minute)) // offset 5 ends the slot
+	f.a.Clock = time.Now
+	run := func(slot, notBefore time.Time) error {
+		var s testsuite.WorkflowTestSuite
+		env := s.NewTestActivityEnvironment()
+		env.RegisterActivity(f.a)
+		_, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: slot, IdleWait: time.Second, NotBefore: notBefore})
+		return err
+	}
+	notBefore := time.Now().Add(500 * time.Millisecond)
+	if err := run(slot, notBefore); err != nil {
+		t.Fatal(err)
+	}
+	after := 0
+	for _, r := range f.plans.reads {
+		if !r.Before(notBefore) {
+			after++
+		}
+	}
+	if len(f.plans.reads) != 4 || after != 2 {
+		t.Fatalf("%d ledger reads, %d of them after NotBefore; want 4, only the check's 2 after it", len(f.plans.reads), after)
+	}
+
+	// Another planner writes the next slot's plan while this one waits.
+	next := slot.Add(time.Minute)
+	f.produce(stamps(3, next.Add(time.Second))...)
+	f.produce(next.Add(time.Minute))
+	other := ledger.Batch{Topic: planTopic, Partition: 0, Slot: next, Start: 5, End: 9, State: ledger.StatePlanned, PlannedAt: time.Now()}
+	f.plans.afterNeighbours = func() { f.plans.bs = append(f.plans.bs, other) }
+	err := run(next, time.Now().Add(300*time.Millisecond))
+	if b, written := f.plans.plan(0, next); written && b.WorkflowID != "" {
+		t.Fatalf("a second plan [%d,%d) of slot %s was written over the one written meanwhile", b.Start, b.End, next.Format("15:04"))
+	}
+	if err == nil || !strings.Contains(err.Error(), "planned meanwhile") {
+		t.Fatalf("got %v, want an error about the plan written meanwhile", err)
 	}
 }
