@@ -60,12 +60,14 @@ type PlanResult struct {
 	Complete bool          // every partition has a plan
 }
 
-// pollEvery is how often planning asks Kafka again about a partition that
-// has no record past the slot's end yet.
-// It asks first after firstPoll, then twice as long each time, up to
-// pollEvery.
+// How often planning asks Kafka again about partitions that have no record
+// past the slot's end yet: every firstPoll for the first fastPolls after
+// the slot's end (right at the end, the next records are milliseconds
+// away, and every poll missed is latency), then twice as long each time,
+// up to pollEvery.
 const (
-	firstPoll = 20 * time.Millisecond
+	firstPoll = 10 * time.Millisecond
+	fastPolls = time.Second
 	pollEvery = 200 * time.Millisecond
 )
 
@@ -219,7 +221,7 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 	// the slot's end + IdleWait: a slot that ended long ago (a backfill, a
 	// catch-up) does not wait at all.
 	deadline := slot.Add(time.Minute).Add(in.IdleWait)
-	poll := firstPoll // right at the slot's end, the next records are milliseconds away
+	poll := firstPoll
 	for {
 		var ask []int32
 		for _, p := range parts {
@@ -248,7 +250,9 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 			return nil, 0, ctx.Err()
 		case <-time.After(poll):
 		}
-		poll = min(2*poll, pollEvery)
+		if a.now().Sub(slot.Add(time.Minute)) > fastPolls {
+			poll = min(2*poll, pollEvery)
+		}
 	}
 	waited := a.now().Sub(began)
 	// Bounds are read after the offsets above, so every end found is below

@@ -209,6 +209,33 @@ func TestRetryAfterAFailedWrite(t *testing.T) {
 	}
 }
 
+// The raw events a batch has not stored by its end go with its outcome,
+// beside its partials: the ledger says done, and archived, only once they
+// are stored. A failed archive write fails the attempt before the ledger
+// row; the retry stores every event.
+func TestRawEventsAreStoredBeforeTheLedgerSaysDone(t *testing.T) {
+	f := newFixture(t)
+	f.produce(span(slot, 500, 0)...)
+	p, pl := f.processor(), plan(0, 500)
+	f.sink.failRaw = 1
+	if _, err := p.Process(testCtx(t), Input{Plan: pl}, &memBeat{}); err == nil {
+		t.Fatal("the injected failure did not fail the attempt")
+	}
+	if b, _ := f.ledger.row(pl.ID()); b.Done() {
+		t.Fatal("the ledger says done although the batch's raw events were not stored")
+	}
+	res, err := p.Process(testCtx(t), Input{Plan: pl}, &memBeat{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.checkDone(res, 0, 500)
+	f.sink.mu.Lock()
+	defer f.sink.mu.Unlock()
+	if b, _ := f.ledger.row(pl.ID()); !b.Archived || len(f.sink.raw) != 500 {
+		t.Fatalf("archived %v, %d of 500 events in the archive", b.Archived, len(f.sink.raw))
+	}
+}
+
 // A source other than kafka or raw is bad input, which no retry can fix.
 func TestUnknownSourceIsBadInput(t *testing.T) {
 	f := newFixture(t)

@@ -1,19 +1,24 @@
 package batch
 
 import (
+	"cmp"
 	"context"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
 
 // maxCommitGroup bounds the items written together; commitTimeout bounds
-// one group's write.
+// one group's write; maxGather bounds how long a group's leader waits for
+// the items announced to it.
 const (
 	maxCommitGroup = 256
 	commitTimeout  = 2 * time.Minute
+	maxGather      = 100 * time.Millisecond
 )
 
 // groupCommit writes the items of a worker's batches in groups (group
@@ -31,10 +36,53 @@ const (
 // goes on (heartbeats its progress, records itself done) only once what it
 // wrote is stored, as when it wrote alone; a group whose write fails fails
 // each of its batches, and each is retried as it would be alone.
+//
+// Items can be announced (announce) before they come: a batch that has its
+// plan and reads its last records. A leader whose turn has come waits for
+// the announced items to join its group, up to maxGather: at a minute's
+// end every tail of the worker learns its plan at once, and the first to
+// end would otherwise be written alone while the others queue behind it.
 type groupCommit[T any] struct {
-	mu      sync.Mutex
-	pending *commitGroup[T] // gathering items; nil when none
-	turn    chan struct{}   // held by the group being written (capacity 1)
+	mu       sync.Mutex
+	pending  *commitGroup[T] // gathering items; nil when none
+	turn     chan struct{}   // held by the group being written (capacity 1)
+	expected int             // items announced that have not joined a group
+	gather   time.Duration   // how long a leader waits for them; 0: maxGather
+}
+
+// Announcement is an item announced to a groupCommit; its commit takes it,
+// and withdraw (after a commit: nothing) says it will not come.
+type announcement struct {
+	mu   *sync.Mutex
+	left *int
+	done bool
+}
+
+// announce tells c that an item will come soon.
+func (c *groupCommit[T]) announce() *announcement {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expected++
+	return &announcement{mu: &c.mu, left: &c.expected}
+}
+
+// withdraw says that the announced item will not come (a no-op once it
+// has, or on nil).
+func (a *announcement) withdraw() {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.take()
+}
+
+// take marks the announced item as come; the caller holds its lock.
+func (a *announcement) take() {
+	if a != nil && !a.done {
+		a.done = true
+		*a.left--
+	}
 }
 
 // commitGroup is the items written together: the first to join writes the
@@ -45,12 +93,14 @@ type commitGroup[T any] struct {
 	err   error
 }
 
-// commit writes item with the other items that come meanwhile, by write.
-// The group holds item until it is written: commit returns only then (at
-// most two commitTimeouts later, whatever ctx says), so that the caller's
-// buffers are never read by a write after it has gone on.
-func (c *groupCommit[T]) commit(ctx context.Context, item T, write func(context.Context, []T) error) error {
+// commit writes item with the other items that come meanwhile, by write;
+// ann is item's announcement, or nil. The group holds item until it is
+// written: commit returns only then (at most two commitTimeouts and a
+// maxGather later, whatever ctx says), so that the caller's buffers are
+// never read by a write after it has gone on.
+func (c *groupCommit[T]) commit(ctx context.Context, item T, ann *announcement, write func(context.Context, []T) error) error {
 	c.mu.Lock()
+	ann.take()
 	if c.turn == nil {
 		c.turn = make(chan struct{}, 1)
 	}
@@ -71,6 +121,12 @@ func (c *groupCommit[T]) commit(ctx context.Context, item T, write func(context.
 	// not stop with its own context.
 	c.turn <- struct{}{}
 	c.mu.Lock()
+	gather := cmp.Or(c.gather, maxGather)
+	for began := time.Now(); c.expected > 0 && c.pending == g && len(g.items) < maxCommitGroup && time.Since(began) < gather; {
+		c.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		c.mu.Lock()
+	}
 	if c.pending == g {
 		c.pending = nil
 	}
@@ -83,25 +139,37 @@ func (c *groupCommit[T]) commit(ctx context.Context, item T, write func(context.
 	return g.err
 }
 
-// batchEnd is what a batch writes when it ends: its partials, then its
-// ledger row.
+// batchEnd is what a batch writes when it ends: its partials and its raw
+// events not yet stored, then its ledger row.
 type batchEnd struct {
 	partials Partials
+	raw      *sink.RawBuffer // nil or empty: none
 	row      ledger.Batch
 }
 
-// writeOutcomes writes batches' partials, then their ledger rows: the
-// ledger says a batch is done only once its partials are stored.
+// writeOutcomes writes batches' partials and raw events (at once: two
+// tables, neither waits for the other), then their ledger rows: the ledger
+// says a batch is done only once its partials and its archive are stored.
 func (p *Processor) writeOutcomes(ctx context.Context, ends []batchEnd) error {
 	ps := make([]Partials, len(ends))
 	rows := make([]ledger.Batch, len(ends))
+	var raws []*sink.RawBuffer
 	for i, o := range ends {
 		ps[i], rows[i] = o.partials, o.row
+		if o.raw != nil && o.raw.Len() > 0 {
+			raws = append(raws, o.raw)
+		}
 	}
-	if err := p.Sink.WritePartials(ctx, ps); err != nil {
+	var g errgroup.Group
+	g.Go(func() error { return p.Sink.WritePartials(ctx, ps) })
+	if len(raws) > 0 {
+		g.Go(func() error { return p.Sink.WriteRaw(ctx, raws) })
+	}
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	return p.Ledger.WriteBatches(ctx, rows)
+	err := p.Ledger.WriteBatches(ctx, rows)
+	return err
 }
 
 // commits are the group commits of a worker's batches.

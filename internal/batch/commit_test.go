@@ -67,7 +67,7 @@ func (f *commitFixture) commitAll(ctx context.Context, from, to int32) <-chan []
 		go func() {
 			defer wg.Done()
 			part, row := f.outcome(n)
-			errs[n-from] = f.p.commits.outcomes.commit(ctx, batchEnd{part, row}, f.p.writeOutcomes)
+			errs[n-from] = f.p.commits.outcomes.commit(ctx, batchEnd{partials: part, row: row}, nil, f.p.writeOutcomes)
 		}()
 	}
 	go func() { wg.Wait(); out <- errs }()
@@ -136,6 +136,53 @@ func TestGroupCommitWritesTheBatchesThatEndTogetherInOneWrite(t *testing.T) {
 		if !f.done(n) || rev != int64(n) {
 			t.Fatalf("partition %d: done %v, partials %v", n, f.done(n), f.s.partials[part.ID])
 		}
+	}
+}
+
+// The tails of a worker learn their plans at the same moment and end within
+// a few milliseconds of each other: announced, they are written in one
+// group, not the first alone and the others queued behind it.
+func TestGroupCommitLeaderWaitsForTheAnnouncedBatches(t *testing.T) {
+	f := newCommitFixture(t)
+	c := &f.p.commits.outcomes
+	c.gather = 30 * time.Second // the test's time, not the machine's, decides
+	anns := make([]*announcement, 4)
+	for i := range anns {
+		anns[i] = c.announce()
+	}
+	ctx := testCtx(t)
+	errs := make(chan error, 4)
+	for n := range int32(4) {
+		go func() {
+			time.Sleep(time.Duration(n) * 10 * time.Millisecond) // they end one after the other
+			part, row := f.outcome(n)
+			errs <- c.commit(ctx, batchEnd{partials: part, row: row}, anns[n], f.p.writeOutcomes)
+		}()
+	}
+	if n := <-f.s.entered; n != 4 {
+		t.Fatalf("first write: %d batches, want the 4 announced", n)
+	}
+	close(f.s.gate)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// One that will not come (its batch failed before its end) is
+	// withdrawn, and the leader does not wait for it.
+	stray, leader := c.announce(), c.announce()
+	stray.withdraw()
+	stray.withdraw() // twice: still one
+	part, row := f.outcome(5)
+	if err := c.commit(ctx, batchEnd{partials: part, row: row}, leader, f.p.writeOutcomes); err != nil {
+		t.Fatal(err)
+	}
+	leader.withdraw() // after its commit: nothing
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.expected != 0 {
+		t.Fatalf("%d announced batches still expected, want 0", c.expected)
 	}
 }
 

@@ -111,6 +111,7 @@ type memSink struct {
 	failPartials  int                 // the next failPartials writes fail
 	partialWrites int                 // WritePartials calls
 	rawWrites     int                 // WriteRaw calls
+	failRaw       int                 // the next failRaw WriteRaw calls fail
 	failDead      int
 	// deadCalls counts the WriteDeadLetters calls with dead letters in
 	// them; maxDeadBytes is the largest such call's total payload bytes:
@@ -194,6 +195,10 @@ func (s *memSink) WriteRaw(_ context.Context, bufs []*sink.RawBuffer) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rawWrites++
+	if s.failRaw > 0 {
+		s.failRaw--
+		return errors.New("injected: raw archive write failed")
+	}
 	for _, r := range bufs {
 		slots := r.Columns(1)[15].([]time.Time)
 		for i, o := range r.Offsets() {

@@ -46,5 +46,5 @@ func (p *Processor) fromArchive(ctx context.Context, in Input) (Result, error) {
 	}
 	done.Skipped = uint64(plan.Offsets()) - ro.Events - ro.DeadLetters - done.Markers
 	done.Archived = true
-	return p.record(ctx, in, done, table, began)
+	return p.record(ctx, in, done, table, batchRest{}, began)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/agg"
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
+	"github.com/rtbpipe/rtbpipe/internal/sink"
 )
 
 // readPlan processes a planned batch from Kafka, resuming from the previous
@@ -66,13 +67,15 @@ func (r *run) finish(ctx context.Context, in Input, plan ledger.Batch, began tim
 		return Result{}, err
 	}
 	in.Plan = plan
-	res, err := r.p.record(ctx, in, r.outcome(plan), r.table, began)
+	res, err := r.p.record(ctx, in, r.outcome(plan), r.table, batchRest{&r.raw, r.ann}, began)
 	res.Resumed = resumed
 	return res, err
 }
 
-// readTo reads the records up to end, then writes what is pending. While
-// the partition sends nothing, it keeps heartbeating: silence is waited for.
+// readTo reads the records up to end, then writes what is pending but the
+// raw events not yet sent, which go with the batch's outcome (record).
+// While the partition sends nothing, it keeps heartbeating: silence is
+// waited for.
 func (r *run) readTo(ctx context.Context, end int64) error {
 	if r.st.Next < end {
 		err := kafka.ReadRange(ctx, r.p.Conn, r.id.Topic, r.id.Partition, r.st.Next, end, func(m *kafka.Record) error {
@@ -93,16 +96,18 @@ func (r *run) readTo(ctx context.Context, end int64) error {
 		r.st.Skipped += uint64(end - r.st.Next)
 		r.st.Next = end
 	}
-	return r.flush(ctx)
+	return r.store(ctx, false)
 }
 
-// record writes a batch's partials, then its outcome to the ledger: the
-// ledger says done only once everything else is stored. The batches of a
-// worker that end at once write together (groupCommit).
+// record writes a batch's partials and its raw events not yet stored
+// (rest.raw, nil when none), then its outcome to the ledger: the ledger
+// says done only once everything else is stored. The batches of a worker
+// that end at once write together (groupCommit; rest.ann is the batch's
+// announcement to it, or nil).
 //
 // The rows' version follows the ledger row the batch was given (its plan,
 // or the outcome of the run before), never only the clock: see ledger.After.
-func (p *Processor) record(ctx context.Context, in Input, done ledger.Batch, table agg.Table, began time.Time) (Result, error) {
+func (p *Processor) record(ctx context.Context, in Input, done ledger.Batch, table agg.Table, rest batchRest, began time.Time) (Result, error) {
 	version := ledger.After(in.Plan.Version)
 	done.State = ledger.StateDone
 	windows := table.Windows()
@@ -111,7 +116,7 @@ func (p *Processor) record(ctx context.Context, in Input, done ledger.Batch, tab
 	done.DurationMs = uint64(time.Since(began).Milliseconds())
 	done.WorkflowID, done.RunID, done.Attempt = in.WorkflowID, in.RunID, in.Attempt
 	done.Version = version
-	if err := p.commits.outcomes.commit(ctx, batchEnd{Partials{ID: done.ID(), Table: table, Version: version}, done}, p.writeOutcomes); err != nil {
+	if err := p.commits.outcomes.commit(ctx, batchEnd{Partials{ID: done.ID(), Table: table, Version: version}, rest.raw, done}, rest.ann, p.writeOutcomes); err != nil {
 		return Result{}, err
 	}
 	res := Result{Batch: done}
@@ -119,6 +124,12 @@ func (p *Processor) record(ctx context.Context, in Input, done ledger.Batch, tab
 		res.Windows = append(res.Windows, time.Unix(w, 0).UTC())
 	}
 	return res, nil
+}
+
+// batchRest is what a batch's end writes besides its partials and outcome.
+type batchRest struct {
+	raw *sink.RawBuffer // raw events not yet stored; nil: none
+	ann *announcement   // the batch's announcement to the group commit; nil: none
 }
 
 // sameTopic checks that Kafka's topic has the topic ID the plan was made

@@ -43,6 +43,7 @@ type run struct {
 	// heartbeats: a tailing batch whose start offset is a guess must not
 	// write rows in the name of offsets that may not be its own.
 	hold     bool
+	ann      *announcement // to the group commit of outcomes, once the end is near; nil before
 	lastBeat time.Time
 	n        int
 }
@@ -142,6 +143,12 @@ func (r *run) full() bool { return r.deadFull() || r.raw.Len() >= rawFlush }
 
 // flush stores the dead letters and raw events read so far, unless held.
 func (r *run) flush(ctx context.Context) error {
+	return r.store(ctx, true)
+}
+
+// store stores what flush does, but leaves the raw events not yet sent in
+// r.raw unless withRaw: at a batch's end they go with its outcome (record).
+func (r *run) store(ctx context.Context, withRaw bool) error {
 	if r.hold {
 		return nil
 	}
@@ -153,8 +160,8 @@ func (r *run) flush(ctx context.Context) error {
 		if err := r.ins.Commit(ctx, &r.raw); err != nil {
 			return err
 		}
-	case r.raw.Len() > 0:
-		if err := r.p.commits.raw.commit(ctx, &r.raw, r.p.Sink.WriteRaw); err != nil {
+	case r.raw.Len() > 0 && withRaw:
+		if err := r.p.commits.raw.commit(ctx, &r.raw, nil, r.p.Sink.WriteRaw); err != nil {
 			return err
 		}
 		r.raw.Reset()

@@ -28,6 +28,10 @@ const (
 	lazyWait  = 500 * time.Millisecond
 )
 
+// quietAfterEnd is how long after its slot's end a tail waiting for its
+// plan heartbeats without writing what it read: the plan is expected then.
+const quietAfterEnd = 5 * time.Second
+
 // errTailRestart stops a tailing read whose guessed start proved wrong.
 var errTailRestart = errors.New("tail: the start offset was a guess, and wrong")
 
@@ -116,7 +120,11 @@ func (t *tail) process(ctx context.Context) (Result, error) {
 			t.in.Plan = plan
 			return t.p.readPlan(ctx, t.in, t.hb)
 		}
+		// Its outcome will come: the worker's other tails, which learnt
+		// their plans at the same moment, are written with it.
+		t.r.ann = t.p.commits.outcomes.announce()
 		res, err := t.r.finish(ctx, t.in, plan, t.began, resumed)
+		t.r.ann.withdraw()
 		res.Tailed = err == nil
 		return res, err
 	}
@@ -181,9 +189,18 @@ func (t *tail) read(ctx context.Context) error {
 
 // wait heartbeats, pauses a poll interval, and asks the ledger again.
 func (t *tail) wait(ctx context.Context) error {
-	if t.r == nil {
+	switch {
+	case t.r == nil:
 		t.hb.Record(ctx, alive)
-	} else if time.Since(t.r.lastBeat) >= t.p.beatEvery() {
+	case time.Since(t.r.lastBeat) < t.p.beatEvery():
+	case time.Now().After(t.end) && time.Now().Before(t.end.Add(quietAfterEnd)):
+		// Right after the slot's end its plan is near: only that the run
+		// is alive, not a write of what it read, which the plan's arrival
+		// would then wait for (the end writes it). A retry of an
+		// ungrouped tail starts it again.
+		t.r.lastBeat = time.Now()
+		t.hb.Record(ctx, alive)
+	default:
 		if err := t.r.beat(ctx); err != nil {
 			return err
 		}
