@@ -28,9 +28,13 @@ const (
 	lazyWait  = 500 * time.Millisecond
 )
 
-// quietAfterEnd is how long after its slot's end a tail waiting for its
-// plan heartbeats without writing what it read: the plan is expected then.
-const quietAfterEnd = 5 * time.Second
+// Right after its slot's end (quietAfterEnd), a tail heartbeats without
+// writing what it read: its plan is expected then. In the last lazyUntil
+// before the end it stores what it read every eagerBeat.
+const (
+	quietAfterEnd = 5 * time.Second
+	eagerBeat     = 500 * time.Millisecond
+)
 
 // errTailRestart stops a tailing read whose guessed start proved wrong.
 var errTailRestart = errors.New("tail: the start offset was a guess, and wrong")
@@ -163,10 +167,8 @@ func (t *tail) read(ctx context.Context) error {
 				if t.plan != nil {
 					return kafka.ErrStop
 				}
-				if time.Since(r.lastBeat) >= r.p.beatEvery() {
-					if err := r.beat(ctx); err != nil {
-						return err
-					}
+				if err := t.maybeBeat(ctx); err != nil {
+					return err
 				}
 				if lazy && time.Until(t.end) <= lazyUntil {
 					return kafka.ErrStop // to read on with fetches answered at once
@@ -189,21 +191,10 @@ func (t *tail) read(ctx context.Context) error {
 
 // wait heartbeats, pauses a poll interval, and asks the ledger again.
 func (t *tail) wait(ctx context.Context) error {
-	switch {
-	case t.r == nil:
+	if t.r == nil {
 		t.hb.Record(ctx, alive)
-	case time.Since(t.r.lastBeat) < t.p.beatEvery():
-	case time.Now().After(t.end) && time.Now().Before(t.end.Add(quietAfterEnd)):
-		// Right after the slot's end its plan is near: only that the run
-		// is alive, not a write of what it read, which the plan's arrival
-		// would then wait for (the end writes it). A retry of an
-		// ungrouped tail starts it again.
-		t.r.lastBeat = time.Now()
-		t.hb.Record(ctx, alive)
-	default:
-		if err := t.r.beat(ctx); err != nil {
-			return err
-		}
+	} else if err := t.maybeBeat(ctx); err != nil {
+		return err
 	}
 	select {
 	case <-ctx.Done():
@@ -212,6 +203,29 @@ func (t *tail) wait(ctx context.Context) error {
 	case <-t.p.plans.woken(): // this worker wrote plans
 	}
 	return t.check(ctx, true)
+}
+
+// maybeBeat heartbeats the run when a beat is due: every beatEvery, with
+// what it read stored (run.beat); in the last lazyUntil before the slot's
+// end every eagerBeat too, so that little is left to store at the end; and
+// in the quietAfterEnd after it only that it is alive, not a write that
+// the plan's arrival would wait for (the end stores it; a retry of an
+// ungrouped tail then starts it again).
+func (t *tail) maybeBeat(ctx context.Context) error {
+	r, now := t.r, time.Now()
+	since := now.Sub(r.lastBeat)
+	switch {
+	case now.After(t.end) && now.Before(t.end.Add(quietAfterEnd)):
+		if since >= t.p.beatEvery() {
+			r.lastBeat = now
+			t.hb.Record(ctx, alive)
+		}
+		return nil
+	case since >= t.p.beatEvery(),
+		since >= eagerBeat && r.raw.Len() > 0 && now.Before(t.end) && !now.Before(t.end.Add(-lazyUntil)):
+		return r.beat(ctx)
+	}
+	return nil
 }
 
 // check reads the ledger (at most once per poll interval unless forced)

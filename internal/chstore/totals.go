@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/rtbpipe/rtbpipe/internal/agg"
 )
 
@@ -53,7 +55,14 @@ func (s *Store) RefreshTotals(ctx context.Context, topic string, hours []time.Ti
 	if topic == AllTopics {
 		return fmt.Errorf("refresh window totals: no topic")
 	}
-	s.dropStaleStages(ctx)
+	// Best effort, beside the refresh: it drops only tables older than
+	// stageMaxAge, never this refresh's own.
+	cleaned := make(chan struct{})
+	go func() {
+		defer close(cleaned)
+		s.dropStaleStages(ctx)
+	}()
+	defer func() { <-cleaned }()
 	for chunk := range slices.Chunk(Hours(hours), hoursPerSwap) {
 		if err := s.refreshHours(ctx, scopeHours{topic: chunk, AllTopics: chunk}); err != nil {
 			return err
@@ -132,17 +141,35 @@ func (s *Store) StaleTotals(ctx context.Context, topic string, from, to time.Tim
 // partials.
 func (s *Store) refreshHours(ctx context.Context, todo scopeHours) error {
 	for attempt := 1; ; attempt++ {
-		if err := s.swapIn(ctx, todo); err != nil {
+		drop, err := s.swapIn(ctx, todo)
+		if err != nil {
+			return err
+		}
+		// The staging table is dropped while the scopes are checked, each
+		// scope at once.
+		dropped := make(chan struct{})
+		go func() {
+			defer close(dropped)
+			drop()
+		}()
+		scopes := todo.scopes()
+		stales := make([][]time.Time, len(scopes))
+		var g errgroup.Group
+		for i, scope := range scopes {
+			g.Go(func() (err error) {
+				stales[i], err = s.staleHours(ctx, scope, todo[scope])
+				return err
+			})
+		}
+		err = g.Wait()
+		<-dropped
+		if err != nil {
 			return err
 		}
 		stale := scopeHours{}
-		for _, scope := range todo.scopes() {
-			st, err := s.staleHours(ctx, scope, todo[scope])
-			if err != nil {
-				return err
-			}
-			if len(st) > 0 {
-				stale[scope] = st
+		for i, scope := range scopes {
+			if len(stales[i]) > 0 {
+				stale[scope] = stales[i]
 			}
 		}
 		if len(stale) == 0 {
@@ -164,40 +191,44 @@ const stageEngine = " ENGINE = MergeTree PARTITION BY (topic, toStartOfHour(wind
 
 // swapIn builds the hours of each scope from the partials in one staging
 // table of its own and replaces each hour's partition of the totals with
-// it.
-func (s *Store) swapIn(ctx context.Context, todo scopeHours) error {
+// it; drop drops the staging table (call it once, whatever err says: a
+// table it leaves is dropped by a later refresh).
+func (s *Store) swapIn(ctx context.Context, todo scopeHours) (drop func(), err error) {
 	var suffix [4]byte
 	if _, err := rand.Read(suffix[:]); err != nil {
-		return fmt.Errorf("refresh window totals: %w", err)
+		return func() {}, fmt.Errorf("refresh window totals: %w", err)
 	}
 	stage := s.Table(fmt.Sprintf("%s%d_%s", stagePrefix, time.Now().UnixNano(), hex.EncodeToString(suffix[:])))
 	if err := s.conn.Exec(ctx, "CREATE TABLE "+stage+" AS "+s.Table("window_totals")+stageEngine); err != nil {
-		return fmt.Errorf("refresh window totals: staging table: %w", err)
+		return func() {}, fmt.Errorf("refresh window totals: staging table: %w", err)
 	}
-	defer func() {
+	drop = func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		_ = s.conn.Exec(dctx, "DROP TABLE IF EXISTS "+stage) // else the next refresh drops it
-	}()
-	for _, scope := range todo.scopes() {
-		where, args := scopeWhere(scope, todo[scope])
-		q := "INSERT INTO " + stage + " (topic, window_start, event_type, country, ad_format, events, revenue_micros, revenue_float)" +
-			" SELECT " + quote(scope) + ", window_start, event_type, country, ad_format, sum(events) AS n, sum(revenue_micros), sum(toFloat64(revenue_micros))" +
-			" FROM " + s.Table("window_partials") + " FINAL WHERE " + where +
-			" GROUP BY window_start, event_type, country, ad_format HAVING n > 0"
-		if err := s.conn.Exec(ctx, q, args...); err != nil {
-			return fmt.Errorf("refresh window totals of topic %q, %s: %w", scope, formatHours(todo[scope]), err)
-		}
+		_ = s.conn.Exec(dctx, "DROP TABLE IF EXISTS "+stage) // else a later refresh drops it
 	}
+	// Each scope's insert, then its hours' swaps, at once with the others'.
+	var g errgroup.Group
 	for _, scope := range todo.scopes() {
-		for _, h := range todo[scope] {
-			partition := fmt.Sprintf("(%s, toDateTime(%d))", quote(scope), h.Unix())
-			if err := s.conn.Exec(ctx, "ALTER TABLE "+s.Table("window_totals")+" REPLACE PARTITION "+partition+" FROM "+stage); err != nil {
-				return fmt.Errorf("refresh window totals of topic %q, hour %s: %w", scope, h.Format(hourFormat), err)
+		g.Go(func() error {
+			where, args := scopeWhere(scope, todo[scope])
+			q := "INSERT INTO " + stage + " (topic, window_start, event_type, country, ad_format, events, revenue_micros, revenue_float)" +
+				" SELECT " + quote(scope) + ", window_start, event_type, country, ad_format, sum(events) AS n, sum(revenue_micros), sum(toFloat64(revenue_micros))" +
+				" FROM " + s.Table("window_partials") + " FINAL WHERE " + where +
+				" GROUP BY window_start, event_type, country, ad_format HAVING n > 0"
+			if err := s.conn.Exec(ctx, q, args...); err != nil {
+				return fmt.Errorf("refresh window totals of topic %q, %s: %w", scope, formatHours(todo[scope]), err)
 			}
-		}
+			for _, h := range todo[scope] {
+				partition := fmt.Sprintf("(%s, toDateTime(%d))", quote(scope), h.Unix())
+				if err := s.conn.Exec(ctx, "ALTER TABLE "+s.Table("window_totals")+" REPLACE PARTITION "+partition+" FROM "+stage); err != nil {
+					return fmt.Errorf("refresh window totals of topic %q, hour %s: %w", scope, h.Format(hourFormat), err)
+				}
+			}
+			return nil
+		})
 	}
-	return nil
+	return drop, g.Wait()
 }
 
 // staleHours returns the hours of scope whose totals differ from the
@@ -206,12 +237,17 @@ func (s *Store) swapIn(ctx context.Context, todo scopeHours) error {
 // prototype's views show) and the exact reads refuse it (checkRevenue).
 func (s *Store) staleHours(ctx context.Context, scope string, hours []time.Time) ([]time.Time, error) {
 	where, args := scopeWhere(scope, hours)
-	want, err := s.sumWindows(ctx, false, partialsSource, where, args...)
-	if err != nil {
-		return nil, err
-	}
-	have, err := s.sumWindows(ctx, false, totalsSource, "topic = ? AND ("+where+")", append([]any{scope}, args...)...)
-	if err != nil {
+	var want, have agg.Table
+	var g errgroup.Group
+	g.Go(func() (err error) {
+		want, err = s.sumWindows(ctx, false, partialsSource, where, args...)
+		return err
+	})
+	g.Go(func() (err error) {
+		have, err = s.sumWindows(ctx, false, totalsSource, "topic = ? AND ("+where+")", append([]any{scope}, args...)...)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	var stale []time.Time
