@@ -26,6 +26,9 @@ type PlanLedger interface {
 	// Neighbours returns, per partition, the latest plan before slot (its
 	// last sub-batch) and the earliest plan after it (its first).
 	Neighbours(ctx context.Context, topic string, slot time.Time) (prev, next map[int32]ledger.Batch, err error)
+	// PlansFrom returns the plans of the slots from first on, by slot,
+	// partition and sub-batch.
+	PlansFrom(ctx context.Context, topic string, first time.Time) ([]ledger.Batch, error)
 	WriteBatches(ctx context.Context, bs []ledger.Batch) error
 	// AdoptedTopicIDs returns the topic IDs an operator adopted for the
 	// topic (starter topic adopt).
@@ -115,7 +118,7 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 		return PlanResult{}, err
 	}
 	planned := time.Now()
-	if err := a.stillFree(ctx, in.Topic, slot, newPlans); err != nil {
+	if err := a.stillFree(ctx, in.Topic, slot, newPlans, st.prev); err != nil {
 		return PlanResult{}, err
 	}
 	checked := time.Now()
@@ -310,6 +313,61 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 	return out, waited, nil
 }
 
+// plansAround reads the slot's plans and their neighbours again. Plans are
+// only ever added, so every plan that can be a new plan's neighbour now is
+// of a slot at or after the previous plan read before (early): one read of
+// the topic's latest slots, not of its whole history, answers, unless a
+// partition of the new plans had no previous plan (or it is gone): then
+// both reads of all slots.
+func (a *Activities) plansAround(ctx context.Context, topic string, slot time.Time, plans []ledger.Batch,
+	early map[int32]ledger.Batch) (now []ledger.Batch, prev, next map[int32]ledger.Batch, err error) {
+	from, narrow := slot, true
+	for _, b := range plans {
+		p, ok := early[b.Partition]
+		narrow = narrow && ok
+		if ok && p.Slot.Before(from) {
+			from = p.Slot
+		}
+	}
+	if narrow {
+		var rows []ledger.Batch
+		if rows, err = a.Plans.PlansFrom(ctx, topic, from); err != nil {
+			return nil, nil, nil, err
+		}
+		prev, next = map[int32]ledger.Batch{}, map[int32]ledger.Batch{}
+		for _, b := range rows { // by slot, partition and sub-batch
+			switch {
+			case b.Slot.Equal(slot):
+				now = append(now, b)
+			case b.Slot.Before(slot):
+				prev[b.Partition] = b // the latest slot's last sub-batch
+			default:
+				if _, ok := next[b.Partition]; !ok {
+					next[b.Partition] = b // the earliest slot's first
+				}
+			}
+		}
+		for _, b := range plans {
+			if _, ok := prev[b.Partition]; !ok {
+				narrow = false // the previous plan read before is gone
+			}
+		}
+		if narrow {
+			return now, prev, next, nil
+		}
+	}
+	var g errgroup.Group
+	g.Go(func() (err error) {
+		now, err = a.Plans.SlotBatches(ctx, topic, slot)
+		return err
+	})
+	g.Go(func() (err error) {
+		prev, next, err = a.Plans.Neighbours(ctx, topic, slot)
+		return err
+	})
+	return now, prev, next, g.Wait()
+}
+
 // adopted says whether topicID was adopted by an operator; it asks the
 // ledger only when a neighbouring plan was made for another topic ID.
 func (a *Activities) adopted(ctx context.Context, topic, topicID string, prev, next map[int32]ledger.Batch) (bool, error) {
@@ -331,20 +389,11 @@ func (a *Activities) adopted(ctx context.Context, topic, topicID string, prev, n
 // outlive its workflow (a timed-out attempt, a planner terminated by hand)
 // while another planner writes. A plan of the slot written meanwhile, or a
 // neighbour the new plans would not continue exactly or would overlap, is
-// an error; the retry plans from what the ledger holds then.
-func (a *Activities) stillFree(ctx context.Context, topic string, slot time.Time, plans []ledger.Batch) error {
-	var now []ledger.Batch
-	var prev, next map[int32]ledger.Batch
-	var g errgroup.Group
-	g.Go(func() (err error) {
-		now, err = a.Plans.SlotBatches(ctx, topic, slot)
-		return err
-	})
-	g.Go(func() (err error) {
-		prev, next, err = a.Plans.Neighbours(ctx, topic, slot)
-		return err
-	})
-	if err := g.Wait(); err != nil {
+// an error; the retry plans from what the ledger holds then. prev is the
+// previous plans as the planner read them (plansAround).
+func (a *Activities) stillFree(ctx context.Context, topic string, slot time.Time, plans []ledger.Batch, prev map[int32]ledger.Batch) error {
+	now, prev, next, err := a.plansAround(ctx, topic, slot, plans, prev)
+	if err != nil {
 		return err
 	}
 	for _, b := range plans {

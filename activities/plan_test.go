@@ -80,6 +80,28 @@ func (m *memPlans) Neighbours(_ context.Context, _ string, slot time.Time) (prev
 	return prev, next, nil
 }
 
+func (m *memPlans) PlansFrom(_ context.Context, _ string, first time.Time) ([]ledger.Batch, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reads = append(m.reads, time.Now())
+	var out []ledger.Batch
+	for _, b := range m.bs {
+		if !b.Slot.Before(first) {
+			out = append(out, b)
+		}
+	}
+	slices.SortFunc(out, func(x, y ledger.Batch) int {
+		if c := x.Slot.Compare(y.Slot); c != 0 {
+			return c
+		}
+		if x.Partition != y.Partition {
+			return int(x.Partition - y.Partition)
+		}
+		return int(x.Sub) - int(y.Sub)
+	})
+	return out, nil
+}
+
 func (m *memPlans) AdoptedTopicIDs(context.Context, string) (map[string]bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -326,6 +348,40 @@ func TestPlannerRefusesAnOverlapWrittenMeanwhile(t *testing.T) {
 	}
 }
 
+// The check before the write reads only the latest slots (from the previous
+// plans read before), yet still finds a previous plan written meanwhile:
+// here the plan of the slot between, which the new plan would overlap.
+func TestPlannerRefusesAPreviousPlanWrittenMeanwhile(t *testing.T) {
+	f := newPlanFixture(t)
+	base := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	f.produce(stamps(10, base.Add(time.Second))...)
+	f.produce(stamps(10, base.Add(61*time.Second))...)
+	f.produce(stamps(10, base.Add(121*time.Second))...)
+	f.produce(base.Add(181 * time.Second))
+	f.clock = time.Now().UTC()
+	first := f.plan(base)
+
+	// While slot base+2 is planned from slot base's plan, another planner
+	// writes the plan of slot base+1.
+	between := ledger.Batch{Topic: planTopic, Partition: 0, Slot: base.Add(time.Minute), Start: first.End, End: 20,
+		State: ledger.StatePlanned, PlannedAt: f.clock, TopicID: first.TopicID}
+	f.plans.afterNeighbours = func() { f.plans.bs = append(f.plans.bs, between) }
+	reads := len(f.plans.reads)
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(f.a)
+	_, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: base.Add(2 * time.Minute), IdleWait: time.Second})
+	if b, written := f.plans.plan(0, base.Add(2*time.Minute)); written {
+		t.Fatalf("slot base+2 planned [%d,%d) over the plan of slot base+1, written meanwhile, [%d,%d)", b.Start, b.End, between.Start, between.End)
+	}
+	if err == nil || !strings.Contains(err.Error(), "ends at 20") {
+		t.Fatalf("got %v, want an error about the previous plan written meanwhile", err)
+	}
+	if n := len(f.plans.reads) - reads; n != 3 {
+		t.Fatalf("%d ledger reads, want 3: the slot's plans, its neighbours, then the latest slots' plans", n)
+	}
+}
+
 // A slot that takes a long history (a schedule created on a topic with
 // history, the slot after an outage) would be one batch per partition:
 // hours of work in one activity. Plans larger than MaxBatchOffsets are split
@@ -422,29 +478,45 @@ func TestPlanSlotReadsTheLedgerBeforeNotBefore(t *testing.T) {
 		_, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: slot, IdleWait: time.Second, NotBefore: notBefore})
 		return err
 	}
+	// The topic's first slot has no previous plan: the check reads the
+	// slot's plans and its neighbours again, both.
 	notBefore := time.Now().Add(500 * time.Millisecond)
 	if err := run(slot, notBefore); err != nil {
 		t.Fatal(err)
 	}
-	after := 0
-	for _, r := range f.plans.reads {
-		if !r.Before(notBefore) {
-			after++
+	checkReads := func(n, want int) {
+		t.Helper()
+		after := 0
+		for _, r := range f.plans.reads {
+			if !r.Before(notBefore) {
+				after++
+			}
 		}
+		if len(f.plans.reads) != n || after != want {
+			t.Fatalf("%d ledger reads, %d of them after NotBefore; want %d, only the check's %d after it", len(f.plans.reads), after, n, want)
+		}
+		f.plans.reads = nil
 	}
-	if len(f.plans.reads) != 4 || after != 2 {
-		t.Fatalf("%d ledger reads, %d of them after NotBefore; want 4, only the check's 2 after it", len(f.plans.reads), after)
-	}
-
-	// Another planner writes the next slot's plan while this one waits.
+	checkReads(4, 2)
+	// The next one's: the check reads only the latest slots' plans, once.
 	next := slot.Add(time.Minute)
 	f.produce(stamps(3, next.Add(time.Second))...)
-	f.produce(next.Add(time.Minute))
-	other := ledger.Batch{Topic: planTopic, Partition: 0, Slot: next, Start: 5, End: 9, State: ledger.StatePlanned, PlannedAt: time.Now()}
+	f.produce(next.Add(time.Minute)) // offset 9 ends it
+	notBefore = time.Now().Add(500 * time.Millisecond)
+	if err := run(next, notBefore); err != nil {
+		t.Fatal(err)
+	}
+	checkReads(3, 1)
+
+	// Another planner writes the plan of the slot after while this one waits.
+	last := next.Add(time.Minute)
+	f.produce(stamps(3, last.Add(time.Second))...)
+	f.produce(last.Add(time.Minute))
+	other := ledger.Batch{Topic: planTopic, Partition: 0, Slot: last, Start: 9, End: 13, State: ledger.StatePlanned, PlannedAt: time.Now()}
 	f.plans.afterNeighbours = func() { f.plans.bs = append(f.plans.bs, other) }
-	err := run(next, time.Now().Add(300*time.Millisecond))
-	if b, written := f.plans.plan(0, next); written && b.WorkflowID != "" {
-		t.Fatalf("a second plan [%d,%d) of slot %s was written over the one written meanwhile", b.Start, b.End, next.Format("15:04"))
+	err := run(last, time.Now().Add(300*time.Millisecond))
+	if b, written := f.plans.plan(0, last); written && b.WorkflowID != "" {
+		t.Fatalf("a second plan [%d,%d) of slot %s was written over the one written meanwhile", b.Start, b.End, last.Format("15:04"))
 	}
 	if err == nil || !strings.Contains(err.Error(), "planned meanwhile") {
 		t.Fatalf("got %v, want an error about the plan written meanwhile", err)

@@ -28,6 +28,17 @@ type memLedger struct {
 	rows  map[ledger.BatchID]ledger.Batch
 	reads int
 	fail  int // the next fail WriteBatches calls fail
+	// stuck, once set, holds every read begun after it until the read's
+	// context ends: a ledger that no longer answers.
+	stuck chan struct{}
+}
+
+// hang makes the reads that begin from now on wait until their context ends.
+func (l *memLedger) hang(t *testing.T) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stuck = make(chan struct{})
+	t.Cleanup(func() { close(l.stuck) })
 }
 
 func newLedger() *memLedger { return &memLedger{rows: map[ledger.BatchID]ledger.Batch{}} }
@@ -36,7 +47,18 @@ func (l *memLedger) PartitionPlans(_ context.Context, topic string, p int32, fir
 	return l.plans(topic, func(id ledger.BatchID) bool { return id.Partition == p }, first, last), nil
 }
 
-func (l *memLedger) TopicPlans(_ context.Context, topic string, first, last time.Time) ([]ledger.Batch, error) {
+func (l *memLedger) TopicPlans(ctx context.Context, topic string, first, last time.Time) ([]ledger.Batch, error) {
+	l.mu.Lock()
+	stuck := l.stuck
+	l.mu.Unlock()
+	if stuck != nil {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-stuck:
+			return nil, errors.New("the test ended")
+		}
+	}
 	return l.plans(topic, func(ledger.BatchID) bool { return true }, first, last), nil
 }
 

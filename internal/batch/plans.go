@@ -61,6 +61,19 @@ func (c *planCache) add(bs []ledger.Batch) {
 	}
 }
 
+// writtenPlan returns partition's plan of slot (its first sub-batch), if
+// this worker wrote it.
+func (c *planCache) writtenPlan(topic string, partition int32, slot time.Time) (ledger.Batch, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.written {
+		if b := w.b; b.Topic == topic && b.Partition == partition && b.Slot.Equal(slot) && b.Sub == 0 {
+			return b, true
+		}
+	}
+	return ledger.Batch{}, false
+}
+
 // woken returns a channel closed when plans are next written.
 func (c *planCache) woken() <-chan struct{} {
 	c.mu.Lock()

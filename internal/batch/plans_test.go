@@ -191,3 +191,19 @@ func TestTailTakesThePlanItsWorkerWrote(t *testing.T) {
 	p.Planned([]ledger.Batch{plan(20, 60)}) // in the ledger too, but not in this double's reads
 	f.checkDone(wait(t, done), 20, 60)
 }
+
+// Nor does it read the ledger for it: at the minute's end a ledger read
+// waits behind everyone's writes. Here the ledger no longer answers, and a
+// tail of a slot whose plan its worker wrote still learns it.
+func TestTailTakesThePlanItsWorkerWroteWithoutReadingTheLedger(t *testing.T) {
+	f := newFixture(t)
+	p := f.processor()
+	p.Planned([]ledger.Batch{plan(20, 60)})
+	f.ledger.hang(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tl := p.newTail(tailInput(), &memBeat{})
+	if err := tl.check(ctx, true); err != nil || tl.plan == nil || tl.plan.End != 60 {
+		t.Fatalf("check: %v, plan %+v; want the plan [20,60) its worker wrote, without a ledger read", err, tl.plan)
+	}
+}

@@ -63,6 +63,18 @@ type tail struct {
 	prevEnd   int64         // where the previous slot's plan ends ...
 	hasPrev   bool          // ... once the ledger has it
 	lastCheck time.Time
+	// ann announces the tail's end to its worker's group commit, from the
+	// moment it waits at its slot's end for its plan (or has it): the
+	// worker's tails learn their plans at one moment, and the first to end
+	// is written with the others, not alone before them.
+	ann *announcement
+}
+
+// announce announces the tail's end, once.
+func (t *tail) announce() {
+	if t.ann == nil {
+		t.ann = t.p.commits.outcomes.announce()
+	}
 }
 
 func (p *Processor) newTail(in Input, hb Heartbeat) *tail {
@@ -77,6 +89,7 @@ func (t *tail) process(ctx context.Context) (Result, error) {
 		if t.r != nil {
 			t.r.abort()
 		}
+		t.ann.withdraw()
 	}()
 	if err := t.check(ctx, true); err != nil {
 		return Result{}, err
@@ -124,19 +137,18 @@ func (t *tail) process(ctx context.Context) (Result, error) {
 			t.in.Plan = plan
 			return t.p.readPlan(ctx, t.in, t.hb)
 		}
-		// Its outcome will come: the worker's other tails, which learnt
-		// their plans at the same moment, are written with it.
-		t.r.ann = t.p.commits.outcomes.announce()
+		t.announce()
+		t.r.ann = t.ann
 		res, err := t.r.finish(ctx, t.in, plan, t.began, resumed)
-		t.r.ann.withdraw()
 		res.Tailed = err == nil
 		return res, err
 	}
 }
 
 // read reads records into the run as they arrive, until the slot's plan is
-// in the ledger. It pauses at the first record stamped at or after the
-// slot's end, and while a held run holds too much.
+// in the ledger (and, when the plan comes while it reads, on to the plan's
+// end). It pauses at the first record stamped at or after the slot's end,
+// and while a held run holds too much.
 func (t *tail) read(ctx context.Context) error {
 	r := t.r
 	for {
@@ -148,8 +160,17 @@ func (t *tail) read(ctx context.Context) error {
 		}
 		err := kafka.Consume(ctx, t.p.Conn, r.id.Topic, r.id.Partition, r.st.Next, tailPollEnded, wait,
 			func(m *kafka.Record) error {
-				if t.plan != nil {
-					return kafka.ErrStop
+				if t.plan != nil { // the plan's last records, read on here
+					if m.Offset >= t.plan.End {
+						return kafka.ErrStop
+					}
+					if err := r.add(ctx, m); err != nil {
+						return err
+					}
+					if r.st.Next >= t.plan.End {
+						return kafka.ErrStop
+					}
+					return nil
 				}
 				if !m.Timestamp.Before(t.end) {
 					atEnd = true
@@ -160,11 +181,14 @@ func (t *tail) read(ctx context.Context) error {
 				}
 				return r.add(ctx, m)
 			},
-			func(int) error {
+			func(seen int) error {
 				if err := t.check(ctx, false); err != nil {
 					return err
 				}
-				if t.plan != nil {
+				// Planned, the read goes on over this connection to the
+				// plan's end, not over a new one (finish reads what is
+				// left: records that stopped coming, offsets Kafka skips).
+				if t.plan != nil && (r.st.Next >= t.plan.End || seen == 0) {
 					return kafka.ErrStop
 				}
 				if err := t.maybeBeat(ctx); err != nil {
@@ -177,6 +201,9 @@ func (t *tail) read(ctx context.Context) error {
 			})
 		if err != nil {
 			return err
+		}
+		if atEnd {
+			t.announce()
 		}
 		for t.plan == nil && (atEnd || (r.hold && r.full())) {
 			if err := t.wait(ctx); err != nil {
@@ -196,13 +223,28 @@ func (t *tail) wait(ctx context.Context) error {
 	} else if err := t.maybeBeat(ctx); err != nil {
 		return err
 	}
+	woken := t.p.plans.woken()
+	if t.takeWritten() { // written before the tail came to wait
+		return t.check(ctx, true)
+	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(tailPollEnded):
-	case <-t.p.plans.woken(): // this worker wrote plans
+	case <-woken: // this worker wrote plans
 	}
 	return t.check(ctx, true)
+}
+
+// takeWritten takes the tail's plan from the plans its worker wrote (no
+// ledger read: the ledger acknowledged them, and a plan never changes once
+// written), and says whether it was there.
+func (t *tail) takeWritten() bool {
+	b, ok := t.p.plans.writtenPlan(t.in.Plan.Topic, t.in.Plan.Partition, t.slot)
+	if ok {
+		t.plan = &b
+	}
+	return ok
 }
 
 // maybeBeat heartbeats the run when a beat is due: every beatEvery, with
@@ -278,6 +320,9 @@ func (t *tail) check(ctx context.Context, force bool) error {
 // batch of its slot's first sub-batch: a plan split in sub-batches
 // (plan.Split) has its others run as batches of their own.
 func (t *tail) readLedger(ctx context.Context) error {
+	if t.takeWritten() {
+		return nil
+	}
 	bs, err := t.p.plans.topicPlans(ctx, t.p.Ledger, t.in.Plan.Topic, t.slot.Add(-time.Minute), t.slot, t.every())
 	if err != nil {
 		return err

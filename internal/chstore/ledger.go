@@ -88,6 +88,12 @@ func (s *Store) TopicPlans(ctx context.Context, topic string, first, last time.T
 		topic, first.UTC(), last.UTC())
 }
 
+// PlansFrom returns the plans of every partition of the topic for the
+// slots from first on, by slot, partition and sub-batch.
+func (s *Store) PlansFrom(ctx context.Context, topic string, first time.Time) ([]ledger.Batch, error) {
+	return s.queryBatches(ctx, "topic = ? AND slot >= ?", "ORDER BY slot, kafka_partition, sub", topic, first.UTC())
+}
+
 // TopicBatches returns every ledger row of a topic, by slot and partition.
 func (s *Store) TopicBatches(ctx context.Context, topic string) ([]ledger.Batch, error) {
 	return s.queryBatches(ctx, "topic = ?", "ORDER BY slot, kafka_partition, sub", topic)
