@@ -30,20 +30,27 @@ type memPlans struct {
 	// afterNeighbours, if set, runs once after the first Neighbours read:
 	// another planner writing meanwhile.
 	afterNeighbours func()
-	reads           []time.Time // when SlotBatches and Neighbours were called
+	reads           []time.Time // when the ledger was read
 }
 
 func (m *memPlans) SlotBatches(_ context.Context, _ string, slot time.Time) ([]ledger.Batch, error) {
+	return m.read(func(b ledger.Batch) bool { return b.Slot.Equal(slot) }), nil
+}
+
+// read returns the plans that keep says, as the ledger orders them; each
+// call counts as a read.
+func (m *memPlans) read(keep func(ledger.Batch) bool) []ledger.Batch {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.reads = append(m.reads, time.Now())
 	var out []ledger.Batch
 	for _, b := range m.bs {
-		if b.Slot.Equal(slot) {
+		if keep(b) {
 			out = append(out, b)
 		}
 	}
-	return out, nil
+	slices.SortFunc(out, ledger.Compare)
+	return out
 }
 
 // plan returns partition p's plan of slot (its first sub-batch).
@@ -81,25 +88,7 @@ func (m *memPlans) Neighbours(_ context.Context, _ string, slot time.Time) (prev
 }
 
 func (m *memPlans) PlansFrom(_ context.Context, _ string, first time.Time) ([]ledger.Batch, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.reads = append(m.reads, time.Now())
-	var out []ledger.Batch
-	for _, b := range m.bs {
-		if !b.Slot.Before(first) {
-			out = append(out, b)
-		}
-	}
-	slices.SortFunc(out, func(x, y ledger.Batch) int {
-		if c := x.Slot.Compare(y.Slot); c != 0 {
-			return c
-		}
-		if x.Partition != y.Partition {
-			return int(x.Partition - y.Partition)
-		}
-		return int(x.Sub) - int(y.Sub)
-	})
-	return out, nil
+	return m.read(func(b ledger.Batch) bool { return !b.Slot.Before(first) }), nil
 }
 
 func (m *memPlans) AdoptedTopicIDs(context.Context, string) (map[string]bool, error) {
@@ -159,18 +148,25 @@ func (f *planFixture) produce(stamps ...time.Time) {
 // plan plans slot at the fixture's clock, as the planner activity.
 func (f *planFixture) plan(slot time.Time) ledger.Batch {
 	f.t.Helper()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(f.a)
-	v, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: slot, IdleWait: time.Second})
-	if err != nil {
-		f.t.Fatalf("plan slot %s: %v", slot.Format("15:04"), err)
-	}
-	var res PlanResult
-	if err := v.Get(&res); err != nil || len(res.Batches) != 1 {
+	res, err := f.planSlot(slot, time.Time{})
+	if err != nil || len(res.Batches) != 1 {
 		f.t.Fatalf("plan slot %s: %d plans, %v", slot.Format("15:04"), len(res.Batches), err)
 	}
 	return res.Batches[0]
+}
+
+// planSlot runs the planner activity for slot, not before notBefore (zero:
+// the slot's end).
+func (f *planFixture) planSlot(slot, notBefore time.Time) (PlanResult, error) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(f.a)
+	v, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: slot, IdleWait: time.Second, NotBefore: notBefore})
+	if err != nil {
+		return PlanResult{}, err
+	}
+	var res PlanResult
+	return res, v.Get(&res)
 }
 
 func stamps(n int, at time.Time) []time.Time {
@@ -317,68 +313,45 @@ func TestPlanningARecreatedTopicStops(t *testing.T) {
 // The planner workflow is the lock on a topic's plans, but an activity can
 // outlive its workflow (a terminated parent, a timed-out attempt): another
 // planner may then write plans while this one computes. Right before
-// writing, the planner reads the neighbouring plans again and refuses a plan
-// that would overlap them.
-func TestPlannerRefusesAnOverlapWrittenMeanwhile(t *testing.T) {
-	f := newPlanFixture(t)
-	base := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
-	f.produce(stamps(10, base.Add(time.Second))...)
-	f.produce(stamps(10, base.Add(61*time.Second))...)
-	f.produce(stamps(10, base.Add(121*time.Second))...)
-	f.clock = time.Now().UTC()
-	first := f.plan(base)
+// writing, the planner reads the neighbouring plans again (only the latest
+// slots', from the previous plans it read first) and refuses a plan that
+// would overlap them or leave a gap.
+func TestPlannerRefusesAPlanWrittenMeanwhile(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		slot, other time.Duration // the slot planned, and the slot planned meanwhile, after the first
+		otherEnd    int64
+		want        string
+	}{
+		{"the next slot's, which it would overlap", time.Minute, 2 * time.Minute, 30, "overlap"},
+		{"the slot's before it, which it would overlap", 2 * time.Minute, time.Minute, 20, "ends at 20"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newPlanFixture(t)
+			base := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+			for i := range 3 {
+				f.produce(stamps(10, base.Add(time.Duration(i)*time.Minute+time.Second))...)
+			}
+			f.produce(base.Add(181 * time.Second))
+			f.clock = time.Now().UTC()
+			first := f.plan(base)
 
-	// While the plan of slot base+1 is computed, another planner writes the
-	// plan of slot base+2 from where slot base's plan ends.
-	other := ledger.Batch{Topic: planTopic, Partition: 0, Slot: base.Add(2 * time.Minute), Start: first.End, End: 30,
-		State: ledger.StatePlanned, PlannedAt: f.clock, TopicID: first.TopicID}
-	f.plans.afterNeighbours = func() { f.plans.bs = append(f.plans.bs, other) }
-
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(f.a)
-	_, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: base.Add(time.Minute), IdleWait: time.Second})
-	b, written := f.plans.plan(0, base.Add(time.Minute))
-	if written {
-		t.Fatalf("slot %s planned [%d,%d) although the plan of slot %s, written meanwhile, holds [%d,%d): offsets planned twice",
-			b.Slot.Format("15:04"), b.Start, b.End, other.Slot.Format("15:04"), other.Start, other.End)
-	}
-	if err == nil || !strings.Contains(err.Error(), "overlap") {
-		t.Fatalf("got %v, want an error about the overlap", err)
-	}
-}
-
-// The check before the write reads only the latest slots (from the previous
-// plans read before), yet still finds a previous plan written meanwhile:
-// here the plan of the slot between, which the new plan would overlap.
-func TestPlannerRefusesAPreviousPlanWrittenMeanwhile(t *testing.T) {
-	f := newPlanFixture(t)
-	base := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
-	f.produce(stamps(10, base.Add(time.Second))...)
-	f.produce(stamps(10, base.Add(61*time.Second))...)
-	f.produce(stamps(10, base.Add(121*time.Second))...)
-	f.produce(base.Add(181 * time.Second))
-	f.clock = time.Now().UTC()
-	first := f.plan(base)
-
-	// While slot base+2 is planned from slot base's plan, another planner
-	// writes the plan of slot base+1.
-	between := ledger.Batch{Topic: planTopic, Partition: 0, Slot: base.Add(time.Minute), Start: first.End, End: 20,
-		State: ledger.StatePlanned, PlannedAt: f.clock, TopicID: first.TopicID}
-	f.plans.afterNeighbours = func() { f.plans.bs = append(f.plans.bs, between) }
-	reads := len(f.plans.reads)
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(f.a)
-	_, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: base.Add(2 * time.Minute), IdleWait: time.Second})
-	if b, written := f.plans.plan(0, base.Add(2*time.Minute)); written {
-		t.Fatalf("slot base+2 planned [%d,%d) over the plan of slot base+1, written meanwhile, [%d,%d)", b.Start, b.End, between.Start, between.End)
-	}
-	if err == nil || !strings.Contains(err.Error(), "ends at 20") {
-		t.Fatalf("got %v, want an error about the previous plan written meanwhile", err)
-	}
-	if n := len(f.plans.reads) - reads; n != 3 {
-		t.Fatalf("%d ledger reads, want 3: the slot's plans, its neighbours, then the latest slots' plans", n)
+			other := ledger.Batch{Topic: planTopic, Partition: 0, Slot: base.Add(c.other), Start: first.End, End: c.otherEnd,
+				State: ledger.StatePlanned, PlannedAt: f.clock, TopicID: first.TopicID}
+			f.plans.afterNeighbours = func() { f.plans.bs = append(f.plans.bs, other) }
+			reads := len(f.plans.reads)
+			_, err := f.planSlot(base.Add(c.slot), time.Time{})
+			if b, written := f.plans.plan(0, base.Add(c.slot)); written {
+				t.Fatalf("slot %s planned [%d,%d) although the plan of slot %s, written meanwhile, holds [%d,%d): offsets planned twice",
+					b.Slot.Format("15:04"), b.Start, b.End, other.Slot.Format("15:04"), other.Start, other.End)
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error saying %q", err, c.want)
+			}
+			if n := len(f.plans.reads) - reads; n != 3 {
+				t.Fatalf("%d ledger reads, want 3: the slot's plans, its neighbours, then the latest slots' plans", n)
+			}
+		})
 	}
 }
 
@@ -425,26 +398,23 @@ func TestHugePlanIsSplitIntoSubBatches(t *testing.T) {
 	}
 }
 
+// newNotBeforeFixture is a planner on the real clock and a slot that ended
+// ten minutes ago, of 5 records (offset 5 ends it).
+func newNotBeforeFixture(t *testing.T) (*planFixture, time.Time) {
+	f := newPlanFixture(t)
+	slot := time.Now().UTC().Truncate(time.Minute).Add(-10 * time.Minute)
+	f.produce(stamps(5, slot.Add(time.Second))...)
+	f.produce(slot.Add(time.Minute))
+	f.a.Clock = time.Now
+	return f, slot
+}
+
 // A live slot's planner starts a little ahead of its time (NotBefore):
 // the planning waits for it, and reads Kafka only then; further ahead than
 // maxPlanWait, it is refused.
 func TestPlanSlotWaitsUntilNotBefore(t *testing.T) {
-	f := newPlanFixture(t)
-	slot := time.Now().UTC().Truncate(time.Minute).Add(-10 * time.Minute)
-	f.produce(stamps(5, slot.Add(time.Second))...)
-	f.produce(slot.Add(time.Minute)) // offset 5 ends the slot
-	f.a.Clock = time.Now
-	run := func(notBefore time.Time) (PlanResult, error) {
-		var s testsuite.WorkflowTestSuite
-		env := s.NewTestActivityEnvironment()
-		env.RegisterActivity(f.a)
-		v, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: slot, IdleWait: time.Second, NotBefore: notBefore})
-		if err != nil {
-			return PlanResult{}, err
-		}
-		var res PlanResult
-		return res, v.Get(&res)
-	}
+	f, slot := newNotBeforeFixture(t)
+	run := func(notBefore time.Time) (PlanResult, error) { return f.planSlot(slot, notBefore) }
 	if _, err := run(time.Now().Add(maxPlanWait + 5*time.Second)); err == nil || !strings.Contains(err.Error(), "not to be planned before") {
 		t.Fatalf("planning far ahead of NotBefore: %v, want refused", err)
 	}
@@ -466,16 +436,9 @@ func TestPlanSlotWaitsUntilNotBefore(t *testing.T) {
 // that at the slot's end only Kafka's end offsets and the check before the
 // write are left; a plan written after that early read is still refused.
 func TestPlanSlotReadsTheLedgerBeforeNotBefore(t *testing.T) {
-	f := newPlanFixture(t)
-	slot := time.Now().UTC().Truncate(time.Minute).Add(-10 * time.Minute)
-	f.produce(stamps(5, slot.Add(time.Second))...)
-	f.produce(slot.Add(time.Minute)) // offset 5 ends the slot
-	f.a.Clock = time.Now
+	f, slot := newNotBeforeFixture(t)
 	run := func(slot, notBefore time.Time) error {
-		var s testsuite.WorkflowTestSuite
-		env := s.NewTestActivityEnvironment()
-		env.RegisterActivity(f.a)
-		_, err := env.ExecuteActivity(f.a.PlanSlot, PlanInput{Topic: planTopic, Slot: slot, IdleWait: time.Second, NotBefore: notBefore})
+		_, err := f.planSlot(slot, notBefore)
 		return err
 	}
 	// The topic's first slot has no previous plan: the check reads the

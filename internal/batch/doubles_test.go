@@ -74,15 +74,7 @@ func (l *memLedger) plans(topic string, match func(ledger.BatchID) bool, first, 
 			out = append(out, b)
 		}
 	}
-	slices.SortFunc(out, func(x, y ledger.Batch) int {
-		if c := x.Slot.Compare(y.Slot); c != 0 {
-			return c
-		}
-		if x.Partition != y.Partition {
-			return int(x.Partition - y.Partition)
-		}
-		return int(x.Sub) - int(y.Sub)
-	})
+	slices.SortFunc(out, ledger.Compare)
 	return out
 }
 

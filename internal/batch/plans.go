@@ -1,7 +1,6 @@
 package batch
 
 import (
-	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -113,9 +112,7 @@ func (c *planCache) withWritten(plans []ledger.Batch, topic string, first, last 
 		out = append(out, b)
 	}
 	if len(out) > len(plans) {
-		slices.SortFunc(out, func(x, y ledger.Batch) int {
-			return cmp.Or(x.Slot.Compare(y.Slot), cmp.Compare(x.Partition, y.Partition), cmp.Compare(x.Sub, y.Sub))
-		})
+		slices.SortFunc(out, ledger.Compare)
 	}
 	return out
 }

@@ -5,7 +5,10 @@
 // workflows and the planning rule use it without a database driver.
 package ledger
 
-import "time"
+import (
+	"cmp"
+	"time"
+)
 
 // Batch states in the ledger.
 const (
@@ -81,6 +84,12 @@ func (b *Batch) OtherTopic(id string) bool {
 
 // Offsets is the number of offsets in the plan.
 func (b *Batch) Offsets() int64 { return b.End - b.Start }
+
+// Compare orders plans as the ledger's reads return them: by slot,
+// partition and sub-batch (for slices.SortFunc).
+func Compare(x, y Batch) int {
+	return cmp.Or(x.Slot.Compare(y.Slot), cmp.Compare(x.Partition, y.Partition), cmp.Compare(x.Sub, y.Sub))
+}
 
 // Done says whether the batch's outcome is recorded.
 func (b *Batch) Done() bool { return b.State == StateDone }
