@@ -37,11 +37,12 @@ const (
 // wrote is stored, as when it wrote alone; a group whose write fails fails
 // each of its batches, and each is retried as it would be alone.
 //
-// Items can be announced (announce) before they come: a batch that has its
-// plan and reads its last records. A leader whose turn has come waits for
-// the announced items to join its group, up to maxGather: at a minute's
-// end every tail of the worker learns its plan at once, and the first to
-// end would otherwise be written alone while the others queue behind it.
+// Items can be announced (announce) before they come: a tail waiting at its
+// slot's end for its plan, or reading its last records. A leader whose turn
+// has come waits for the announced items to join its group, up to
+// maxGather: at a minute's end every tail of the worker learns its plan at
+// once, and the first to end would otherwise be written alone while the
+// others queue behind it.
 type groupCommit[T any] struct {
 	mu       sync.Mutex
 	pending  *commitGroup[T] // gathering items; nil when none
@@ -50,7 +51,7 @@ type groupCommit[T any] struct {
 	gather   time.Duration   // how long a leader waits for them; 0: maxGather
 }
 
-// Announcement is an item announced to a groupCommit; its commit takes it,
+// announcement is an item announced to a groupCommit; its commit takes it,
 // and withdraw (after a commit: nothing) says it will not come.
 type announcement struct {
 	mu   *sync.Mutex
@@ -168,8 +169,7 @@ func (p *Processor) writeOutcomes(ctx context.Context, ends []batchEnd) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	err := p.Ledger.WriteBatches(ctx, rows)
-	return err
+	return p.Ledger.WriteBatches(ctx, rows)
 }
 
 // commits are the group commits of a worker's batches.
