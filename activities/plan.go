@@ -26,9 +26,10 @@ type PlanLedger interface {
 	// Neighbours returns, per partition, the latest plan before slot (its
 	// last sub-batch) and the earliest plan after it (its first).
 	Neighbours(ctx context.Context, topic string, slot time.Time) (prev, next map[int32]ledger.Batch, err error)
-	// PlansFrom returns the plans of the slots from first on, by slot,
-	// partition and sub-batch.
-	PlansFrom(ctx context.Context, topic string, first time.Time) ([]ledger.Batch, error)
+	// PlansBetween returns the plans of the slots from first to last (both
+	// included; a zero last: every slot from first on), by slot, partition
+	// and sub-batch.
+	PlansBetween(ctx context.Context, topic string, first, last time.Time) ([]ledger.Batch, error)
 	WriteBatches(ctx context.Context, bs []ledger.Batch) error
 	// AdoptedTopicIDs returns the topic IDs an operator adopted for the
 	// topic (starter topic adopt).
@@ -118,7 +119,7 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 		return PlanResult{}, err
 	}
 	planned := time.Now()
-	if err := a.stillFree(ctx, in.Topic, slot, newPlans, st.prev); err != nil {
+	if err := a.stillFree(ctx, in.Topic, slot, newPlans, st); err != nil {
 		return PlanResult{}, err
 	}
 	checked := time.Now()
@@ -315,23 +316,32 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 
 // plansAround reads the slot's plans and their neighbours again. Plans are
 // only ever added, so every plan that can be a new plan's neighbour now is
-// of a slot at or after the previous plan read before (early): one read of
-// the topic's latest slots, not of its whole history, answers, unless a
-// partition of the new plans had no previous plan (or it is gone): then
-// both reads of all slots.
+// of a slot from the previous plan read first (early) to the next one: one
+// read of those slots, not of the topic's whole history, answers (up to
+// the latest slot when a partition had no next plan: the live case, where
+// nothing lies after the slot), unless a partition of the new plans had no
+// previous plan (or it is gone): then both reads of all slots.
 func (a *Activities) plansAround(ctx context.Context, topic string, slot time.Time, plans []ledger.Batch,
-	early map[int32]ledger.Batch) (now []ledger.Batch, prev, next map[int32]ledger.Batch, err error) {
-	from, narrow := slot, true
+	early ledgerState) (now []ledger.Batch, prev, next map[int32]ledger.Batch, err error) {
+	from, to, narrow, bounded := slot, slot, true, true
 	for _, b := range plans {
-		p, ok := early[b.Partition]
+		p, ok := early.prev[b.Partition]
 		narrow = narrow && ok
 		if ok && p.Slot.Before(from) {
 			from = p.Slot
 		}
+		n, ok := early.next[b.Partition]
+		bounded = bounded && ok
+		if ok && n.Slot.After(to) {
+			to = n.Slot
+		}
+	}
+	if !bounded {
+		to = time.Time{}
 	}
 	if narrow {
 		var rows []ledger.Batch
-		if rows, err = a.Plans.PlansFrom(ctx, topic, from); err != nil {
+		if rows, err = a.Plans.PlansBetween(ctx, topic, from, to); err != nil {
 			return nil, nil, nil, err
 		}
 		prev, next = map[int32]ledger.Batch{}, map[int32]ledger.Batch{}
@@ -348,8 +358,10 @@ func (a *Activities) plansAround(ctx context.Context, topic string, slot time.Ti
 			}
 		}
 		for _, b := range plans {
-			if _, ok := prev[b.Partition]; !ok {
-				narrow = false // the previous plan read before is gone
+			_, hasPrev := prev[b.Partition]
+			_, hasNext := next[b.Partition]
+			if _, had := early.next[b.Partition]; !hasPrev || had && !hasNext {
+				narrow = false // a neighbour read first is gone
 			}
 		}
 		if narrow {
@@ -389,10 +401,10 @@ func (a *Activities) adopted(ctx context.Context, topic, topicID string, prev, n
 // outlive its workflow (a timed-out attempt, a planner terminated by hand)
 // while another planner writes. A plan of the slot written meanwhile, or a
 // neighbour the new plans would not continue exactly or would overlap, is
-// an error; the retry plans from what the ledger holds then. prev is the
-// previous plans as the planner read them (plansAround).
-func (a *Activities) stillFree(ctx context.Context, topic string, slot time.Time, plans []ledger.Batch, prev map[int32]ledger.Batch) error {
-	now, prev, next, err := a.plansAround(ctx, topic, slot, plans, prev)
+// an error; the retry plans from what the ledger holds then. early is the
+// ledger as the planner read it first (plansAround).
+func (a *Activities) stillFree(ctx context.Context, topic string, slot time.Time, plans []ledger.Batch, early ledgerState) error {
+	now, prev, next, err := a.plansAround(ctx, topic, slot, plans, early)
 	if err != nil {
 		return err
 	}

@@ -87,8 +87,8 @@ func (m *memPlans) Neighbours(_ context.Context, _ string, slot time.Time) (prev
 	return prev, next, nil
 }
 
-func (m *memPlans) PlansFrom(_ context.Context, _ string, first time.Time) ([]ledger.Batch, error) {
-	return m.read(func(b ledger.Batch) bool { return !b.Slot.Before(first) }), nil
+func (m *memPlans) PlansBetween(_ context.Context, _ string, first, last time.Time) ([]ledger.Batch, error) {
+	return m.read(func(b ledger.Batch) bool { return !b.Slot.Before(first) && (last.IsZero() || !b.Slot.After(last)) }), nil
 }
 
 func (m *memPlans) AdoptedTopicIDs(context.Context, string) (map[string]bool, error) {
@@ -321,10 +321,12 @@ func TestPlannerRefusesAPlanWrittenMeanwhile(t *testing.T) {
 		name        string
 		slot, other time.Duration // the slot planned, and the slot planned meanwhile, after the first
 		otherEnd    int64
+		next        bool // the slot after the planned one is planned before it (a backfill between plans)
 		want        string
 	}{
-		{"the next slot's, which it would overlap", time.Minute, 2 * time.Minute, 30, "overlap"},
-		{"the slot's before it, which it would overlap", 2 * time.Minute, time.Minute, 20, "ends at 20"},
+		{"the next slot's, which it would overlap", time.Minute, 2 * time.Minute, 30, false, "overlap"},
+		{"the slot's before it, which it would overlap", 2 * time.Minute, time.Minute, 20, false, "ends at 20"},
+		{"its own, between two plans", time.Minute, time.Minute, 20, true, "planned meanwhile"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := newPlanFixture(t)
@@ -335,13 +337,16 @@ func TestPlannerRefusesAPlanWrittenMeanwhile(t *testing.T) {
 			f.produce(base.Add(181 * time.Second))
 			f.clock = time.Now().UTC()
 			first := f.plan(base)
+			if c.next {
+				f.plan(base.Add(c.slot + time.Minute))
+			}
 
 			other := ledger.Batch{Topic: planTopic, Partition: 0, Slot: base.Add(c.other), Start: first.End, End: c.otherEnd,
 				State: ledger.StatePlanned, PlannedAt: f.clock, TopicID: first.TopicID}
 			f.plans.afterNeighbours = func() { f.plans.bs = append(f.plans.bs, other) }
 			reads := len(f.plans.reads)
 			_, err := f.planSlot(base.Add(c.slot), time.Time{})
-			if b, written := f.plans.plan(0, base.Add(c.slot)); written {
+			if b, written := f.plans.plan(0, base.Add(c.slot)); written && b.Version != other.Version {
 				t.Fatalf("slot %s planned [%d,%d) although the plan of slot %s, written meanwhile, holds [%d,%d): offsets planned twice",
 					b.Slot.Format("15:04"), b.Start, b.End, other.Slot.Format("15:04"), other.Start, other.End)
 			}

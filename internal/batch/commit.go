@@ -44,27 +44,49 @@ const (
 // once, and the first to end would otherwise be written alone while the
 // others queue behind it.
 type groupCommit[T any] struct {
-	mu       sync.Mutex
-	pending  *commitGroup[T] // gathering items; nil when none
-	turn     chan struct{}   // held by the group being written (capacity 1)
-	expected int             // items announced that have not joined a group
-	gather   time.Duration   // how long a leader waits for them; 0: maxGather
+	mu      sync.Mutex
+	pending *commitGroup[T] // gathering items; nil when none
+	turn    chan struct{}   // held by the group being written (capacity 1)
+	// announced are the items announced that have not joined a group, and
+	// when; a leader waits only for those announced less than
+	// maxAnnounceAge ago (a tail whose plan is slow to come holds no
+	// other batch's write back for long).
+	announced map[*announcement]time.Time
+	gather    time.Duration // how long a leader waits for them; 0: maxGather
 }
+
+// maxAnnounceAge: an announcement older than this no longer holds a
+// group's leader.
+const maxAnnounceAge = time.Second
 
 // announcement is an item announced to a groupCommit; its commit takes it,
 // and withdraw (after a commit: nothing) says it will not come.
 type announcement struct {
-	mu   *sync.Mutex
-	left *int
-	done bool
+	mu  *sync.Mutex
+	set map[*announcement]time.Time
 }
 
 // announce tells c that an item will come soon.
 func (c *groupCommit[T]) announce() *announcement {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.expected++
-	return &announcement{mu: &c.mu, left: &c.expected}
+	if c.announced == nil {
+		c.announced = map[*announcement]time.Time{}
+	}
+	a := &announcement{mu: &c.mu, set: c.announced}
+	c.announced[a] = time.Now()
+	return a
+}
+
+// expecting says whether an item announced less than maxAnnounceAge ago
+// has not come yet; the caller holds c.mu.
+func (c *groupCommit[T]) expecting(now time.Time) bool {
+	for _, at := range c.announced {
+		if now.Sub(at) < maxAnnounceAge {
+			return true
+		}
+	}
+	return false
 }
 
 // withdraw says that the announced item will not come (a no-op once it
@@ -80,9 +102,8 @@ func (a *announcement) withdraw() {
 
 // take marks the announced item as come; the caller holds its lock.
 func (a *announcement) take() {
-	if a != nil && !a.done {
-		a.done = true
-		*a.left--
+	if a != nil {
+		delete(a.set, a)
 	}
 }
 
@@ -123,7 +144,7 @@ func (c *groupCommit[T]) commit(ctx context.Context, item T, ann *announcement, 
 	c.turn <- struct{}{}
 	c.mu.Lock()
 	gather := cmp.Or(c.gather, maxGather)
-	for began := time.Now(); c.expected > 0 && c.pending == g && len(g.items) < maxCommitGroup && time.Since(began) < gather; {
+	for began := time.Now(); c.pending == g && len(g.items) < maxCommitGroup && time.Since(began) < gather && c.expecting(time.Now()); {
 		c.mu.Unlock()
 		time.Sleep(time.Millisecond)
 		c.mu.Lock()

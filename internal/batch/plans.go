@@ -24,8 +24,10 @@ const planReadTTL = time.Minute
 // the queries no longer grow with the partitions.
 //
 // Exactness does not depend on it: a tail acts on a plan only as the
-// ledger holds it, and a read begun less than a poll interval ago is what
-// polling every interval gives anyway.
+// ledger holds it (or as its own worker's planner wrote it, once the ledger
+// acknowledged the write: the planner's lock and its check before the write
+// make that the slot's only plan of the partition), and a read begun less
+// than a poll interval ago is what polling every interval gives anyway.
 //
 // Plans this worker's planner wrote (Processor.Planned) are added to every
 // read without waiting for the next one, and wake the tails that wait: at

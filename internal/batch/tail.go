@@ -28,9 +28,9 @@ const (
 	lazyWait  = 500 * time.Millisecond
 )
 
-// Right after its slot's end (quietAfterEnd), a tail heartbeats without
-// writing what it read: its plan is expected then. In the last lazyUntil
-// before the end it stores what it read every eagerBeat.
+// Right after its slot's end (quietAfterEnd), a tail waiting for its plan
+// heartbeats without storing what it read: the plan is expected then. In
+// the last lazyUntil before the end it stores what it read every eagerBeat.
 const (
 	quietAfterEnd = 5 * time.Second
 	eagerBeat     = 500 * time.Millisecond
@@ -99,7 +99,7 @@ func (t *tail) process(ctx context.Context) (Result, error) {
 		switch {
 		case t.plan != nil: // planned before anything was read: an ordinary batch
 			t.in.Plan = *t.plan
-			return t.p.readPlan(ctx, t.in, t.hb)
+			return t.readPlan(ctx)
 		case t.hasPrev: // the start is known: the previous plan's end
 			t.r = t.p.newRun(t.in.Plan, t.hb, t.prevEnd, false)
 			resumed = t.r.resume(ctx, 0)
@@ -135,7 +135,7 @@ func (t *tail) process(ctx context.Context) (Result, error) {
 				"partition", plan.Partition, "end", plan.End, "next", t.r.st.Next)
 			t.r.abort()
 			t.in.Plan = plan
-			return t.p.readPlan(ctx, t.in, t.hb)
+			return t.readPlan(ctx)
 		}
 		t.announce()
 		t.r.ann = t.ann
@@ -143,6 +143,13 @@ func (t *tail) process(ctx context.Context) (Result, error) {
 		res.Tailed = err == nil
 		return res, err
 	}
+}
+
+// readPlan reads the tail's plan as an ordinary batch; the tail's end is
+// no longer near, and its announcement is withdrawn.
+func (t *tail) readPlan(ctx context.Context) (Result, error) {
+	t.ann.withdraw()
+	return t.p.readPlan(ctx, t.in, t.hb)
 }
 
 // read reads records into the run as they arrive, until the slot's plan is

@@ -88,10 +88,14 @@ func (s *Store) TopicPlans(ctx context.Context, topic string, first, last time.T
 		topic, first.UTC(), last.UTC())
 }
 
-// PlansFrom returns the plans of every partition of the topic for the
-// slots from first on, by slot, partition and sub-batch.
-func (s *Store) PlansFrom(ctx context.Context, topic string, first time.Time) ([]ledger.Batch, error) {
-	return s.queryBatches(ctx, "topic = ? AND slot >= ?", "ORDER BY slot, kafka_partition, sub", topic, first.UTC())
+// PlansBetween returns the plans of every partition of the topic for the
+// slots from first to last (both included; a zero last: every slot from
+// first on), by slot, partition and sub-batch.
+func (s *Store) PlansBetween(ctx context.Context, topic string, first, last time.Time) ([]ledger.Batch, error) {
+	if last.IsZero() {
+		return s.queryBatches(ctx, "topic = ? AND slot >= ?", "ORDER BY slot, kafka_partition, sub", topic, first.UTC())
+	}
+	return s.TopicPlans(ctx, topic, first, last)
 }
 
 // TopicBatches returns every ledger row of a topic, by slot and partition.

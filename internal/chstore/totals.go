@@ -143,6 +143,7 @@ func (s *Store) refreshHours(ctx context.Context, todo scopeHours) error {
 	for attempt := 1; ; attempt++ {
 		drop, err := s.swapIn(ctx, todo)
 		if err != nil {
+			drop()
 			return err
 		}
 		// The staging table is dropped while the scopes are checked, each
