@@ -27,10 +27,29 @@ type memPlans struct {
 	mu      sync.Mutex
 	bs      []ledger.Batch
 	adopted map[string]bool
-	// afterNeighbours, if set, runs once after the first Neighbours read:
-	// another planner writing meanwhile.
-	afterNeighbours func()
-	reads           []time.Time // when the ledger was read
+	reads   []time.Time // when the ledger was read
+	// meanwhile, if set, runs once when the reads number meanwhileAt, as
+	// the last of them returns (writeMeanwhile).
+	meanwhile   func()
+	meanwhileAt int
+}
+
+// writeMeanwhile writes b as another planner would while this one plans:
+// once the planner's first two reads (the slot's plans and its neighbours,
+// made at once) have both returned.
+func (m *memPlans) writeMeanwhile(b ledger.Batch) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.meanwhileAt = len(m.reads) + 2
+	m.meanwhile = func() { m.bs = append(m.bs, b) }
+}
+
+// readDone ends a read; the caller holds m.mu.
+func (m *memPlans) readDone() {
+	if f := m.meanwhile; f != nil && len(m.reads) == m.meanwhileAt {
+		m.meanwhile = nil
+		f()
+	}
 }
 
 func (m *memPlans) SlotBatches(_ context.Context, _ string, slot time.Time) ([]ledger.Batch, error) {
@@ -50,6 +69,7 @@ func (m *memPlans) read(keep func(ledger.Batch) bool) []ledger.Batch {
 		}
 	}
 	slices.SortFunc(out, ledger.Compare)
+	m.readDone()
 	return out
 }
 
@@ -80,10 +100,7 @@ func (m *memPlans) Neighbours(_ context.Context, _ string, slot time.Time) (prev
 			next[p] = b
 		}
 	}
-	if f := m.afterNeighbours; f != nil {
-		m.afterNeighbours = nil
-		f()
-	}
+	m.readDone()
 	return prev, next, nil
 }
 
@@ -343,7 +360,7 @@ func TestPlannerRefusesAPlanWrittenMeanwhile(t *testing.T) {
 
 			other := ledger.Batch{Topic: planTopic, Partition: 0, Slot: base.Add(c.other), Start: first.End, End: c.otherEnd,
 				State: ledger.StatePlanned, PlannedAt: f.clock, TopicID: first.TopicID}
-			f.plans.afterNeighbours = func() { f.plans.bs = append(f.plans.bs, other) }
+			f.plans.writeMeanwhile(other)
 			reads := len(f.plans.reads)
 			_, err := f.planSlot(base.Add(c.slot), time.Time{})
 			if b, written := f.plans.plan(0, base.Add(c.slot)); written && b.Version != other.Version {
@@ -481,7 +498,7 @@ func TestPlanSlotReadsTheLedgerBeforeNotBefore(t *testing.T) {
 	f.produce(stamps(3, last.Add(time.Second))...)
 	f.produce(last.Add(time.Minute))
 	other := ledger.Batch{Topic: planTopic, Partition: 0, Slot: last, Start: 9, End: 13, State: ledger.StatePlanned, PlannedAt: time.Now()}
-	f.plans.afterNeighbours = func() { f.plans.bs = append(f.plans.bs, other) }
+	f.plans.writeMeanwhile(other)
 	err := run(last, time.Now().Add(300*time.Millisecond))
 	if b, written := f.plans.plan(0, last); written && b.WorkflowID != "" {
 		t.Fatalf("a second plan [%d,%d) of slot %s was written over the one written meanwhile", b.Start, b.End, last.Format("15:04"))
