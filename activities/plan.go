@@ -101,7 +101,7 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 	began := time.Now()
 	st, err := a.readLedger(ctx, in, slot, true)
 	if err != nil || len(st.missing) == 0 {
-		return st.res, err
+		return st.result(), err
 	}
 	read := time.Now()
 	if d := at.Sub(a.now()); d > 0 {
@@ -149,16 +149,36 @@ func (a *Activities) TopicPartitions(ctx context.Context, topic string) ([]int32
 // whether every partition has one; it writes nothing, so it needs no lock.
 func (a *Activities) SlotPlans(ctx context.Context, in PlanInput) (PlanResult, error) {
 	st, err := a.readLedger(ctx, in, in.Slot.UTC(), false)
-	return st.res, err
+	return st.result(), err
 }
 
 // ledgerState is what the planner reads before a slot's end offsets.
 type ledgerState struct {
-	res        PlanResult     // the slot's plans that exist, sorted
-	existing   []ledger.Batch // the same, as read
+	existing   []ledger.Batch // the slot's plans that exist, as read
+	complete   bool           // every partition has a plan (or in.ExistingOnly)
 	missing    []int32        // partitions with no plan (none when in.ExistingOnly)
 	prev, next map[int32]ledger.Batch
 	topicID    string
+}
+
+// result is the slot's plans that exist, sorted.
+func (st ledgerState) result() PlanResult {
+	return sortedPlans(PlanResult{Complete: st.complete}, st.existing)
+}
+
+// readSlot adds to g the reads of the slot's plans and, with neighbours,
+// of the plans around it, into st.
+func (a *Activities) readSlot(ctx context.Context, g *errgroup.Group, topic string, slot time.Time, neighbours bool, st *ledgerState) {
+	g.Go(func() (err error) {
+		st.existing, err = a.Plans.SlotBatches(ctx, topic, slot)
+		return err
+	})
+	if neighbours {
+		g.Go(func() (err error) {
+			st.prev, st.next, err = a.Plans.Neighbours(ctx, topic, slot)
+			return err
+		})
+	}
 }
 
 // readLedger reads the slot's plans and, unless in.ExistingOnly, lists the
@@ -168,20 +188,14 @@ func (a *Activities) readLedger(ctx context.Context, in PlanInput, slot time.Tim
 	var st ledgerState
 	var parts []int32
 	var g errgroup.Group // the ledger and Kafka at once
-	g.Go(func() (err error) {
-		st.existing, err = a.Plans.SlotBatches(ctx, in.Topic, slot)
-		return err
-	})
+	neighbours = neighbours && !in.ExistingOnly
+	a.readSlot(ctx, &g, in.Topic, slot, neighbours, &st)
 	if !in.ExistingOnly {
 		g.Go(func() (err error) {
 			parts, err = kafka.Partitions(a.Kafka, in.Topic)
 			return err
 		})
 		if neighbours {
-			g.Go(func() (err error) {
-				st.prev, st.next, err = a.Plans.Neighbours(ctx, in.Topic, slot)
-				return err
-			})
 			g.Go(func() (err error) {
 				st.topicID, err = kafka.TopicID(a.Kafka, in.Topic)
 				return err
@@ -196,7 +210,7 @@ func (a *Activities) readLedger(ctx context.Context, in PlanInput, slot time.Tim
 			st.missing = append(st.missing, p)
 		}
 	}
-	st.res = sortedPlans(PlanResult{Complete: in.ExistingOnly || len(st.missing) == 0}, st.existing)
+	st.complete = in.ExistingOnly || len(st.missing) == 0
 	return st, nil
 }
 
@@ -369,15 +383,10 @@ func (a *Activities) plansAround(ctx context.Context, topic string, slot time.Ti
 		}
 	}
 	var g errgroup.Group
-	g.Go(func() (err error) {
-		now, err = a.Plans.SlotBatches(ctx, topic, slot)
-		return err
-	})
-	g.Go(func() (err error) {
-		prev, next, err = a.Plans.Neighbours(ctx, topic, slot)
-		return err
-	})
-	return now, prev, next, g.Wait()
+	var st ledgerState
+	a.readSlot(ctx, &g, topic, slot, true, &st)
+	err = g.Wait()
+	return st.existing, st.prev, st.next, err
 }
 
 // adopted says whether topicID was adopted by an operator; it asks the

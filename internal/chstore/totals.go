@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -57,12 +58,9 @@ func (s *Store) RefreshTotals(ctx context.Context, topic string, hours []time.Ti
 	}
 	// Best effort, beside the refresh: it drops only tables older than
 	// stageMaxAge, never this refresh's own.
-	cleaned := make(chan struct{})
-	go func() {
-		defer close(cleaned)
-		s.dropStaleStages(ctx)
-	}()
-	defer func() { <-cleaned }()
+	var cleaning sync.WaitGroup
+	cleaning.Go(func() { s.dropStaleStages(ctx) })
+	defer cleaning.Wait()
 	for chunk := range slices.Chunk(Hours(hours), hoursPerSwap) {
 		if err := s.refreshHours(ctx, scopeHours{topic: chunk, AllTopics: chunk}); err != nil {
 			return err
@@ -148,23 +146,17 @@ func (s *Store) refreshHours(ctx context.Context, todo scopeHours) error {
 		}
 		// The staging table is dropped while the scopes are checked, each
 		// scope at once.
-		dropped := make(chan struct{})
-		go func() {
-			defer close(dropped)
-			drop()
-		}()
 		scopes := todo.scopes()
 		stales := make([][]time.Time, len(scopes))
 		var g errgroup.Group
+		g.Go(func() error { drop(); return nil })
 		for i, scope := range scopes {
 			g.Go(func() (err error) {
 				stales[i], err = s.staleHours(ctx, scope, todo[scope])
 				return err
 			})
 		}
-		err = g.Wait()
-		<-dropped
-		if err != nil {
+		if err := g.Wait(); err != nil {
 			return err
 		}
 		stale := scopeHours{}
