@@ -46,9 +46,6 @@ type run struct {
 	ann      *announcement // to the group commit of outcomes, once the end is near; nil before
 	lastBeat time.Time
 	n        int
-	// due heartbeats when a beat is due (a tail's rule, tail.maybeBeat);
-	// nil: every beatEvery.
-	due func(ctx context.Context) error
 }
 
 func (p *Processor) newRun(plan ledger.Batch, hb Heartbeat, start int64, hold bool) *run {
@@ -112,12 +109,7 @@ func (r *run) add(ctx context.Context, m *kafka.Record) error {
 
 // maybeBeat heartbeats when one is due (checked every 64 records).
 func (r *run) maybeBeat(ctx context.Context) error {
-	switch r.n++; {
-	case r.n%64 != 0:
-		return nil
-	case r.due != nil:
-		return r.due(ctx)
-	case time.Since(r.lastBeat) >= r.p.beatEvery():
+	if r.n++; r.n%64 == 0 && time.Since(r.lastBeat) >= r.p.beatEvery() {
 		return r.beat(ctx)
 	}
 	return nil

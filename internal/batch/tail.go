@@ -116,7 +116,6 @@ func (t *tail) process(ctx context.Context) (Result, error) {
 			}
 			t.r = t.p.newRun(t.in.Plan, t.hb, off, true)
 		}
-		t.r.due = t.maybeBeat // per record too, the tail's rule (the quiet after the end)
 		err := t.read(ctx)
 		if errors.Is(err, errTailRestart) {
 			slog.InfoContext(ctx, "tail: the guessed start was wrong, starting again", "topic", t.in.Plan.Topic,
