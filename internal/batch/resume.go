@@ -51,7 +51,7 @@ func (r *run) resume(ctx context.Context, end int64) int64 {
 		slog.WarnContext(ctx, "batch progress unreadable, starting again", "topic", r.id.Topic, "partition", r.id.Partition, "err", err)
 		return 0
 	}
-	r.st, r.table = saved, table
+	r.st, r.table, r.beaten = saved, table, saved
 	r.st.Table = nil
 	slog.InfoContext(ctx, "resuming batch", "topic", r.id.Topic, "partition", r.id.Partition, "offset", saved.Next)
 	return saved.Next
@@ -72,17 +72,15 @@ func (r *run) beat(ctx context.Context) error {
 	if err := r.flush(ctx); err != nil {
 		return err
 	}
-	if r.hold {
-		r.hb.Record(ctx, alive)
-		return nil
+	r.beaten = alive
+	if !r.hold {
+		table, err := r.table.MarshalBinary()
+		if err == nil && len(table) <= maxTableBytes {
+			st := r.st
+			st.Table, st.Archived = table, r.p.Raw
+			r.beaten = st
+		}
 	}
-	table, err := r.table.MarshalBinary()
-	if err != nil || len(table) > maxTableBytes {
-		r.hb.Record(ctx, alive)
-		return nil
-	}
-	st := r.st
-	st.Table, st.Archived = table, r.p.Raw
-	r.hb.Record(ctx, st)
+	r.hb.Record(ctx, r.beaten)
 	return nil
 }

@@ -45,6 +45,7 @@ type run struct {
 	hold     bool
 	ann      *announcement // to the group commit of outcomes, once the end is near; nil before
 	lastBeat time.Time
+	beaten   progress // the last heartbeat's details, or the progress resumed from; alive before either
 	n        int
 }
 
@@ -52,7 +53,7 @@ func (p *Processor) newRun(plan ledger.Batch, hb Heartbeat, start int64, hold bo
 	id := plan.ID()
 	return &run{p: p, hb: hb, id: id, slot: id.Slot, slotEnd: id.Slot.Add(time.Minute), end: plan.End,
 		st: progress{Start: start, Next: start}, table: agg.Table{}, ins: p.Sink.NewRawWriter(),
-		parser: event.Parser{SkipIDs: !p.Raw}, hold: hold, lastBeat: time.Now()}
+		parser: event.Parser{SkipIDs: !p.Raw}, hold: hold, lastBeat: time.Now(), beaten: alive}
 }
 
 // add counts one record.

@@ -257,9 +257,10 @@ func (t *tail) takeWritten() bool {
 // maybeBeat heartbeats the run when a beat is due: every beatEvery, with
 // what it read stored (run.beat); in the last lazyUntil before the slot's
 // end every eagerBeat too, so that little is left to store at the end; and
-// in the quietAfterEnd after it only that it is alive, not a write that
-// the plan's arrival would wait for (the end stores it; a retry of an
-// ungrouped tail then starts it again).
+// in the quietAfterEnd after it no write that the plan's arrival would
+// wait for (the end stores it): it repeats its last heartbeat, a progress
+// an ungrouped tail's retry resumes from, so that it stays alive without
+// replacing it.
 func (t *tail) maybeBeat(ctx context.Context) error {
 	r, now := t.r, time.Now()
 	since := now.Sub(r.lastBeat)
@@ -267,7 +268,7 @@ func (t *tail) maybeBeat(ctx context.Context) error {
 	case now.After(t.end) && now.Before(t.end.Add(quietAfterEnd)):
 		if since >= t.p.beatEvery() {
 			r.lastBeat = now
-			t.hb.Record(ctx, alive)
+			t.hb.Record(ctx, r.beaten)
 		}
 		return nil
 	case since >= t.p.beatEvery(),
