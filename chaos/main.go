@@ -49,6 +49,17 @@ type options struct {
 
 func main() {
 	var o options
+	cmd := newCommand(&o)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		os.Exit(1)
+	}
+}
+
+// newCommand is the chaos command, its flags bound to o.
+func newCommand(o *options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "chaos",
 		Short: "Run the live pipeline under injected faults, verify it exactly, and print what happened",
@@ -65,7 +76,7 @@ func main() {
 			if err := o.validate(); err != nil {
 				return err
 			}
-			return run(cmd.Context(), o)
+			return run(cmd.Context(), *o)
 		},
 	}
 	f := cmd.Flags()
@@ -78,16 +89,10 @@ func main() {
 	f.DurationVar(&o.stall, "stall", 40*time.Second, "how long the broker is stopped (SIGSTOP): longer than any idle timeout of the pipeline")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Minute, "after the faults, how long to wait for every record to be processed")
 	f.IntVar(&o.kafkaPort, "kafka-port", 29092, "first port of the soak's 3 brokers")
-	f.IntVar(&o.proxyPort, "proxy-port", 39000, "first port of the fault proxies (ClickHouse, Temporal, then one per broker from +92)")
+	f.IntVar(&o.proxyPort, "proxy-port", 23000, "first port of the fault proxies (ClickHouse, Temporal, then one per broker from +92)")
 	f.BoolVar(&o.keep, "keep", false, "keep the soak's database, topic data and logs")
 	f.Uint64Var(&o.seed, "seed", 1, "seed of the generated events")
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "chaos:", err)
-		os.Exit(1)
-	}
+	return cmd
 }
 
 func (o options) validate() error {
@@ -111,7 +116,44 @@ func (o options) validate() error {
 	case o.kafkaPort < 1024 || o.kafkaPort > 65000 || o.proxyPort < 1024 || o.proxyPort > 64900:
 		return fmt.Errorf("--kafka-port and --proxy-port must leave room for their ports")
 	}
+	if lo, hi, err := ephemeralPorts(); err == nil {
+		return o.portsOutside(lo, hi)
+	}
 	return nil
+}
+
+// ports are the ports the soak listens on: its brokers and its proxies
+// (see brokerAddrs and newProxies).
+func (o options) ports() []int {
+	return []int{o.kafkaPort, o.kafkaPort + 1, o.kafkaPort + 2,
+		o.proxyPort, o.proxyPort + 1, o.proxyPort + 92, o.proxyPort + 93, o.proxyPort + 94}
+}
+
+// portsOutside refuses listening ports in [lo, hi], the kernel's range for
+// the local ports of outgoing connections: any connection on the machine
+// may hold one of them, and the soak's listener would then fail to bind
+// ("address already in use") at random.
+func (o options) portsOutside(lo, hi int) error {
+	for _, p := range o.ports() {
+		if p >= lo && p <= hi {
+			return fmt.Errorf("--kafka-port %d and --proxy-port %d listen on port %d, inside the kernel's range for outgoing connections' ports (%d-%d, net.ipv4.ip_local_port_range), where any connection may hold it: choose ports below %d or above %d",
+				o.kafkaPort, o.proxyPort, p, lo, hi, lo, hi)
+		}
+	}
+	return nil
+}
+
+// ephemeralPorts reads the kernel's range of local ports for outgoing
+// connections (Linux).
+func ephemeralPorts() (lo, hi int, err error) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the ephemeral port range: %w", err)
+	}
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
+		return 0, 0, fmt.Errorf("parse the ephemeral port range %q: %w", b, err)
+	}
+	return lo, hi, nil
 }
 
 func logf(format string, args ...any) {
