@@ -24,8 +24,9 @@ type OperateStore interface {
 	// BatchesInRange returns the ledger rows of slots [from, to).
 	BatchesInRange(ctx context.Context, topic string, from, to time.Time) ([]ledger.Batch, error)
 	// Neighbours returns, per partition, the latest plan before slot and
-	// the earliest plan after it.
-	Neighbours(ctx context.Context, topic string, slot time.Time) (prev, next map[int32]ledger.Batch, err error)
+	// the earliest plan after it: of each of partitions at least (of every
+	// partition the ledger holds with partitions nil).
+	Neighbours(ctx context.Context, topic string, slot time.Time, partitions []int32) (prev, next map[int32]ledger.Batch, err error)
 	// LatestPlans returns each partition's latest plan.
 	LatestPlans(ctx context.Context, topic string) (map[int32]ledger.Batch, error)
 	// PartialEventsBySlot returns the partials' events per partition and
@@ -129,7 +130,7 @@ func (a *Activities) CheckRange(ctx context.Context, in CheckInput) (CheckReport
 	if rin.Batches, err = a.Ops.BatchesInRange(ctx, in.Topic, from, to); err != nil {
 		return CheckReport{}, err
 	}
-	if rin.Prev, rin.Next, err = a.Ops.Neighbours(ctx, in.Topic, from); err != nil {
+	if rin.Prev, rin.Next, err = a.Ops.Neighbours(ctx, in.Topic, from, nil); err != nil {
 		return CheckReport{}, err
 	}
 	if rin.Partials, err = a.Ops.PartialEventsBySlot(ctx, in.Topic, from, to); err != nil {
@@ -138,7 +139,7 @@ func (a *Activities) CheckRange(ctx context.Context, in CheckInput) (CheckReport
 	if rin.Latest, err = a.Ops.LatestPlans(ctx, in.Topic); err != nil {
 		return CheckReport{}, err
 	}
-	if rin.Seen, _, err = a.Ops.Neighbours(ctx, in.Topic, reconcile.SeenBefore(now, in.Grace)); err != nil {
+	if rin.Seen, _, err = a.Ops.Neighbours(ctx, in.Topic, reconcile.SeenBefore(now, in.Grace), nil); err != nil {
 		return CheckReport{}, err
 	}
 	// One request per partition leader for each: the log starts, the high

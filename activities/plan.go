@@ -24,8 +24,9 @@ type PlanLedger interface {
 	// SlotBatches returns the plans of one slot, by partition and sub-batch.
 	SlotBatches(ctx context.Context, topic string, slot time.Time) ([]ledger.Batch, error)
 	// Neighbours returns, per partition, the latest plan before slot (its
-	// last sub-batch) and the earliest plan after it (its first).
-	Neighbours(ctx context.Context, topic string, slot time.Time) (prev, next map[int32]ledger.Batch, err error)
+	// last sub-batch) and the earliest plan after it (its first): of each
+	// of partitions at least (of every partition with partitions nil).
+	Neighbours(ctx context.Context, topic string, slot time.Time, partitions []int32) (prev, next map[int32]ledger.Batch, err error)
 	// PlansBetween returns the plans of the slots from first to last (both
 	// included; a zero last: every slot from first on), by slot, partition
 	// and sub-batch.
@@ -166,16 +167,21 @@ func (st ledgerState) result() PlanResult {
 	return sortedPlans(PlanResult{Complete: st.complete}, st.existing)
 }
 
-// readSlot adds to g the reads of the slot's plans and, with neighbours,
-// of the plans around it, into st.
-func (a *Activities) readSlot(ctx context.Context, g *errgroup.Group, topic string, slot time.Time, neighbours bool, st *ledgerState) {
+// readSlot adds to g the reads of the slot's plans and, with partitions
+// (a function, since they may be read at once with the plans), of the
+// plans around the slot of those partitions at least, into st.
+func (a *Activities) readSlot(ctx context.Context, g *errgroup.Group, topic string, slot time.Time, partitions func() ([]int32, error), st *ledgerState) {
 	g.Go(func() (err error) {
 		st.existing, err = a.Plans.SlotBatches(ctx, topic, slot)
 		return err
 	})
-	if neighbours {
-		g.Go(func() (err error) {
-			st.prev, st.next, err = a.Plans.Neighbours(ctx, topic, slot)
+	if partitions != nil {
+		g.Go(func() error {
+			parts, err := partitions()
+			if err != nil {
+				return err
+			}
+			st.prev, st.next, err = a.Plans.Neighbours(ctx, topic, slot, parts)
 			return err
 		})
 	}
@@ -183,24 +189,31 @@ func (a *Activities) readSlot(ctx context.Context, g *errgroup.Group, topic stri
 
 // readLedger reads the slot's plans and, unless in.ExistingOnly, lists the
 // partitions that have none; with neighbours (and not in.ExistingOnly),
-// also the plans around the slot and the topic's ID. All at once.
+// also the plans around the slot (of the topic's partitions, read first)
+// and the topic's ID. All at once.
 func (a *Activities) readLedger(ctx context.Context, in PlanInput, slot time.Time, neighbours bool) (ledgerState, error) {
 	var st ledgerState
 	var parts []int32
 	var g errgroup.Group // the ledger and Kafka at once
-	neighbours = neighbours && !in.ExistingOnly
-	a.readSlot(ctx, &g, in.Topic, slot, neighbours, &st)
-	if !in.ExistingOnly {
+	readParts := func() (err error) {
+		parts, err = kafka.Partitions(a.Kafka, in.Topic)
+		return err
+	}
+	switch {
+	case in.ExistingOnly:
+		a.readSlot(ctx, &g, in.Topic, slot, nil, &st)
+	case neighbours:
+		a.readSlot(ctx, &g, in.Topic, slot, func() ([]int32, error) {
+			err := readParts()
+			return parts, err
+		}, &st)
 		g.Go(func() (err error) {
-			parts, err = kafka.Partitions(a.Kafka, in.Topic)
+			st.topicID, err = kafka.TopicID(a.Kafka, in.Topic)
 			return err
 		})
-		if neighbours {
-			g.Go(func() (err error) {
-				st.topicID, err = kafka.TopicID(a.Kafka, in.Topic)
-				return err
-			})
-		}
+	default:
+		a.readSlot(ctx, &g, in.Topic, slot, nil, &st)
+		g.Go(readParts)
 	}
 	if err := g.Wait(); err != nil {
 		return ledgerState{}, err
@@ -384,9 +397,20 @@ func (a *Activities) plansAround(ctx context.Context, topic string, slot time.Ti
 	}
 	var g errgroup.Group
 	var st ledgerState
-	a.readSlot(ctx, &g, topic, slot, true, &st)
+	a.readSlot(ctx, &g, topic, slot, func() ([]int32, error) { return partitionsOf(plans), nil }, &st)
 	err = g.Wait()
 	return st.existing, st.prev, st.next, err
+}
+
+// partitionsOf lists the partitions of plans, once each.
+func partitionsOf(plans []ledger.Batch) []int32 {
+	out := make([]int32, 0, len(plans))
+	for _, b := range plans {
+		if !slices.Contains(out, b.Partition) {
+			out = append(out, b.Partition)
+		}
+	}
+	return out
 }
 
 // adopted says whether topicID was adopted by an operator; it asks the

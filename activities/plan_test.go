@@ -85,7 +85,13 @@ func (m *memPlans) plan(p int32, slot time.Time) (ledger.Batch, bool) {
 	return ledger.Batch{}, false
 }
 
-func (m *memPlans) Neighbours(_ context.Context, _ string, slot time.Time) (prev, next map[int32]ledger.Batch, err error) {
+// Neighbours answers for the partitions asked only, the least its contract
+// allows; the planner must name them (nil asks for every partition the
+// ledger holds, a read that grows with the topic's history).
+func (m *memPlans) Neighbours(_ context.Context, _ string, slot time.Time, partitions []int32) (prev, next map[int32]ledger.Batch, err error) {
+	if partitions == nil {
+		return nil, nil, errors.New("memPlans: neighbours of every partition asked for: the planner names the partitions it plans")
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.reads = append(m.reads, time.Now())
@@ -93,6 +99,9 @@ func (m *memPlans) Neighbours(_ context.Context, _ string, slot time.Time) (prev
 	before := func(x, y ledger.Batch) bool { return x.Slot.Before(y.Slot) || x.Slot.Equal(y.Slot) && x.Sub < y.Sub }
 	for _, b := range m.bs {
 		p := b.Partition
+		if !slices.Contains(partitions, p) {
+			continue
+		}
 		if pb, ok := prev[p]; b.Slot.Before(slot) && (!ok || before(pb, b)) {
 			prev[p] = b
 		}

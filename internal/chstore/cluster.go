@@ -32,9 +32,20 @@ var clusterSettings = clickhouse.Settings{
 	// Idempotence is the ReplacingMergeTree keys' (README: Exactly once),
 	// not the replicated tables' memory of recent blocks.
 	"insert_deduplicate": 0,
-	// (The ledger's subqueries over a Distributed table say GLOBAL IN: 18.16
-	// refuses them by default, and takes no string settings from
-	// clickhouse-go, such as distributed_product_mode.)
+	// (The ledger's subqueries over a Distributed table say GLOBAL IN
+	// (globalIn): 18.16 refuses them by default, and takes no string
+	// settings from clickhouse-go, such as distributed_product_mode.)
+}
+
+// globalIn is the IN of a subquery over the store's tables: GLOBAL IN on a
+// cluster (the subquery runs once, on the server connected to, and its
+// result goes to every shard), a plain IN on one server (half the cost:
+// no temporary table).
+func (s *Store) globalIn() string {
+	if s.cluster == "" {
+		return "IN"
+	}
+	return "GLOBAL IN"
 }
 
 // ErrLayout marks a cluster rtbpipe cannot run on: waiting does not help.

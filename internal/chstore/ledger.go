@@ -3,6 +3,9 @@ package chstore
 import (
 	"context"
 	"fmt"
+	"maps"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -103,29 +106,77 @@ func (s *Store) TopicBatches(ctx context.Context, topic string) ([]ledger.Batch,
 	return s.queryBatches(ctx, "topic = ?", "ORDER BY slot, kafka_partition, sub", topic)
 }
 
+// neighbourLookback bounds the first read of a slot's previous plans. A
+// topic's ledger grows by a plan per partition and minute (92,000 rows a
+// day at 64 partitions), too many to read at every slot; every partition
+// planned in the hour before the slot has its previous plan there.
+const neighbourLookback = time.Hour
+
 // Neighbours returns, per partition, the latest plan before slot (its last
-// sub-batch) and the earliest plan after it (its first).
+// sub-batch) and the earliest plan after it (its first): those of each of
+// partitions, and of any other partition planned in the hour before the
+// slot; with partitions nil, those of every partition the ledger holds.
 //
-// The two reads run at once: a live slot's planner makes them at its
+// The previous plans are read from the hour before the slot, and further
+// back only for the partitions of partitions not planned in it (a new
+// partition, a pipeline stopped for longer): at every slot, a read that
+// does not grow with the topic's history. The next plans' read does not
+// either where the planner runs every minute: nothing lies after a live
+// slot. The two reads run at once: a live slot's planner makes them at its
 // minute's end, when ClickHouse is busiest, and waits for both.
-func (s *Store) Neighbours(ctx context.Context, topic string, slot time.Time) (prev, next map[int32]ledger.Batch, err error) {
+func (s *Store) Neighbours(ctx context.Context, topic string, slot time.Time, partitions []int32) (prev, next map[int32]ledger.Batch, err error) {
+	slot = slot.UTC()
 	var g errgroup.Group
-	for _, q := range []struct {
-		cond, agg string
-		last      bool
-		into      *map[int32]ledger.Batch
-	}{{"slot < ?", "max", true, &prev}, {"slot > ?", "min", false, &next}} {
-		where := fmt.Sprintf("topic = ? AND (kafka_partition, slot) GLOBAL IN (SELECT kafka_partition, %s(slot) FROM %s FINAL WHERE topic = ? AND %s GROUP BY kafka_partition)",
-			q.agg, s.Table("batches"), q.cond)
-		g.Go(func() (err error) {
-			*q.into, err = s.byPartition(ctx, q.last, where, topic, topic, slot.UTC())
+	g.Go(func() (err error) {
+		next, err = s.edgePlans(ctx, false, topic, "slot > ?", slot)
+		return err
+	})
+	g.Go(func() (err error) {
+		if partitions == nil {
+			prev, err = s.edgePlans(ctx, true, topic, "slot < ?", slot)
 			return err
-		})
-	}
+		}
+		from := slot.Add(-neighbourLookback)
+		if prev, err = s.byPartition(ctx, true, "topic = ? AND slot >= ? AND slot < ?", topic, from, slot); err != nil {
+			return err
+		}
+		var older []string
+		for _, p := range partitions {
+			if _, ok := prev[p]; !ok {
+				older = append(older, strconv.Itoa(int(p)))
+			}
+		}
+		if len(older) == 0 {
+			return nil
+		}
+		more, err := s.edgePlans(ctx, true, topic, "slot < ? AND kafka_partition IN ("+strings.Join(older, ", ")+")", from)
+		maps.Copy(prev, more)
+		return err
+	})
 	if err := g.Wait(); err != nil {
 		return nil, nil, err
 	}
 	return prev, next, nil
+}
+
+// edgePlans returns, per partition, the plan of its latest slot (last) or
+// its earliest that matches cond, a condition on slot and partition with ?
+// for args ("" for none): of a plan split into sub-batches, the last one if
+// last, else the first. cond bounds the outer read as well as the
+// subquery's: ClickHouse 18.16 does not narrow a read by a set of
+// (partition, slot) pairs, and would read every plan of the topic.
+func (s *Store) edgePlans(ctx context.Context, last bool, topic, cond string, args ...any) (map[int32]ledger.Batch, error) {
+	agg := "min"
+	if last {
+		agg = "max"
+	}
+	if cond != "" {
+		cond = " AND " + cond
+	}
+	where := fmt.Sprintf("topic = ?%[1]s AND (kafka_partition, slot) %[2]s (SELECT kafka_partition, %[3]s(slot) FROM %[4]s FINAL WHERE topic = ?%[1]s GROUP BY kafka_partition)",
+		cond, s.globalIn(), agg, s.Table("batches"))
+	bound := append([]any{topic}, args...)
+	return s.byPartition(ctx, last, where, append(bound, bound...)...)
 }
 
 // WriteBatches inserts ledger rows (a newer version replaces an older one).

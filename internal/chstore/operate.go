@@ -59,8 +59,7 @@ func (s *Store) BatchesInRange(ctx context.Context, topic string, from, to time.
 
 // LatestPlans returns each partition's latest plan (its last sub-batch).
 func (s *Store) LatestPlans(ctx context.Context, topic string) (map[int32]ledger.Batch, error) {
-	return s.byPartition(ctx, true, "topic = ? AND (kafka_partition, slot) GLOBAL IN (SELECT kafka_partition, max(slot) FROM "+
-		s.Table("batches")+" FINAL WHERE topic = ? GROUP BY kafka_partition)", topic, topic)
+	return s.edgePlans(ctx, true, topic, "")
 }
 
 // PartialEventsBySlot returns the events the partials hold per partition and
