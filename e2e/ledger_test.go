@@ -14,10 +14,10 @@ import (
 // The planner reads a slot's neighbouring plans at every slot. A topic's
 // ledger grows by a plan per partition and minute (92,000 rows a day at 64
 // partitions), so that read must not grow with it: the plans of the last
-// hour answer for every partition planned in it, and only a partition
-// without one (new, or stopped for longer) is looked up further back.
-// The read runs under a row limit a third of the ledger's size, and must
-// still find exactly what a scan of everything finds.
+// minute and then of the last hour answer for every partition planned in
+// them, and only a partition without one (new, or stopped for longer) is
+// looked up further back. It must read under a third of the ledger's rows
+// (the query log counts them) and find exactly what a scan of all finds.
 func TestNeighboursDoNotReadTheWholeLedger(t *testing.T) {
 	e := getEnv(t)
 	ctx := context.Background()
@@ -45,6 +45,9 @@ func TestNeighboursDoNotReadTheWholeLedger(t *testing.T) {
 	for s := slot.Add(-11 * 24 * time.Hour); s.Before(slot.Add(-10 * 24 * time.Hour)); s = s.Add(time.Minute) {
 		plan(4, s, 0) // stopped 10 days before the slot
 	}
+	for s := slot.Add(-2 * time.Hour); s.Before(slot.Add(-30 * time.Minute)); s = s.Add(time.Minute) {
+		plan(6, s, 0) // stopped half an hour before the slot
+	}
 	// partition 5: never planned
 	plan(0, slot.Add(3*24*time.Hour), 0) // planned later (a backfill's gap)
 	plan(0, slot.Add(2*24*time.Hour), 0)
@@ -68,7 +71,7 @@ func TestNeighboursDoNotReadTheWholeLedger(t *testing.T) {
 	// The row limit ClickHouse 18.16 enforces leaves out the subqueries of
 	// IN, so the rows read are counted in the query log.
 	logged := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"log_queries": 1}))
-	prev, next, err := store.Neighbours(logged, topic, slot, []int32{0, 1, 2, 3, 4, 5})
+	prev, next, err := store.Neighbours(logged, topic, slot, []int32{0, 1, 2, 3, 4, 5, 6})
 	if err != nil {
 		t.Fatal(err)
 	}

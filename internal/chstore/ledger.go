@@ -106,24 +106,26 @@ func (s *Store) TopicBatches(ctx context.Context, topic string) ([]ledger.Batch,
 	return s.queryBatches(ctx, "topic = ?", "ORDER BY slot, kafka_partition, sub", topic)
 }
 
-// neighbourLookback bounds the first read of a slot's previous plans. A
+// neighbourLookback bounds the second read of a slot's previous plans. A
 // topic's ledger grows by a plan per partition and minute (92,000 rows a
-// day at 64 partitions), too many to read at every slot; every partition
-// planned in the hour before the slot has its previous plan there.
+// day at 64 partitions), too many to read at every slot.
 const neighbourLookback = time.Hour
 
 // Neighbours returns, per partition, the latest plan before slot (its last
 // sub-batch) and the earliest plan after it (its first): those of each of
-// partitions, and of any other partition planned in the hour before the
+// partitions, and of any other partition planned in the minute before the
 // slot; with partitions nil, those of every partition the ledger holds.
 //
-// The previous plans are read from the hour before the slot, and further
-// back only for the partitions of partitions not planned in it (a new
-// partition, a pipeline stopped for longer): at every slot, a read that
-// does not grow with the topic's history. The next plans' read does not
+// The previous plans are read in steps, each only for the partitions of
+// partitions the steps before did not find: the minute before the slot (a
+// topic planned every minute: one step, whose read skips every part of the
+// table without that minute), the hour before it, then all before. At
+// every slot, a read that does not grow with the topic's history; only a
+// partition not planned in the last hour (new, or a pipeline stopped for
+// longer) is looked up further back. The next plans' read does not grow
 // either where the planner runs every minute: nothing lies after a live
-// slot. The two reads run at once: a live slot's planner makes them at its
-// minute's end, when ClickHouse is busiest, and waits for both.
+// slot. Previous and next plans are read at once: a live slot's planner
+// makes these reads at its minute's end, when ClickHouse is busiest.
 func (s *Store) Neighbours(ctx context.Context, topic string, slot time.Time, partitions []int32) (prev, next map[int32]ledger.Batch, err error) {
 	slot = slot.UTC()
 	var g errgroup.Group
@@ -136,22 +138,30 @@ func (s *Store) Neighbours(ctx context.Context, topic string, slot time.Time, pa
 			prev, err = s.edgePlans(ctx, true, topic, "slot < ?", slot)
 			return err
 		}
-		from := slot.Add(-neighbourLookback)
-		if prev, err = s.byPartition(ctx, true, "topic = ? AND slot >= ? AND slot < ?", topic, from, slot); err != nil {
+		minute, hour := slot.Add(-time.Minute), slot.Add(-neighbourLookback)
+		if prev, err = s.byPartition(ctx, true, "topic = ? AND slot = ?", topic, minute); err != nil {
 			return err
 		}
-		var older []string
-		for _, p := range partitions {
-			if _, ok := prev[p]; !ok {
-				older = append(older, strconv.Itoa(int(p)))
+		for _, cond := range []struct {
+			where string
+			args  []any
+		}{{"slot >= ? AND slot < ?", []any{hour, minute}}, {"slot < ?", []any{hour}}} {
+			var missing []string
+			for _, p := range partitions {
+				if _, ok := prev[p]; !ok {
+					missing = append(missing, strconv.Itoa(int(p)))
+				}
 			}
+			if len(missing) == 0 {
+				return nil
+			}
+			more, err := s.edgePlans(ctx, true, topic, cond.where+" AND kafka_partition IN ("+strings.Join(missing, ", ")+")", cond.args...)
+			if err != nil {
+				return err
+			}
+			maps.Copy(prev, more)
 		}
-		if len(older) == 0 {
-			return nil
-		}
-		more, err := s.edgePlans(ctx, true, topic, "slot < ? AND kafka_partition IN ("+strings.Join(older, ", ")+")", from)
-		maps.Copy(prev, more)
-		return err
+		return nil
 	})
 	if err := g.Wait(); err != nil {
 		return nil, nil, err
