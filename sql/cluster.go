@@ -40,6 +40,7 @@ type Statement struct {
 // the Distributed table that reads and writes go through.
 var Sharded = map[string]string{
 	"window_partials":     "cityHash64(topic, kafka_partition)",
+	"partial_keys":        "cityHash64(topic, kafka_partition)",
 	"batches":             "cityHash64(topic, kafka_partition)",
 	"dead_letters":        "cityHash64(topic, kafka_partition)",
 	"ad_events_raw":       "cityHash64(topic, kafka_partition)",
@@ -86,6 +87,7 @@ var (
 	dropTableRE   = regexp.MustCompile(`(?is)^DROP TABLE IF EXISTS (\w+)\.(\w+)$`)
 	alterRE       = regexp.MustCompile(`(?is)^ALTER TABLE (\w+)\.(\w+) (.*)$`)
 	orderByRE     = regexp.MustCompile(`(?is),\s*MODIFY ORDER BY \([^)]*\)\s*$`)
+	insertRE      = regexp.MustCompile(`(?is)^INSERT INTO (\w+)\.(\w+) \([^)]*\)\s*SELECT\s`)
 )
 
 // OnClusterStatements rewrites one single-node statement for cluster: the
@@ -143,6 +145,14 @@ func OnClusterStatements(st, cluster string) ([]Statement, error) {
 			return []Statement{{st, Connected}}, nil
 		}
 		return nil, fmt.Errorf("alter of table %s.%s: it has no cluster layout", db, name)
+	}
+	if m := insertRE.FindStringSubmatch(st); m != nil {
+		// Through the Distributed tables, on the server connected to: the
+		// rows go to the shards their keys pick.
+		if _, ok := Sharded[m[2]]; !ok {
+			return nil, fmt.Errorf("insert into table %s.%s: not a sharded table", m[1], m[2])
+		}
+		return []Statement{{st, Connected}}, nil
 	}
 	return nil, fmt.Errorf("statement has no cluster form: %.80q", st)
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/rtbpipe/rtbpipe/internal/agg"
 	"github.com/rtbpipe/rtbpipe/internal/batch"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
@@ -16,14 +18,22 @@ import (
 // WritePartials stores batches' aggregates, each at its version, in one
 // insert (batch.Sink). Keys that an earlier run of a batch wrote and this
 // one no longer produces are written as zero rows, so a rerun with fewer
-// keys leaves nothing behind.
+// keys leaves nothing behind. The batches' keys go to partial_keys first,
+// at once with the read of the keys their earlier runs wrote there: every
+// key of the partials has its row there before it is written.
 func (s *Store) WritePartials(ctx context.Context, ps []batch.Partials) error {
 	ids := make([]ledger.BatchID, len(ps))
 	for i, p := range ps {
 		ids[i] = p.ID
 	}
-	old, err := s.PartialKeys(ctx, ids)
-	if err != nil {
+	var old map[ledger.BatchID][]agg.Key
+	var g errgroup.Group
+	g.Go(func() (err error) {
+		old, err = s.PartialKeys(ctx, ids)
+		return err
+	})
+	g.Go(func() error { return s.writePartialKeys(ctx, ps) })
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	ins, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("window_partials")+
@@ -43,8 +53,10 @@ func (s *Store) WritePartials(ctx context.Context, ps []batch.Partials) error {
 				return fmt.Errorf("write partials: %w", err)
 			}
 		}
+		zeroed := map[agg.Key]bool{}
 		for _, k := range old[batchOf(p.ID)] {
-			if _, ok := p.Table[k]; !ok {
+			if _, ok := p.Table[k]; !ok && !zeroed[k] {
+				zeroed[k] = true
 				if err := appendRow(k, agg.Totals{}); err != nil {
 					return fmt.Errorf("write partials: %w", err)
 				}
@@ -66,26 +78,54 @@ func batchOf(id ledger.BatchID) ledger.BatchID {
 	return id
 }
 
-// PartialKeys returns the keys with events that each of the batches has in
-// ClickHouse, in one read.
+// writePartialKeys stores the keys of the batches' partials in
+// partial_keys, the index by batch that PartialKeys reads.
+func (s *Store) writePartialKeys(ctx context.Context, ps []batch.Partials) error {
+	ins, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table("partial_keys")+
+		" (topic, kafka_partition, slot, sub, window_start, event_type, country, ad_format)")
+	if err != nil {
+		return fmt.Errorf("write partial keys: %w", err)
+	}
+	defer ins.Abort()
+	for _, p := range ps {
+		slot := p.ID.Slot.UTC()
+		for k := range p.Table {
+			if err := ins.Append(p.ID.Topic, p.ID.Partition, slot, p.ID.Sub, time.Unix(k.Window, 0).UTC(), k.EventType, k.Country, k.AdFormat); err != nil {
+				return fmt.Errorf("write partial keys: %w", err)
+			}
+		}
+	}
+	if ins.Rows() == 0 {
+		return nil
+	}
+	if err := ins.Send(); err != nil {
+		return fmt.Errorf("write partial keys: %w", err)
+	}
+	return nil
+}
+
+// PartialKeys returns the keys that runs of each of the batches wrote (or
+// were about to write) to the partials, in one read of partial_keys, whose
+// key the batch's ID leads. A key may repeat.
 func (s *Store) PartialKeys(ctx context.Context, ids []ledger.BatchID) (map[ledger.BatchID][]agg.Key, error) {
 	out := map[ledger.BatchID][]agg.Key{}
 	if len(ids) == 0 {
 		return out, nil
 	}
-	// (topic, partition, slot as seconds, sub) IN a list of tuples: only
-	// strings and integers, which ClickHouse 18.16 takes in a tuple list.
-	var in strings.Builder
+	// One conjunction per batch: ClickHouse narrows the read by each (a
+	// list of tuples that holds a DateTime it takes neither as a literal
+	// nor by the index).
+	var where strings.Builder
 	args := make([]any, 0, 4*len(ids))
 	for i, id := range ids {
 		if i > 0 {
-			in.WriteString(", ")
+			where.WriteString(" OR ")
 		}
-		in.WriteString("(?, ?, ?, ?)")
-		args = append(args, id.Topic, id.Partition, uint32(id.Slot.Unix()), id.Sub)
+		where.WriteString("(topic = ? AND kafka_partition = ? AND slot = ? AND sub = ?)")
+		args = append(args, id.Topic, id.Partition, id.Slot.UTC(), id.Sub)
 	}
 	rows, err := s.conn.Query(ctx, "SELECT topic, kafka_partition, slot, sub, window_start, event_type, country, ad_format FROM "+
-		s.Table("window_partials")+" FINAL WHERE events > 0 AND (topic, kafka_partition, toUInt32(slot), sub) IN ("+in.String()+")", args...)
+		s.Table("partial_keys")+" WHERE "+where.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("read partial keys: %w", err)
 	}
