@@ -80,11 +80,7 @@ func TestRawInsertRetryCountsOnce(t *testing.T) {
 func TestMigrationsApplyAgain(t *testing.T) {
 	e := getEnv(t)
 	ctx := context.Background()
-	s := e.store.In(e.cfg.ClickHouseDatabase + "_migrate")
-	t.Cleanup(func() { _ = s.DropDatabase(ctx) })
-	if _, err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := e.scratchStore(t, "_migrate")
 	if err := e.db.Exec(ctx, "DROP TABLE "+e.cfg.ClickHouseDatabase+"_migrate.schema_migrations"); err != nil {
 		t.Fatal(err)
 	}

@@ -124,6 +124,42 @@ func build(t *testing.T, name string) string {
 	return bin
 }
 
+// scratchStore is a migrated database of the test's own (the test
+// database's name and suffix), dropped when the test ends.
+func (e *env) scratchStore(t *testing.T, suffix string) *chstore.Store {
+	t.Helper()
+	s := e.store.In(e.cfg.ClickHouseDatabase + suffix)
+	t.Cleanup(func() { _ = s.DropDatabase(context.Background()) })
+	if _, err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// logged is ctx whose queries go to ClickHouse's query log, which
+// rowsRead reads.
+func logged(ctx context.Context) context.Context {
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"log_queries": 1}))
+}
+
+// rowsRead sums the rows read by the logged SELECTs since since whose text
+// holds marker (a topic's or a database's name). ClickHouse 18.16 leaves
+// the subqueries of IN out of the limits it enforces (max_rows_to_read),
+// so the log counts them.
+func (e *env) rowsRead(t *testing.T, since time.Time, marker string) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	if err := e.db.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
+		t.Fatal(err)
+	}
+	var read uint64
+	if err := e.db.QueryRow(ctx, "SELECT sum(read_rows) FROM system.query_log WHERE type = 2 AND event_time >= ? AND position(query, ?) > 0 AND query LIKE 'SELECT%'",
+		since.Truncate(time.Second), marker).Scan(&read); err != nil {
+		t.Fatal(err)
+	}
+	return read
+}
+
 // table names a table of the test database.
 func (e *env) table(name string) string { return e.cfg.ClickHouseDatabase + "." + name }
 

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
-
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 )
 
@@ -21,11 +19,7 @@ import (
 func TestNeighboursDoNotReadTheWholeLedger(t *testing.T) {
 	e := getEnv(t)
 	ctx := context.Background()
-	store := e.store.In(e.cfg.ClickHouseDatabase + "_ledger")
-	if _, err := store.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.DropDatabase(context.Background()) })
+	store := e.scratchStore(t, "_ledger")
 
 	topic := fmt.Sprintf("ledger-%d", time.Now().UnixNano())
 	slot := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
@@ -68,21 +62,12 @@ func TestNeighboursDoNotReadTheWholeLedger(t *testing.T) {
 		}
 	}
 
-	// The row limit ClickHouse 18.16 enforces leaves out the subqueries of
-	// IN, so the rows read are counted in the query log.
-	logged := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"log_queries": 1}))
-	prev, next, err := store.Neighbours(logged, topic, slot, []int32{0, 1, 2, 3, 4, 5, 6})
+	since := time.Now()
+	prev, next, err := store.Neighbours(logged(ctx), topic, slot, []int32{0, 1, 2, 3, 4, 5, 6})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.db.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
-		t.Fatal(err)
-	}
-	var read uint64
-	if err := e.db.QueryRow(ctx, "SELECT sum(read_rows) FROM system.query_log WHERE type = 2 AND event_date >= yesterday() AND position(query, ?) > 0",
-		topic).Scan(&read); err != nil {
-		t.Fatal(err)
-	}
+	read := e.rowsRead(t, since, topic)
 	if limit := uint64(len(rows) / 3); read == 0 || read > limit {
 		t.Errorf("the neighbours of a slot after %d days of plans (%d rows) read %d rows, want 1 to %d", days, len(rows), read, limit)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
@@ -63,13 +64,7 @@ func (s *Store) WritePartials(ctx context.Context, ps []batch.Partials) error {
 			}
 		}
 	}
-	if ins.Rows() == 0 {
-		return nil
-	}
-	if err := ins.Send(); err != nil {
-		return fmt.Errorf("write partials: %w", err)
-	}
-	return nil
+	return sendRows(ins, "write partials")
 }
 
 // batchOf is a batch's ID as PartialKeys keys it (its slot in UTC).
@@ -95,11 +90,16 @@ func (s *Store) writePartialKeys(ctx context.Context, ps []batch.Partials) error
 			}
 		}
 	}
+	return sendRows(ins, "write partial keys")
+}
+
+// sendRows sends an insert's rows, if it has any.
+func sendRows(ins driver.Batch, what string) error {
 	if ins.Rows() == 0 {
 		return nil
 	}
 	if err := ins.Send(); err != nil {
-		return fmt.Errorf("write partial keys: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
