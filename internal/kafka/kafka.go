@@ -187,7 +187,14 @@ func TopicID(cl sarama.Client, topic string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("topic ID of %s: no broker: %w", topic, err)
 	}
-	res, err := b.GetMetadata(&sarama.MetadataRequest{Version: 10, Topics: []string{topic}})
+	req := &sarama.MetadataRequest{Version: 10, Topics: []string{topic}}
+	res, err := b.GetMetadata(req)
+	// Controller opens the connection in the background: a request made
+	// before it is up fails with ErrNotConnected. Wait for it, up to 1 s.
+	for i := 0; i < 20 && errors.Is(err, sarama.ErrNotConnected); i++ {
+		time.Sleep(50 * time.Millisecond)
+		res, err = b.GetMetadata(req)
+	}
 	if err != nil {
 		return "", fmt.Errorf("topic ID of %s: %w", topic, err)
 	}
