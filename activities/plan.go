@@ -95,6 +95,9 @@ func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, er
 		return PlanResult{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("slot %s is not to be planned before %s", slot.Format(time.RFC3339), at.Format(time.RFC3339Nano)), ErrTypeBadInput, nil)
 	}
+	if a.Batches != nil { // this worker's tails of the slot wait for its plans, not poll the ledger for them
+		defer a.Batches.Planning(in.Topic, slot)()
+	}
 	// What the ledger and Kafka's metadata hold is read at once, before the
 	// slot's end when the planner started ahead of it: only the end
 	// offsets must be read after it. A plan written after this read is

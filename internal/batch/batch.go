@@ -162,6 +162,15 @@ type Processor struct {
 // (planCache).
 func (p *Processor) Planned(bs []ledger.Batch) { p.plans.add(bs) }
 
+// Planning tells the worker's tails that this process plans topic's slot
+// until end is called (the planner's activity, from its start): the
+// plans will come to them through Planned, so they ask the ledger only
+// every tailPollRunning meanwhile, not every tailPollEnded, and wake when
+// the planner ends.
+func (p *Processor) Planning(topic string, slot time.Time) (end func()) {
+	return p.plans.startPlanning(topic, slot)
+}
+
 func (p *Processor) beatEvery() time.Duration {
 	if p.BeatEvery > 0 {
 		return p.BeatEvery

@@ -31,6 +31,7 @@ type memLedger struct {
 	// stuck, once set, holds every read begun after it until the read's
 	// context ends: a ledger that no longer answers.
 	stuck chan struct{}
+	hung  int // reads held by stuck
 }
 
 // hang makes the reads that begin from now on wait until their context ends.
@@ -52,6 +53,9 @@ func (l *memLedger) TopicPlans(ctx context.Context, topic string, first, last ti
 	stuck := l.stuck
 	l.mu.Unlock()
 	if stuck != nil {
+		l.mu.Lock()
+		l.hung++
+		l.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -106,6 +110,13 @@ func (l *memLedger) row(id ledger.BatchID) (ledger.Batch, bool) {
 	defer l.mu.Unlock()
 	b, ok := l.rows[id]
 	return b, ok
+}
+
+// hungReads is how many reads stuck has held.
+func (l *memLedger) hungReads() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hung
 }
 
 func (l *memLedger) readCount() int {

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -38,7 +39,54 @@ type planCache struct {
 	mu      sync.Mutex
 	reads   map[planKey]*planRead
 	written []writtenPlan
-	wake    chan struct{} // closed (and replaced) when plans are written
+	wake    chan struct{} // closed (and replaced) when plans are written, or a planner ends
+	// planning counts the planners of each topic and slot running in this
+	// worker: their tails need not poll the ledger often, since the plans
+	// come to them (add) or the planner ends (which wakes them too).
+	planning map[slotKey]int
+}
+
+type slotKey struct {
+	topic string
+	slot  time.Time
+}
+
+// startPlanning records that this worker plans topic's slot, until end is
+// called; end wakes the waiting tails, which then ask the ledger.
+func (c *planCache) startPlanning(topic string, slot time.Time) (end func()) {
+	k := slotKey{topic, slot.UTC()}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.planning == nil {
+		c.planning = map[slotKey]int{}
+	}
+	c.planning[k]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.planning[k]--; c.planning[k] <= 0 {
+				delete(c.planning, k)
+			}
+			c.wakeLocked()
+		})
+	}
+}
+
+// planningHere says whether this worker is planning topic's slot.
+func (c *planCache) planningHere(topic string, slot time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.planning[slotKey{topic, slot.UTC()}] > 0
+}
+
+// wakeLocked wakes the waiting tails; the caller holds c.mu.
+func (c *planCache) wakeLocked() {
+	if c.wake != nil {
+		close(c.wake)
+		c.wake = nil
+	}
 }
 
 // writtenPlan is a plan this worker wrote to the ledger, and when.
@@ -56,10 +104,7 @@ func (c *planCache) add(bs []ledger.Batch) {
 	for _, b := range bs {
 		c.written = append(c.written, writtenPlan{now, b})
 	}
-	if c.wake != nil {
-		close(c.wake)
-		c.wake = nil
-	}
+	c.wakeLocked()
 }
 
 // writtenPlan returns partition's plan of slot (its first sub-batch), if
@@ -133,11 +178,24 @@ type planRead struct {
 	err   error
 }
 
+// errPlansWritten: plans were written by this worker while a tail waited
+// for a ledger read (topicPlans' stop).
+var errPlansWritten = errors.New("plans written meanwhile")
+
+// planReadTimeout bounds a shared ledger read, which runs apart from the
+// tail that began it (its waiters do not depend on that tail's context).
+const planReadTimeout = time.Minute
+
 // topicPlans returns the plans of every partition of topic for the slots
 // from first to last (both included), as TopicPlans orders them, from a
 // read begun at most maxAge ago: its own, or one another tail began. The
-// slice is shared: callers must not modify it.
-func (c *planCache) topicPlans(ctx context.Context, l Ledger, topic string, first, last time.Time, maxAge time.Duration) ([]ledger.Batch, error) {
+// slice is shared: callers must not modify it. When stop is closed before
+// the read returns (its worker wrote plans: woken), it returns
+// errPlansWritten and leaves the read to the others: at a minute's end a
+// ledger read can take half a second, and a tail whose plan its worker
+// wrote meanwhile has no need of it.
+func (c *planCache) topicPlans(ctx context.Context, l Ledger, topic string, first, last time.Time, maxAge time.Duration,
+	stop <-chan struct{}) ([]ledger.Batch, error) {
 	key := planKey{topic, first.UTC(), last.UTC()}
 	now := time.Now()
 	c.mu.Lock()
@@ -150,31 +208,25 @@ func (c *planCache) topicPlans(ctx context.Context, l Ledger, topic string, firs
 		}
 	}
 	r, ok := c.reads[key]
-	if !ok || now.Sub(r.began) >= maxAge {
+	mine := !ok || now.Sub(r.began) >= maxAge
+	if mine {
 		r = &planRead{began: now, done: make(chan struct{})}
 		c.reads[key] = r
-		c.mu.Unlock()
-		r.plans, r.err = l.TopicPlans(ctx, topic, first, last)
-		close(r.done)
-		if r.err != nil { // not shared with later callers
-			c.mu.Lock()
-			if c.reads[key] == r {
-				delete(c.reads, key)
-			}
-			c.mu.Unlock()
-			return nil, r.err
-		}
-		return c.withWritten(r.plans, topic, first, last), nil
+		go c.read(context.WithoutCancel(ctx), l, key, r)
 	}
 	c.mu.Unlock()
 	select {
 	case <-r.done:
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-stop:
+		return nil, errPlansWritten
 	}
 	if r.err != nil {
-		// Another tail's read failed, perhaps only because its activity
-		// was cancelled: this tail asks for itself.
+		if mine {
+			return nil, r.err
+		}
+		// Another tail's read failed: this tail asks for itself.
 		plans, err := l.TopicPlans(ctx, topic, first, last)
 		if err != nil {
 			return nil, err
@@ -182,4 +234,20 @@ func (c *planCache) topicPlans(ctx context.Context, l Ledger, topic string, firs
 		return c.withWritten(plans, topic, first, last), nil
 	}
 	return c.withWritten(r.plans, topic, first, last), nil
+}
+
+// read runs a shared read (bounded by planReadTimeout), and forgets it if
+// it failed.
+func (c *planCache) read(ctx context.Context, l Ledger, key planKey, r *planRead) {
+	ctx, cancel := context.WithTimeout(ctx, planReadTimeout)
+	defer cancel()
+	r.plans, r.err = l.TopicPlans(ctx, key.topic, key.first, key.last)
+	close(r.done)
+	if r.err != nil { // not shared with later callers
+		c.mu.Lock()
+		if c.reads[key] == r {
+			delete(c.reads, key)
+		}
+		c.mu.Unlock()
+	}
 }

@@ -61,7 +61,7 @@ func TestPlanCacheSharesOneReadAmongTails(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got[i], errs[i] = c.topicPlans(context.Background(), l, "t", slot.Add(-time.Minute), slot, time.Hour)
+			got[i], errs[i] = c.topicPlans(context.Background(), l, "t", slot.Add(-time.Minute), slot, time.Hour, nil)
 		}()
 	}
 	eventually(t, "the first read reaches the ledger", func() bool {
@@ -86,14 +86,14 @@ func TestPlanCacheSharesOneReadAmongTails(t *testing.T) {
 		}
 	}
 	// Fresh enough: no new read. Older than asked: a new one.
-	if _, err := c.topicPlans(context.Background(), l, "t", slot.Add(-time.Minute), slot, time.Hour); err != nil || l.readCount() != 1 {
+	if _, err := c.topicPlans(context.Background(), l, "t", slot.Add(-time.Minute), slot, time.Hour, nil); err != nil || l.readCount() != 1 {
 		t.Fatalf("a read within maxAge: %d reads, err %v; want it reused", l.readCount(), err)
 	}
-	if _, err := c.topicPlans(context.Background(), l, "t", slot.Add(-time.Minute), slot, 0); err != nil || l.readCount() != 2 {
+	if _, err := c.topicPlans(context.Background(), l, "t", slot.Add(-time.Minute), slot, 0, nil); err != nil || l.readCount() != 2 {
 		t.Fatalf("a read past maxAge: %d reads, err %v; want a new one", l.readCount(), err)
 	}
 	// Another topic, or other slots, are reads of their own.
-	bs, err := c.topicPlans(context.Background(), l, "other", slot.Add(-time.Minute), slot, time.Hour)
+	bs, err := c.topicPlans(context.Background(), l, "other", slot.Add(-time.Minute), slot, time.Hour, nil)
 	if err != nil || len(bs) != 1 || l.readCount() != 3 {
 		t.Fatalf("another topic: %d plans, %d reads, err %v; want 1 plan from a read of its own", len(bs), l.readCount(), err)
 	}
@@ -109,7 +109,7 @@ func TestPlanCacheDoesNotShareAFailedRead(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_, firstErr = c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour)
+		_, firstErr = c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour, nil)
 	}()
 	eventually(t, "the first read reaches the ledger", func() bool {
 		c.mu.Lock()
@@ -119,7 +119,7 @@ func TestPlanCacheDoesNotShareAFailedRead(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		waiterPlans, waiterErr = c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour)
+		waiterPlans, waiterErr = c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour, nil)
 	}()
 	time.Sleep(50 * time.Millisecond)
 	close(l.gate)
@@ -130,7 +130,7 @@ func TestPlanCacheDoesNotShareAFailedRead(t *testing.T) {
 	if waiterErr != nil || len(waiterPlans) != 4 {
 		t.Fatalf("the tail waiting on a failed read: %d plans, err %v; want its own read's 4 plans", len(waiterPlans), waiterErr)
 	}
-	if bs, err := c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour); err != nil || len(bs) != 4 {
+	if bs, err := c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour, nil); err != nil || len(bs) != 4 {
 		t.Fatalf("after a failed read: %d plans, err %v; want a new read", len(bs), err)
 	}
 }
@@ -138,7 +138,7 @@ func TestPlanCacheDoesNotShareAFailedRead(t *testing.T) {
 func TestPlanCacheWaiterHonoursItsContext(t *testing.T) {
 	l, slot := planFixture(t)
 	var c planCache
-	go func() { _, _ = c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour) }()
+	go func() { _, _ = c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour, nil) }()
 	eventually(t, "the first read reaches the ledger", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -146,7 +146,7 @@ func TestPlanCacheWaiterHonoursItsContext(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := c.topicPlans(ctx, l, "t", slot, slot, time.Hour); !errors.Is(err, context.Canceled) {
+	if _, err := c.topicPlans(ctx, l, "t", slot, slot, time.Hour, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a cancelled waiter: err %v, want context.Canceled", err)
 	}
 	close(l.gate)
@@ -167,14 +167,14 @@ func TestPlanCacheAddsThePlansThisWorkerWrote(t *testing.T) {
 	default:
 		t.Fatal("writing plans did not wake the waiting tails")
 	}
-	got, err := c.topicPlans(context.Background(), l, "t", slot, slot.Add(time.Minute), time.Second)
+	got, err := c.topicPlans(context.Background(), l, "t", slot, slot.Add(time.Minute), time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 5 || got[4] != fresh || got[2].Partition != 2 || got[2].Slot != slot {
 		t.Fatalf("plans %+v: want the ledger's 4, then the one written", got)
 	}
-	if got, _ := c.topicPlans(context.Background(), l, "t", slot, slot, time.Second); len(got) != 4 {
+	if got, _ := c.topicPlans(context.Background(), l, "t", slot, slot, time.Second, nil); len(got) != 4 {
 		t.Fatalf("plans of the first slot only: %+v", got)
 	}
 }
@@ -189,6 +189,44 @@ func TestTailTakesThePlanItsWorkerWrote(t *testing.T) {
 	done := startTail(t, p, &memBeat{})
 	eventually(t, "the tail reads the ledger", func() bool { return f.ledger.readCount() >= 2 })
 	p.Planned([]ledger.Batch{plan(20, 60)}) // in the ledger too, but not in this double's reads
+	f.checkDone(wait(t, done), 20, 60)
+}
+
+// Nor does it wait for a ledger read begun before the plan was written: at
+// the minute's end such a read can take half a second. Here the read never
+// returns.
+func TestTailWaitingOnALedgerReadTakesThePlanItsWorkerWrote(t *testing.T) {
+	f := newFixture(t)
+	f.produceMinutes()
+	f.ledger.plan(prevPlan(0, 20))
+	p := f.processor()
+	done := startTail(t, p, &memBeat{})
+	eventually(t, "the tail reads the ledger", func() bool { return f.ledger.readCount() >= 2 })
+	f.ledger.hang(t)
+	eventually(t, "a ledger read hangs", func() bool { return f.ledger.hungReads() >= 1 })
+	p.Planned([]ledger.Batch{plan(20, 60)})
+	f.checkDone(wait(t, done), 20, 60)
+}
+
+// While its worker plans its slot, a tail at the slot's end asks the ledger
+// only every tailPollRunning, not every tailPollEnded: the plan comes to it.
+// When the planner ends without its plan (here another wrote it), the tail
+// is woken and asks the ledger.
+func TestTailWhoseWorkerPlansItsSlotWaitsForThePlans(t *testing.T) {
+	f := newFixture(t)
+	f.produceMinutes()
+	f.ledger.plan(prevPlan(0, 20))
+	p := f.processor()
+	end := p.Planning(topic, slot)
+	done := startTail(t, p, &memBeat{})
+	eventually(t, "the tail reads the ledger", func() bool { return f.ledger.readCount() >= 2 })
+	before := f.ledger.readCount()
+	time.Sleep(tailPollRunning * 3 / 4)
+	if n := f.ledger.readCount() - before; n > 1 {
+		t.Fatalf("%d ledger reads in %s while its worker planned the slot; want at most 1", n, tailPollRunning*3/4)
+	}
+	f.ledger.plan(plan(20, 60))
+	end()
 	f.checkDone(wait(t, done), 20, 60)
 }
 

@@ -13,7 +13,7 @@ import (
 
 // How often a tailing batch asks the ledger about its plans: while its slot
 // runs (only to confirm its start), and once the slot has ended (for the
-// plan that ends it).
+// plan that ends it), unless its worker is planning the slot (every()).
 const (
 	tailPollRunning = time.Second
 	tailPollEnded   = 100 * time.Millisecond
@@ -237,8 +237,8 @@ func (t *tail) wait(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-time.After(tailPollEnded):
-	case <-woken: // this worker wrote plans
+	case <-time.After(t.every()):
+	case <-woken: // this worker wrote plans, or its planner ended
 	}
 	return t.check(ctx, true)
 }
@@ -278,17 +278,19 @@ func (t *tail) maybeBeat(ctx context.Context) error {
 	return nil
 }
 
-// check reads the ledger (at most once per poll interval unless forced)
-// and confirms or refutes the run's start: confirmed, a held run writes
-// what it held; refuted, errTailRestart.
-// every is how often the tail asks the ledger about its plans.
+// every is how often the tail asks the ledger about its plans. After the
+// slot's end it asks often, unless its own worker is planning the slot
+// (its plan then comes from there: Processor.Planning).
 func (t *tail) every() time.Duration {
-	if time.Now().After(t.end) {
+	if time.Now().After(t.end) && !t.p.plans.planningHere(t.in.Plan.Topic, t.slot) {
 		return tailPollEnded
 	}
 	return tailPollRunning
 }
 
+// check reads the ledger (at most once per poll interval unless forced)
+// and confirms or refutes the run's start: confirmed, a held run writes
+// what it held; refuted, errTailRestart.
 func (t *tail) check(ctx context.Context, force bool) error {
 	if !force && time.Since(t.lastCheck) < t.every() {
 		return nil
@@ -327,13 +329,24 @@ func (t *tail) check(ctx context.Context, force bool) error {
 // the worker's shared read of the topic's plans (planCache). A tail is the
 // batch of its slot's first sub-batch: a plan split in sub-batches
 // (plan.Split) has its others run as batches of their own.
+// A read under way when its worker writes plans is left to the others
+// (topicPlans' stop), and the tail takes its plan if it was among them.
 func (t *tail) readLedger(ctx context.Context) error {
-	if t.takeWritten() {
-		return nil
-	}
-	bs, err := t.p.plans.topicPlans(ctx, t.p.Ledger, t.in.Plan.Topic, t.slot.Add(-time.Minute), t.slot, t.every())
-	if err != nil {
-		return err
+	var bs []ledger.Batch
+	for {
+		woken := t.p.plans.woken()
+		if t.takeWritten() {
+			return nil
+		}
+		var err error
+		bs, err = t.p.plans.topicPlans(ctx, t.p.Ledger, t.in.Plan.Topic, t.slot.Add(-time.Minute), t.slot, t.every(), woken)
+		if errors.Is(err, errPlansWritten) {
+			continue // others' plans: wait for the read again
+		}
+		if err != nil {
+			return err
+		}
+		break
 	}
 	t.plan, t.hasPrev = nil, false
 	for _, b := range bs { // by slot, partition and sub-batch
