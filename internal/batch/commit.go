@@ -116,11 +116,14 @@ type commitGroup[T any] struct {
 }
 
 // commit writes item with the other items that come meanwhile, by write;
-// ann is item's announcement, or nil. The group holds item until it is
+// ann is item's announcement, or nil; when item leads its group, the group
+// gathers others for linger before its write (and for the announced ones,
+// as long as it expects them, up to the gather time). The group holds item until it is
 // written: commit returns only then (at most two commitTimeouts and a
 // maxGather later, whatever ctx says), so that the caller's buffers are
 // never read by a write after it has gone on.
-func (c *groupCommit[T]) commit(ctx context.Context, item T, ann *announcement, write func(context.Context, []T) error) error {
+func (c *groupCommit[T]) commit(ctx context.Context, item T, ann *announcement, linger time.Duration,
+	write func(context.Context, []T) error) error {
 	c.mu.Lock()
 	ann.take()
 	if c.turn == nil {
@@ -144,7 +147,10 @@ func (c *groupCommit[T]) commit(ctx context.Context, item T, ann *announcement, 
 	c.turn <- struct{}{}
 	c.mu.Lock()
 	gather := cmp.Or(c.gather, maxGather)
-	for began := time.Now(); c.pending == g && len(g.items) < maxCommitGroup && time.Since(began) < gather && c.expecting(time.Now()); {
+	for began := time.Now(); c.pending == g && len(g.items) < maxCommitGroup; {
+		if w := time.Since(began); w >= linger && (w >= gather || !c.expecting(time.Now())) {
+			break
+		}
 		c.mu.Unlock()
 		time.Sleep(time.Millisecond)
 		c.mu.Lock()

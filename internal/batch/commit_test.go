@@ -67,7 +67,7 @@ func (f *commitFixture) commitAll(ctx context.Context, from, to int32) <-chan []
 		go func() {
 			defer wg.Done()
 			part, row := f.outcome(n)
-			errs[n-from] = f.p.commits.outcomes.commit(ctx, batchEnd{partials: part, row: row}, nil, f.p.writeOutcomes)
+			errs[n-from] = f.p.commits.outcomes.commit(ctx, batchEnd{partials: part, row: row}, nil, 0, f.p.writeOutcomes)
 		}()
 	}
 	go func() { wg.Wait(); out <- errs }()
@@ -156,7 +156,7 @@ func TestGroupCommitLeaderWaitsForTheAnnouncedBatches(t *testing.T) {
 		go func() {
 			time.Sleep(time.Duration(n) * 10 * time.Millisecond) // they end one after the other
 			part, row := f.outcome(n)
-			errs <- c.commit(ctx, batchEnd{partials: part, row: row}, anns[n], f.p.writeOutcomes)
+			errs <- c.commit(ctx, batchEnd{partials: part, row: row}, anns[n], 0, f.p.writeOutcomes)
 		}()
 	}
 	if n := <-f.s.entered; n != 4 {
@@ -175,7 +175,7 @@ func TestGroupCommitLeaderWaitsForTheAnnouncedBatches(t *testing.T) {
 	stray.withdraw()
 	stray.withdraw() // twice: still one
 	part, row := f.outcome(5)
-	if err := c.commit(ctx, batchEnd{partials: part, row: row}, leader, f.p.writeOutcomes); err != nil {
+	if err := c.commit(ctx, batchEnd{partials: part, row: row}, leader, 0, f.p.writeOutcomes); err != nil {
 		t.Fatal(err)
 	}
 	leader.withdraw() // after its commit: nothing
@@ -188,7 +188,7 @@ func TestGroupCommitLeaderWaitsForTheAnnouncedBatches(t *testing.T) {
 	c.mu.Unlock()
 	part, row = f.outcome(6)
 	alone := make(chan error, 1)
-	go func() { alone <- c.commit(ctx, batchEnd{partials: part, row: row}, nil, f.p.writeOutcomes) }()
+	go func() { alone <- c.commit(ctx, batchEnd{partials: part, row: row}, nil, 0, f.p.writeOutcomes) }()
 	select {
 	case err := <-alone:
 		if err != nil {
@@ -324,6 +324,42 @@ func TestRunsThatFlushTogetherShareOneRawInsert(t *testing.T) {
 			if _, ok := f.s.raw[int64(i)*100+o]; !ok {
 				t.Fatalf("run %d: offset %d not archived", i, int64(i)*100+o)
 			}
+		}
+	}
+}
+
+// A leader with a linger waits that long for others before its write, even
+// with nothing announced: the tails' raw rows of one tick share an insert.
+func TestGroupCommitLeaderLingers(t *testing.T) {
+	for _, c := range []struct {
+		linger time.Duration
+		writes int
+	}{{0, 2}, {time.Second, 1}} {
+		var g groupCommit[int]
+		var mu sync.Mutex
+		var groups [][]int
+		write := func(_ context.Context, items []int) error {
+			mu.Lock()
+			defer mu.Unlock()
+			groups = append(groups, append([]int(nil), items...))
+			return nil
+		}
+		errs := make(chan error, 2)
+		go func() { errs <- g.commit(context.Background(), 1, nil, c.linger, write) }()
+		eventually(t, "the first item leads", func() bool {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.pending == nil || len(g.pending.items) == 1
+		})
+		time.Sleep(50 * time.Millisecond)
+		go func() { errs <- g.commit(context.Background(), 2, nil, 0, write) }()
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(groups) != c.writes {
+			t.Fatalf("linger %s: writes %v, want %d", c.linger, groups, c.writes)
 		}
 	}
 }

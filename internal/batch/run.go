@@ -47,6 +47,11 @@ type run struct {
 	lastBeat time.Time
 	beaten   progress // the last heartbeat's details, or the progress resumed from; alive before either
 	n        int
+	// due says when the run beats (nil: every beat interval), and linger
+	// how long its raw rows wait for others' in the group commit (nil:
+	// not at all): a tail's (tail.beatDue, tail.linger).
+	due    func(last, now time.Time) bool
+	linger func() time.Duration
 }
 
 func (p *Processor) newRun(plan ledger.Batch, hb Heartbeat, start int64, hold bool) *run {
@@ -110,10 +115,18 @@ func (r *run) add(ctx context.Context, m *kafka.Record) error {
 
 // maybeBeat heartbeats when one is due (checked every 64 records).
 func (r *run) maybeBeat(ctx context.Context) error {
-	if r.n++; r.n%64 == 0 && time.Since(r.lastBeat) >= r.p.beatEvery() {
+	if r.n++; r.n%64 == 0 && r.beatDue(time.Now()) {
 		return r.beat(ctx)
 	}
 	return nil
+}
+
+// beatDue says whether the run heartbeats at now.
+func (r *run) beatDue(now time.Time) bool {
+	if r.due != nil {
+		return r.due(r.lastBeat, now)
+	}
+	return now.Sub(r.lastBeat) >= r.p.beatEvery()
 }
 
 // overflow is the error of the record at offset, whose revenue would make
@@ -162,7 +175,11 @@ func (r *run) store(ctx context.Context, withRaw bool) error {
 			return err
 		}
 	case r.raw.Len() > 0 && withRaw:
-		if err := r.p.commits.raw.commit(ctx, &r.raw, nil, r.p.Sink.WriteRaw); err != nil {
+		var linger time.Duration
+		if r.linger != nil {
+			linger = r.linger()
+		}
+		if err := r.p.commits.raw.commit(ctx, &r.raw, nil, linger, r.p.Sink.WriteRaw); err != nil {
 			return err
 		}
 		r.raw.Reset()

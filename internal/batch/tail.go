@@ -29,11 +29,17 @@ const (
 )
 
 // Right after its slot's end (quietAfterEnd), a tail waiting for its plan
-// heartbeats without storing what it read: the plan is expected then. In
-// the last lazyUntil before the end it stores what it read every eagerBeat.
+// heartbeats without storing what it read: the plan is expected then.
+// Before the end its beats fall on the minute's ticks (tail.nextTick): every
+// beat interval from the slot's start, and lastTick before its end, so
+// that little is left to store at the end. The tails of a worker beat at
+// the same moments, and their raw rows wait up to tickLinger for each
+// other in the worker's group commit: one archive insert (one part for
+// ClickHouse to write and merge) for all of them instead of one for each.
 const (
 	quietAfterEnd = 5 * time.Second
-	eagerBeat     = 500 * time.Millisecond
+	lastTick      = time.Second
+	tickLinger    = 300 * time.Millisecond
 )
 
 // errTailRestart stops a tailing read whose guessed start proved wrong.
@@ -101,7 +107,7 @@ func (t *tail) process(ctx context.Context) (Result, error) {
 			t.in.Plan = *t.plan
 			return t.readPlan(ctx)
 		case t.hasPrev: // the start is known: the previous plan's end
-			t.r = t.p.newRun(t.in.Plan, t.hb, t.prevEnd, false)
+			t.r = t.newRun(t.prevEnd, false)
 			resumed = t.r.resume(ctx, 0)
 		default: // a guess, held until the ledger confirms it
 			off, found, err := kafka.OffsetForTime(t.p.Kafka, t.in.Plan.Topic, t.in.Plan.Partition, t.slot)
@@ -114,7 +120,7 @@ func (t *tail) process(ctx context.Context) (Result, error) {
 				}
 				continue
 			}
-			t.r = t.p.newRun(t.in.Plan, t.hb, off, true)
+			t.r = t.newRun(off, true)
 		}
 		err := t.read(ctx)
 		if errors.Is(err, errTailRestart) {
@@ -143,6 +149,13 @@ func (t *tail) process(ctx context.Context) (Result, error) {
 		res.Tailed = err == nil
 		return res, err
 	}
+}
+
+// newRun starts the tail's read from start, beating at its ticks.
+func (t *tail) newRun(start int64, hold bool) *run {
+	r := t.p.newRun(t.in.Plan, t.hb, start, hold)
+	r.due, r.linger = t.beatDue, t.linger
+	return r
 }
 
 // readPlan reads the tail's plan as an ordinary batch; the tail's end is
@@ -254,28 +267,59 @@ func (t *tail) takeWritten() bool {
 	return ok
 }
 
-// maybeBeat heartbeats the run when a beat is due: every beatEvery, with
-// what it read stored (run.beat); in the last lazyUntil before the slot's
-// end every eagerBeat too, so that little is left to store at the end; and
-// in the quietAfterEnd after it no write that the plan's arrival would
-// wait for (the end stores it): it repeats its last heartbeat, a progress
-// an ungrouped tail's retry resumes from, so that it stays alive without
-// replacing it.
+// maybeBeat heartbeats the run when a beat is due (beatDue), with what it
+// read stored (run.beat), except in the quietAfterEnd after the slot's end:
+// there no write that the plan's arrival would wait for (the end stores
+// it), it repeats its last heartbeat, a progress an ungrouped tail's retry
+// resumes from, so that it stays alive without replacing it.
 func (t *tail) maybeBeat(ctx context.Context) error {
 	r, now := t.r, time.Now()
-	since := now.Sub(r.lastBeat)
 	switch {
 	case now.After(t.end) && now.Before(t.end.Add(quietAfterEnd)):
-		if since >= t.p.beatEvery() {
+		if now.Sub(r.lastBeat) >= t.p.beatEvery() {
 			r.lastBeat = now
 			t.hb.Record(ctx, r.beaten)
 		}
 		return nil
-	case since >= t.p.beatEvery(),
-		since >= eagerBeat && r.raw.Len() > 0 && now.Before(t.end) && !now.Before(t.end.Add(-lazyUntil)):
+	case t.beatDue(r.lastBeat, now):
 		return r.beat(ctx)
 	}
 	return nil
+}
+
+// beatDue says whether a tail's run that last beat at last beats at now:
+// before the slot's end, once a tick has come since (nextTick); after it,
+// every beat interval.
+func (t *tail) beatDue(last, now time.Time) bool {
+	if now.Before(t.end) {
+		return !now.Before(t.nextTick(last))
+	}
+	return now.Sub(last) >= t.p.beatEvery()
+}
+
+// nextTick is the first tick after last: the slot's start plus a multiple
+// of the beat interval, or lastTick before the slot's end.
+func (t *tail) nextTick(last time.Time) time.Time {
+	every := t.p.beatEvery()
+	k := last.Sub(t.slot) / every // rounded down, before the slot's start too
+	if last.Before(t.slot.Add(k * every)) {
+		k--
+	}
+	next := t.slot.Add((k + 1) * every)
+	if e := t.end.Add(-lastTick); last.Before(e) && e.Before(next) {
+		next = e
+	}
+	return next
+}
+
+// linger is how long a tail's raw rows wait for the other tails' in the
+// group commit: tickLinger before the slot's end (they beat at the same
+// ticks), none after (the end's write is waited for).
+func (t *tail) linger() time.Duration {
+	if time.Now().Before(t.end) {
+		return tickLinger
+	}
+	return 0
 }
 
 // every is how often the tail asks the ledger about its plans. After the
@@ -291,8 +335,13 @@ func (t *tail) every() time.Duration {
 // check reads the ledger (at most once per poll interval unless forced)
 // and confirms or refutes the run's start: confirmed, a held run writes
 // what it held; refuted, errTailRestart.
+//
+// Unless forced, a tail whose start is confirmed does not ask while its
+// minute runs: the only thing left to learn is its own plan, which no
+// planner writes before the minute's end (PlanSlot waits for it). So the
+// ledger is not read every second by every worker's tails for nothing.
 func (t *tail) check(ctx context.Context, force bool) error {
-	if !force && time.Since(t.lastCheck) < t.every() {
+	if !force && (time.Since(t.lastCheck) < t.every() || t.confirmed() && time.Now().Before(t.end)) {
 		return nil
 	}
 	t.lastCheck = time.Now()
@@ -323,6 +372,12 @@ func (t *tail) check(ctx context.Context, force bool) error {
 		return t.r.flush(ctx)
 	}
 	return nil
+}
+
+// confirmed says whether the run's start is the previous plan's end, as
+// the ledger says.
+func (t *tail) confirmed() bool {
+	return t.r != nil && !t.r.hold && t.hasPrev && t.r.st.Start == t.prevEnd
 }
 
 // readLedger reads the plans of the slot and of the one before it, through
