@@ -116,12 +116,13 @@ type commitGroup[T any] struct {
 }
 
 // commit writes item with the other items that come meanwhile, by write;
-// ann is item's announcement, or nil; when item leads its group, the group
-// gathers others for linger before its write (and for the announced ones,
-// as long as it expects them, up to the gather time). The group holds item until it is
-// written: commit returns only then (at most two commitTimeouts and a
-// maxGather later, whatever ctx says), so that the caller's buffers are
-// never read by a write after it has gone on.
+// ann is item's announcement, or nil. When item leads its group, the group
+// gathers others for linger before its write (and the announced ones as
+// long as it expects them, up to the gather time). The group holds item
+// until it is written: commit returns only then (at most two
+// commitTimeouts and the longer of linger and maxGather later, whatever
+// ctx says), so that the caller's buffers are never read by a write after
+// it has gone on.
 func (c *groupCommit[T]) commit(ctx context.Context, item T, ann *announcement, linger time.Duration,
 	write func(context.Context, []T) error) error {
 	c.mu.Lock()

@@ -179,15 +179,30 @@ func TestPlanCacheAddsThePlansThisWorkerWrote(t *testing.T) {
 	}
 }
 
-// A tail waiting for its plan takes the plan its worker's planner wrote
-// as soon as it is written, without reading the ledger for it.
-func TestTailTakesThePlanItsWorkerWrote(t *testing.T) {
+// tailFixture is a slot's records and the previous slot's plan, ending at
+// 20, with a worker's processor.
+func tailFixture(t *testing.T) (*fixture, *Processor) {
+	t.Helper()
 	f := newFixture(t)
 	f.produceMinutes()
 	f.ledger.plan(prevPlan(0, 20))
-	p := f.processor()
+	return f, f.processor()
+}
+
+// startWaitingTail starts the slot's tail on p, and returns once it has
+// asked the ledger for its plan.
+func startWaitingTail(t *testing.T, f *fixture, p *Processor) <-chan outcome {
+	t.Helper()
 	done := startTail(t, p, &memBeat{})
 	eventually(t, "the tail reads the ledger", func() bool { return f.ledger.readCount() >= 2 })
+	return done
+}
+
+// A tail waiting for its plan takes the plan its worker's planner wrote
+// as soon as it is written, without reading the ledger for it.
+func TestTailTakesThePlanItsWorkerWrote(t *testing.T) {
+	f, p := tailFixture(t)
+	done := startWaitingTail(t, f, p)
 	p.Planned([]ledger.Batch{plan(20, 60)}) // in the ledger too, but not in this double's reads
 	f.checkDone(wait(t, done), 20, 60)
 }
@@ -196,12 +211,8 @@ func TestTailTakesThePlanItsWorkerWrote(t *testing.T) {
 // the minute's end such a read can take half a second. Here the read never
 // returns.
 func TestTailWaitingOnALedgerReadTakesThePlanItsWorkerWrote(t *testing.T) {
-	f := newFixture(t)
-	f.produceMinutes()
-	f.ledger.plan(prevPlan(0, 20))
-	p := f.processor()
-	done := startTail(t, p, &memBeat{})
-	eventually(t, "the tail reads the ledger", func() bool { return f.ledger.readCount() >= 2 })
+	f, p := tailFixture(t)
+	done := startWaitingTail(t, f, p)
 	f.ledger.hang(t)
 	eventually(t, "a ledger read hangs", func() bool { return f.ledger.hungReads() >= 1 })
 	p.Planned([]ledger.Batch{plan(20, 60)})
@@ -213,13 +224,9 @@ func TestTailWaitingOnALedgerReadTakesThePlanItsWorkerWrote(t *testing.T) {
 // When the planner ends without its plan (here another wrote it), the tail
 // is woken and asks the ledger.
 func TestTailWhoseWorkerPlansItsSlotWaitsForThePlans(t *testing.T) {
-	f := newFixture(t)
-	f.produceMinutes()
-	f.ledger.plan(prevPlan(0, 20))
-	p := f.processor()
+	f, p := tailFixture(t)
 	end := p.Planning(topic, slot)
-	done := startTail(t, p, &memBeat{})
-	eventually(t, "the tail reads the ledger", func() bool { return f.ledger.readCount() >= 2 })
+	done := startWaitingTail(t, f, p)
 	before := f.ledger.readCount()
 	time.Sleep(tailPollRunning * 3 / 4)
 	if n := f.ledger.readCount() - before; n > 1 {
