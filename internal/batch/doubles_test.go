@@ -32,6 +32,11 @@ type memLedger struct {
 	// context ends: a ledger that no longer answers.
 	stuck chan struct{}
 	hung  int // reads held by stuck
+	// slow, once set, holds every read begun after it until it is closed
+	// (or the read's context ends), and the read then answers: a slow
+	// ledger.
+	slow chan struct{}
+	held int // reads held by slow
 }
 
 // hang makes the reads that begin from now on wait until their context ends.
@@ -42,6 +47,26 @@ func (l *memLedger) hang(t *testing.T) {
 	t.Cleanup(func() { close(l.stuck) })
 }
 
+// holdReads makes the reads that begin from now on wait until release
+// (or their context's end), and then answer.
+func (l *memLedger) holdReads(t *testing.T) (release func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	slow := make(chan struct{})
+	l.slow = slow
+	var once sync.Once
+	release = func() { once.Do(func() { close(slow) }) }
+	t.Cleanup(release)
+	return release
+}
+
+// heldReads is how many reads holdReads has held.
+func (l *memLedger) heldReads() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.held
+}
+
 func newLedger() *memLedger { return &memLedger{rows: map[ledger.BatchID]ledger.Batch{}} }
 
 func (l *memLedger) PartitionPlans(_ context.Context, topic string, p int32, first, last time.Time) ([]ledger.Batch, error) {
@@ -50,8 +75,18 @@ func (l *memLedger) PartitionPlans(_ context.Context, topic string, p int32, fir
 
 func (l *memLedger) TopicPlans(ctx context.Context, topic string, first, last time.Time) ([]ledger.Batch, error) {
 	l.mu.Lock()
-	stuck := l.stuck
+	stuck, slow := l.stuck, l.slow
+	if slow != nil {
+		l.held++
+	}
 	l.mu.Unlock()
+	if slow != nil {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-slow:
+		}
+	}
 	if stuck != nil {
 		l.mu.Lock()
 		l.hung++

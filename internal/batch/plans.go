@@ -193,12 +193,38 @@ const planReadTimeout = time.Minute
 // the read returns (its worker wrote plans: woken), it returns
 // errPlansWritten and leaves the read to the others: at a minute's end a
 // ledger read can take half a second, and a tail whose plan its worker
-// wrote meanwhile has no need of it.
+// wrote meanwhile has no need of it. A read that fails is not shared: its
+// waiters wait on one new read.
 func (c *planCache) topicPlans(ctx context.Context, l Ledger, topic string, first, last time.Time, maxAge time.Duration,
 	stop <-chan struct{}) ([]ledger.Batch, error) {
 	key := planKey{topic, first.UTC(), last.UTC()}
+	for again := false; ; again = true {
+		r, mine := c.join(ctx, l, key, maxAge)
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-stop:
+			return nil, errPlansWritten
+		}
+		if r.err == nil {
+			return c.withWritten(r.plans, topic, first, last), nil
+		}
+		// Another tail's read failed (read forgot it): those that waited
+		// on it wait on one new read, begun by the first of them, and its
+		// error is theirs.
+		if mine || again {
+			return nil, r.err
+		}
+	}
+}
+
+// join returns the read of key begun at most maxAge ago, or begins one
+// (mine).
+func (c *planCache) join(ctx context.Context, l Ledger, key planKey, maxAge time.Duration) (r *planRead, mine bool) {
 	now := time.Now()
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.reads == nil {
 		c.reads = map[planKey]*planRead{}
 	}
@@ -208,46 +234,25 @@ func (c *planCache) topicPlans(ctx context.Context, l Ledger, topic string, firs
 		}
 	}
 	r, ok := c.reads[key]
-	mine := !ok || now.Sub(r.began) >= maxAge
-	if mine {
+	if mine = !ok || now.Sub(r.began) >= maxAge; mine {
 		r = &planRead{began: now, done: make(chan struct{})}
 		c.reads[key] = r
 		go c.read(context.WithoutCancel(ctx), l, key, r)
 	}
-	c.mu.Unlock()
-	select {
-	case <-r.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-stop:
-		return nil, errPlansWritten
-	}
-	if r.err != nil {
-		if mine {
-			return nil, r.err
-		}
-		// Another tail's read failed: this tail asks for itself.
-		plans, err := l.TopicPlans(ctx, topic, first, last)
-		if err != nil {
-			return nil, err
-		}
-		return c.withWritten(plans, topic, first, last), nil
-	}
-	return c.withWritten(r.plans, topic, first, last), nil
+	return r, mine
 }
 
 // read runs a shared read (bounded by planReadTimeout), and forgets it if
-// it failed.
+// it failed, before its waiters learn so (they may begin another).
 func (c *planCache) read(ctx context.Context, l Ledger, key planKey, r *planRead) {
 	ctx, cancel := context.WithTimeout(ctx, planReadTimeout)
 	defer cancel()
-	r.plans, r.err = l.TopicPlans(ctx, key.topic, key.first, key.last)
-	close(r.done)
-	if r.err != nil { // not shared with later callers
-		c.mu.Lock()
-		if c.reads[key] == r {
-			delete(c.reads, key)
-		}
-		c.mu.Unlock()
+	plans, err := l.TopicPlans(ctx, key.topic, key.first, key.last)
+	c.mu.Lock()
+	r.plans, r.err = plans, err
+	if err != nil && c.reads[key] == r { // not shared with later callers
+		delete(c.reads, key)
 	}
+	c.mu.Unlock()
+	close(r.done)
 }

@@ -99,13 +99,15 @@ func TestPlanCacheSharesOneReadAmongTails(t *testing.T) {
 	}
 }
 
+// A failed read is not shared: the tails that waited on it wait on one new
+// read (not one each: at 64 partitions that is 63 reads at once of a ledger
+// that has just failed), and a read that fails again is their error.
 func TestPlanCacheDoesNotShareAFailedRead(t *testing.T) {
 	l, slot := planFixture(t)
 	l.fail = 1
 	var c planCache
 	var wg sync.WaitGroup
-	var firstErr, waiterErr error
-	var waiterPlans []ledger.Batch
+	var firstErr error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -116,22 +118,43 @@ func TestPlanCacheDoesNotShareAFailedRead(t *testing.T) {
 		defer c.mu.Unlock()
 		return len(c.reads) == 1
 	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		waiterPlans, waiterErr = c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour, nil)
-	}()
+	const waiters = 3
+	waiterErrs := make([]error, waiters)
+	waiterPlans := make([][]ledger.Batch, waiters)
+	for i := range waiters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			waiterPlans[i], waiterErrs[i] = c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour, nil)
+		}()
+	}
 	time.Sleep(50 * time.Millisecond)
 	close(l.gate)
 	wg.Wait()
 	if firstErr == nil {
 		t.Fatal("the failed read returned no error")
 	}
-	if waiterErr != nil || len(waiterPlans) != 4 {
-		t.Fatalf("the tail waiting on a failed read: %d plans, err %v; want its own read's 4 plans", len(waiterPlans), waiterErr)
+	for i := range waiters {
+		if waiterErrs[i] != nil || len(waiterPlans[i]) != 4 {
+			t.Fatalf("a tail waiting on a failed read: %d plans, err %v; want the 4 plans of a new read", len(waiterPlans[i]), waiterErrs[i])
+		}
 	}
-	if bs, err := c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour, nil); err != nil || len(bs) != 4 {
-		t.Fatalf("after a failed read: %d plans, err %v; want a new read", len(bs), err)
+	if n := l.readCount(); n != 2 {
+		t.Fatalf("%d ledger reads; want 2: the failed one, and one new read for its %d waiters", n, waiters)
+	}
+
+	// A waiter whose new read fails too has that error.
+	l.fail = 2
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, firstErr = c.topicPlans(context.Background(), l, "t", slot, slot, 0, nil)
+	}()
+	eventually(t, "the read reaches the ledger", func() bool { return l.readCount() == 3 })
+	_, err := c.topicPlans(context.Background(), l, "t", slot, slot, time.Hour, nil)
+	wg.Wait()
+	if firstErr == nil || err == nil {
+		t.Fatalf("reads failing twice: errors %v and %v; want both", firstErr, err)
 	}
 }
 
@@ -216,6 +239,31 @@ func TestTailWaitingOnALedgerReadTakesThePlanItsWorkerWrote(t *testing.T) {
 	f.ledger.hang(t)
 	eventually(t, "a ledger read hangs", func() bool { return f.ledger.hungReads() >= 1 })
 	p.Planned([]ledger.Batch{plan(20, 60)})
+	f.checkDone(wait(t, done), 20, 60)
+}
+
+// When its worker writes plans that are not its own while it waits on a
+// ledger read, the tail waits for that read again, however long it has
+// run: it neither begins a read of its own each time nor gives up the one
+// under way (at a minute's end the planners of other topics write while a
+// read takes half a second).
+func TestTailWokenByOthersPlansWaitsForTheSameRead(t *testing.T) {
+	f, p := tailFixture(t)
+	done := startWaitingTail(t, f, p)
+	release := f.ledger.holdReads(t)
+	eventually(t, "a ledger read is held", func() bool { return f.ledger.heldReads() >= 1 })
+	f.ledger.plan(plan(20, 60))
+	other := plan(0, 10)
+	other.Topic = "other"
+	for range 4 {
+		time.Sleep(2 * tailPollEnded) // the read is older than the tail's poll interval
+		p.Planned([]ledger.Batch{other})
+	}
+	time.Sleep(tailPollEnded)
+	if n := f.ledger.heldReads(); n != 1 {
+		t.Fatalf("%d ledger reads begun while the first was under way; want only that one", n)
+	}
+	release()
 	f.checkDone(wait(t, done), 20, 60)
 }
 

@@ -385,16 +385,21 @@ func (t *tail) confirmed() bool {
 // batch of its slot's first sub-batch: a plan split in sub-batches
 // (plan.Split) has its others run as batches of their own.
 // A read under way when its worker writes plans is left to the others
-// (topicPlans' stop), and the tail takes its plan if it was among them.
+// (topicPlans' stop), and the tail takes its plan if it was among them;
+// if not, it waits for that read again, however long it has run, or for
+// one begun since: it does not begin a read of its own at each of its
+// worker's writes.
 func (t *tail) readLedger(ctx context.Context) error {
 	var bs []ledger.Batch
-	for {
+	every := t.every()
+	maxAge := every
+	for began := time.Now(); ; maxAge = time.Since(began) + every + time.Millisecond {
 		woken := t.p.plans.woken()
 		if t.takeWritten() {
 			return nil
 		}
 		var err error
-		bs, err = t.p.plans.topicPlans(ctx, t.p.Ledger, t.in.Plan.Topic, t.slot.Add(-time.Minute), t.slot, t.every(), woken)
+		bs, err = t.p.plans.topicPlans(ctx, t.p.Ledger, t.in.Plan.Topic, t.slot.Add(-time.Minute), t.slot, maxAge, woken)
 		if errors.Is(err, errPlansWritten) {
 			continue // others' plans: wait for the read again
 		}
