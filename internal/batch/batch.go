@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -152,8 +153,9 @@ type Processor struct {
 	// BeatEvery is how often a batch heartbeats its progress (0: every 2 s).
 	BeatEvery time.Duration
 
-	plans   planCache // the tails' ledger reads, shared
-	commits commits   // the batches' outcomes and raw rows, written in groups
+	plans   planCache    // the tails' ledger reads, shared
+	commits commits      // the batches' outcomes and raw rows, written in groups
+	tails   atomic.Int32 // the tails running (tail.linger)
 }
 
 // Planned tells the worker's tails of plans written to the ledger by this

@@ -115,15 +115,25 @@ type commitGroup[T any] struct {
 	err   error
 }
 
+// linger is how long a group's leader gathers others before its write: d,
+// or until the group holds want items (0: the whole d).
+type linger struct {
+	d    time.Duration
+	want int
+}
+
+// full says whether a group of n items needs no more lingering.
+func (l linger) full(n int) bool { return l.want > 0 && n >= l.want }
+
 // commit writes item with the other items that come meanwhile, by write;
 // ann is item's announcement, or nil. When item leads its group, the group
-// gathers others for linger before its write (and the announced ones as
+// gathers others for linger l before its write (and the announced ones as
 // long as it expects them, up to the gather time). The group holds item
 // until it is written: commit returns only then (at most two
-// commitTimeouts and the longer of linger and maxGather later, whatever
+// commitTimeouts and the longer of l.d and maxGather later, whatever
 // ctx says), so that the caller's buffers are never read by a write after
 // it has gone on.
-func (c *groupCommit[T]) commit(ctx context.Context, item T, ann *announcement, linger time.Duration,
+func (c *groupCommit[T]) commit(ctx context.Context, item T, ann *announcement, l linger,
 	write func(context.Context, []T) error) error {
 	c.mu.Lock()
 	ann.take()
@@ -149,7 +159,7 @@ func (c *groupCommit[T]) commit(ctx context.Context, item T, ann *announcement, 
 	c.mu.Lock()
 	gather := cmp.Or(c.gather, maxGather)
 	for began := time.Now(); c.pending == g && len(g.items) < maxCommitGroup; {
-		if w := time.Since(began); w >= linger && (w >= gather || !c.expecting(time.Now())) {
+		if w := time.Since(began); (w >= l.d || l.full(len(g.items))) && (w >= gather || !c.expecting(time.Now())) {
 			break
 		}
 		c.mu.Unlock()

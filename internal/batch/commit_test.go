@@ -67,7 +67,7 @@ func (f *commitFixture) commitAll(ctx context.Context, from, to int32) <-chan []
 		go func() {
 			defer wg.Done()
 			part, row := f.outcome(n)
-			errs[n-from] = f.p.commits.outcomes.commit(ctx, batchEnd{partials: part, row: row}, nil, 0, f.p.writeOutcomes)
+			errs[n-from] = f.p.commits.outcomes.commit(ctx, batchEnd{partials: part, row: row}, nil, linger{}, f.p.writeOutcomes)
 		}()
 	}
 	go func() { wg.Wait(); out <- errs }()
@@ -156,7 +156,7 @@ func TestGroupCommitLeaderWaitsForTheAnnouncedBatches(t *testing.T) {
 		go func() {
 			time.Sleep(time.Duration(n) * 10 * time.Millisecond) // they end one after the other
 			part, row := f.outcome(n)
-			errs <- c.commit(ctx, batchEnd{partials: part, row: row}, anns[n], 0, f.p.writeOutcomes)
+			errs <- c.commit(ctx, batchEnd{partials: part, row: row}, anns[n], linger{}, f.p.writeOutcomes)
 		}()
 	}
 	if n := <-f.s.entered; n != 4 {
@@ -175,7 +175,7 @@ func TestGroupCommitLeaderWaitsForTheAnnouncedBatches(t *testing.T) {
 	stray.withdraw()
 	stray.withdraw() // twice: still one
 	part, row := f.outcome(5)
-	if err := c.commit(ctx, batchEnd{partials: part, row: row}, leader, 0, f.p.writeOutcomes); err != nil {
+	if err := c.commit(ctx, batchEnd{partials: part, row: row}, leader, linger{}, f.p.writeOutcomes); err != nil {
 		t.Fatal(err)
 	}
 	leader.withdraw() // after its commit: nothing
@@ -188,7 +188,7 @@ func TestGroupCommitLeaderWaitsForTheAnnouncedBatches(t *testing.T) {
 	c.mu.Unlock()
 	part, row = f.outcome(6)
 	alone := make(chan error, 1)
-	go func() { alone <- c.commit(ctx, batchEnd{partials: part, row: row}, nil, 0, f.p.writeOutcomes) }()
+	go func() { alone <- c.commit(ctx, batchEnd{partials: part, row: row}, nil, linger{}, f.p.writeOutcomes) }()
 	select {
 	case err := <-alone:
 		if err != nil {
@@ -345,14 +345,14 @@ func TestGroupCommitLeaderLingers(t *testing.T) {
 			return nil
 		}
 		errs := make(chan error, 2)
-		go func() { errs <- g.commit(context.Background(), 1, nil, c.linger, write) }()
+		go func() { errs <- g.commit(context.Background(), 1, nil, linger{d: c.linger}, write) }()
 		eventually(t, "the first item leads", func() bool {
 			g.mu.Lock()
 			defer g.mu.Unlock()
 			return g.pending == nil || len(g.pending.items) == 1
 		})
 		time.Sleep(50 * time.Millisecond)
-		go func() { errs <- g.commit(context.Background(), 2, nil, 0, write) }()
+		go func() { errs <- g.commit(context.Background(), 2, nil, linger{}, write) }()
 		for range 2 {
 			if err := <-errs; err != nil {
 				t.Fatal(err)
@@ -360,6 +360,42 @@ func TestGroupCommitLeaderLingers(t *testing.T) {
 		}
 		if len(groups) != c.writes {
 			t.Fatalf("linger %s: writes %v, want %d", c.linger, groups, c.writes)
+		}
+	}
+}
+
+// A leader lingers only until its group holds the items it waits for (a
+// worker's tails at a tick: as many as the tails it runs): a worker's only
+// tail is written at once, and two are written together as soon as both
+// came, not a whole linger later.
+func TestGroupCommitLeaderLingersUntilItsGroupIsFull(t *testing.T) {
+	for _, want := range []int{1, 2} {
+		var g groupCommit[int]
+		var mu sync.Mutex
+		var groups [][]int
+		write := func(_ context.Context, items []int) error {
+			mu.Lock()
+			defer mu.Unlock()
+			groups = append(groups, append([]int(nil), items...))
+			return nil
+		}
+		l := linger{d: time.Hour, want: want}
+		errs := make(chan error, want)
+		for i := range want {
+			go func() { errs <- g.commit(context.Background(), i, nil, l, write) }()
+		}
+		for range want {
+			select {
+			case err := <-errs:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("want %d: the group is still lingering with its %d items", want, want)
+			}
+		}
+		if len(groups) != 1 || len(groups[0]) != want {
+			t.Fatalf("want %d: writes %v; want one of %d items", want, groups, want)
 		}
 	}
 }

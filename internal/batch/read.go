@@ -119,7 +119,7 @@ func (p *Processor) record(ctx context.Context, in Input, done ledger.Batch, tab
 	done.DurationMs = uint64(time.Since(began).Milliseconds())
 	done.WorkflowID, done.RunID, done.Attempt = in.WorkflowID, in.RunID, in.Attempt
 	done.Version = version
-	if err := p.commits.outcomes.commit(ctx, batchEnd{Partials{ID: done.ID(), Table: table, Version: version}, rest.raw, done}, rest.ann, 0, p.writeOutcomes); err != nil {
+	if err := p.commits.outcomes.commit(ctx, batchEnd{Partials{ID: done.ID(), Table: table, Version: version}, rest.raw, done}, rest.ann, linger{}, p.writeOutcomes); err != nil {
 		return Result{}, err
 	}
 	res := Result{Batch: done}

@@ -51,7 +51,7 @@ type run struct {
 	// how long its raw rows wait for others' in the group commit (nil:
 	// not at all): a tail's (tail.beatDue, tail.linger).
 	due    func(last, now time.Time) bool
-	linger func() time.Duration
+	linger func() linger
 }
 
 func (p *Processor) newRun(plan ledger.Batch, hb Heartbeat, start int64, hold bool) *run {
@@ -175,11 +175,11 @@ func (r *run) store(ctx context.Context, withRaw bool) error {
 			return err
 		}
 	case r.raw.Len() > 0 && withRaw:
-		var linger time.Duration
+		var l linger
 		if r.linger != nil {
-			linger = r.linger()
+			l = r.linger()
 		}
-		if err := r.p.commits.raw.commit(ctx, &r.raw, nil, linger, r.p.Sink.WriteRaw); err != nil {
+		if err := r.p.commits.raw.commit(ctx, &r.raw, nil, l, r.p.Sink.WriteRaw); err != nil {
 			return err
 		}
 		r.raw.Reset()

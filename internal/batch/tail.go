@@ -91,7 +91,9 @@ func (p *Processor) newTail(in Input, hb Heartbeat) *tail {
 // process tails the partition until the plan is known, then finishes the
 // batch as that plan says.
 func (t *tail) process(ctx context.Context) (Result, error) {
+	t.p.tails.Add(1)
 	defer func() {
+		t.p.tails.Add(-1)
 		if t.r != nil {
 			t.r.abort()
 		}
@@ -314,12 +316,13 @@ func (t *tail) nextTick(last time.Time) time.Time {
 
 // linger is how long a tail's raw rows wait for the other tails' in the
 // group commit: tickLinger before the slot's end (they beat at the same
-// ticks), none after (the end's write is waited for).
-func (t *tail) linger() time.Duration {
+// ticks), or until the group holds a row set of each tail the worker runs;
+// none after the end (the end's write is waited for).
+func (t *tail) linger() linger {
 	if time.Now().Before(t.end) {
-		return tickLinger
+		return linger{d: tickLinger, want: int(t.p.tails.Load())}
 	}
-	return 0
+	return linger{}
 }
 
 // every is how often the tail asks the ledger about its plans. After the
