@@ -173,3 +173,39 @@ func TestClusterRefusesReplicatedShards(t *testing.T) {
 		}
 	}
 }
+
+// A database migrated for one layout is refused in the other, with a line
+// that says what to set: a cluster's database without the cluster's name
+// (its Distributed tables would take writes without waiting for the
+// shards), and a single server's database with one (every row would stay
+// on the server connected to).
+func TestClusterDatabaseRefusedInTheOtherLayout(t *testing.T) {
+	c, addrs := getEnv(t).clusterEnv(t)
+	ctx := context.Background()
+	single := c.cfg
+	single.ClickHouseAddr, single.ClickHouseCluster = addrs[0], ""
+	if store, err := connect.ClickHouse(ctx, single); err == nil {
+		store.Close()
+		t.Error("the cluster's database opened without the cluster's name; want an error")
+	} else if !strings.Contains(err.Error(), "is laid out on a cluster") || !strings.Contains(err.Error(), "RTB_CLICKHOUSE_CLUSTER") {
+		t.Errorf("the cluster's database without the cluster's name: %v", err)
+	}
+
+	single.ClickHouseDatabase = c.cfg.ClickHouseDatabase + "_single"
+	store, err := connect.ClickHouse(ctx, single)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.DropDatabase(context.Background()); store.Close() })
+	if _, err := store.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clustered := single
+	clustered.ClickHouseCluster = c.cfg.ClickHouseCluster
+	if store, err := connect.ClickHouse(ctx, clustered); err == nil {
+		store.Close()
+		t.Error("a single server's database opened with a cluster's name; want an error")
+	} else if !strings.Contains(err.Error(), "was migrated for a single server") {
+		t.Errorf("a single server's database with a cluster's name: %v", err)
+	}
+}

@@ -50,6 +50,10 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 			return nil, err
 		}
 	}
+	if err := s.checkLayout(ctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

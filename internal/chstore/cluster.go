@@ -2,6 +2,7 @@ package chstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net"
@@ -148,4 +149,30 @@ func (h *hostConns) close() {
 		c.Close()
 	}
 	h.hosts, h.conns = nil, nil
+}
+
+// checkLayout refuses a database migrated for the other layout: one laid
+// out on a cluster (its ledger a Distributed table) used without the
+// cluster's name would write through its Distributed tables without
+// waiting for the shards (a read could miss an acknowledged write), and one
+// migrated for a single server used with a cluster's name would keep every
+// row on the server connected to. A database not migrated yet passes.
+func (s *Store) checkLayout(ctx context.Context) error {
+	var engine string
+	err := s.conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = ? AND name = 'batches'", s.db).Scan(&engine)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ClickHouse database %s: read its layout (system.tables): %w", s.db, err)
+	}
+	switch distributed := engine == "Distributed"; {
+	case distributed && s.cluster == "":
+		return fmt.Errorf("%w: ClickHouse database %s is laid out on a cluster (its tables are Distributed): set RTB_CLICKHOUSE_CLUSTER "+
+			"(starter --cluster) to the cluster's name, as for every process that uses it", ErrLayout, s.db)
+	case !distributed && s.cluster != "":
+		return fmt.Errorf("%w: ClickHouse database %s was migrated for a single server (its ledger is a %s table), not for cluster %s: "+
+			"rtbpipe does not convert a database; migrate a new one with --cluster, or leave RTB_CLICKHOUSE_CLUSTER empty", ErrLayout, s.db, engine, s.cluster)
+	}
+	return nil
 }
