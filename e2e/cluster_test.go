@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"context"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,7 +17,11 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/rtbpipe/rtbpipe/internal/agg"
+	"github.com/rtbpipe/rtbpipe/internal/batch"
 	"github.com/rtbpipe/rtbpipe/internal/connect"
+	"github.com/rtbpipe/rtbpipe/internal/event"
+	"github.com/rtbpipe/rtbpipe/internal/ledger"
 )
 
 // clusterEnv is the shared environment on the local ClickHouse cluster
@@ -207,5 +214,141 @@ func TestClusterDatabaseRefusedInTheOtherLayout(t *testing.T) {
 		t.Error("a single server's database opened with a cluster's name; want an error")
 	} else if !strings.Contains(err.Error(), "was migrated for a single server") {
 		t.Errorf("a single server's database with a cluster's name: %v", err)
+	}
+}
+
+// forwarder forwards TCP connections to a server, and can go away (its
+// listener and every connection through it closed) and come back on the
+// same address: a server that fails over and back, as its clients see it.
+type forwarder struct {
+	t    *testing.T
+	to   string
+	addr string
+	mu   sync.Mutex
+	ln   net.Listener
+	open []net.Conn
+}
+
+func startForwarder(t *testing.T, to string) *forwarder {
+	t.Helper()
+	f := &forwarder{t: t, to: to, addr: "127.0.0.1:0"}
+	f.up()
+	t.Cleanup(f.down)
+	return f
+}
+
+// up listens (again) and forwards each connection until either side ends.
+func (f *forwarder) up() {
+	f.t.Helper()
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.ln, f.addr = ln, ln.Addr().String()
+	f.mu.Unlock()
+	go func() {
+		for { // ends when down closes the listener
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", f.to)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			f.mu.Lock()
+			f.open = append(f.open, in, out)
+			f.mu.Unlock()
+			go func() { io.Copy(out, in); out.Close() }()
+			go func() { io.Copy(in, out); in.Close() }()
+		}
+	}()
+}
+
+// down closes the listener and every forwarded connection.
+func (f *forwarder) down() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ln != nil {
+		f.ln.Close()
+		f.ln = nil
+	}
+	for _, c := range f.open {
+		c.Close()
+	}
+	f.open = nil
+}
+
+// A refresh of the window totals runs every statement on one server, even
+// when its process's pool holds connections to both (after a failover: it
+// keeps those it opened to the second server, and opens new ones to the
+// first once it is back), and hands them out in turn: its staging table is
+// on the server that swaps it in, and its check reads the totals it swapped.
+func TestClusterTotalsRefreshOnOneServer(t *testing.T) {
+	c, addrs := getEnv(t).clusterEnv(t)
+	ctx := context.Background()
+	first := startForwarder(t, addrs[0])
+	cfg := c.cfg
+	cfg.ClickHouseAddr = first.addr + "," + addrs[1]
+	store, err := connect.ClickHouse(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+
+	slot := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	table := agg.Table{}
+	for i := range 100 {
+		ev := event.Event{EventID: strconv.Itoa(i), Time: slot.Add(time.Duration(i) * 100 * time.Millisecond), AdFormat: "banner",
+			Country: []string{"DE", "FR", "US"}[i%3], EventType: []string{"impression", "click"}[i%2], RevenueMicros: int64(i) * 1000}
+		if err := table.Add(&ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const topic = "refresh-one-server"
+	id := ledger.BatchID{Topic: topic, Partition: 0, Slot: slot}
+	if err := store.WritePartials(ctx, []batch.Partials{{ID: id, Table: table, Version: 1}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first server goes away and comes back: the store's pool then
+	// holds one connection, to the second, and the connections it opens
+	// next are to the first.
+	first.down()
+	var err2 error
+	for range 3 { // the first ask finds the broken connection
+		if _, err2 = store.Topics(ctx); err2 == nil {
+			break
+		}
+	}
+	if err2 != nil {
+		t.Fatal(err2)
+	}
+	first.up()
+
+	if err := store.RefreshTotals(ctx, topic, []time.Time{slot.Truncate(time.Hour)}); err != nil {
+		t.Fatalf("refresh with a pool on both servers: %v", err)
+	}
+	var want uint64
+	for _, v := range table {
+		want += uint64(v.Count)
+	}
+	q := "SELECT toUInt64(sum(events)) FROM " + c.cfg.ClickHouseDatabase + ".window_totals WHERE topic = '" + topic + "'"
+	for _, addr := range addrs {
+		var n uint64
+		conn := onServer(t, addr)
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) { // replication
+			if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+				t.Fatalf("%s on %s: %v", q, addr, err)
+			}
+			if n == want || time.Now().After(deadline) {
+				break
+			}
+		}
+		if n != want {
+			t.Errorf("window totals on %s: %d events, want %d", addr, n, want)
+		}
 	}
 }

@@ -23,8 +23,9 @@ type Store struct {
 	db   string
 	// cluster names the ClickHouse cluster the tables are laid out on
 	// (cluster.go); "" for a single server.
-	cluster string
-	cfg     config.Config // to reach the cluster's hosts (migrations)
+	cluster  string
+	cfg      config.Config       // to reach the cluster's hosts (migrations)
+	settings clickhouse.Settings // the connections' (oneServer's too)
 }
 
 // Open connects over the native protocol (the only one ClickHouse 18.16
@@ -43,7 +44,7 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{conn: conn, db: cfg.ClickHouseDatabase, cluster: cfg.ClickHouseCluster, cfg: cfg}
+	s := &Store{conn: conn, db: cfg.ClickHouseDatabase, cluster: cfg.ClickHouseCluster, cfg: cfg, settings: settings}
 	if s.cluster != "" {
 		if _, err := s.clusterHosts(ctx); err != nil {
 			conn.Close()

@@ -11,6 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/rtbpipe/rtbpipe/internal/config"
 	rtbsql "github.com/rtbpipe/rtbpipe/sql"
 )
 
@@ -175,4 +176,30 @@ func (s *Store) checkLayout(ctx context.Context) error {
 			"rtbpipe does not convert a database; migrate a new one with --cluster, or leave RTB_CLICKHOUSE_CLUSTER empty", ErrLayout, s.db, engine, s.cluster)
 	}
 	return nil
+}
+
+// oneServer returns the store on connections to one server only (the
+// first of its addresses that answers), for work whose statements must
+// all reach the same server: a refresh of the window totals creates its
+// staging table there, swaps its partitions in there and checks them
+// there. The store's own pool may hold connections to several (after a
+// failover it keeps those it opened to the next server), and hands them
+// out in turn. On one server it is the store itself; close closes what
+// oneServer opened.
+func (s *Store) oneServer(ctx context.Context) (one *Store, close func(), err error) {
+	if s.cluster == "" {
+		return s, func() {}, nil
+	}
+	var errs []error
+	for _, addr := range config.SplitList(s.cfg.ClickHouseAddr) {
+		conn, err := openConn(ctx, s.cfg, []string{addr}, s.settings)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c := *s
+		c.conn = conn
+		return &c, func() { conn.Close() }, nil
+	}
+	return nil, nil, errors.Join(errs...)
 }

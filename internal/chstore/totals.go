@@ -136,8 +136,13 @@ func (s *Store) StaleTotals(ctx context.Context, topic string, from, to time.Tim
 }
 
 // refreshHours swaps in the hours of each scope until they match the
-// partials.
+// partials, every statement on one server (oneServer).
 func (s *Store) refreshHours(ctx context.Context, todo scopeHours) error {
+	s, closeConn, err := s.oneServer(ctx)
+	if err != nil {
+		return fmt.Errorf("refresh window totals: %w", err)
+	}
+	defer closeConn()
 	for attempt := 1; ; attempt++ {
 		drop, err := s.swapIn(ctx, todo)
 		if err != nil {
