@@ -328,6 +328,19 @@ func TestRunsThatFlushTogetherShareOneRawInsert(t *testing.T) {
 	}
 }
 
+// recordGroups returns a group commit's write that records the groups it
+// writes, and the groups it recorded (read once the commits returned).
+func recordGroups() (*[][]int, func(context.Context, []int) error) {
+	var mu sync.Mutex
+	var groups [][]int
+	return &groups, func(_ context.Context, items []int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		groups = append(groups, append([]int(nil), items...))
+		return nil
+	}
+}
+
 // A leader with a linger waits that long for others before its write, even
 // with nothing announced: the tails' raw rows of one tick share an insert.
 func TestGroupCommitLeaderLingers(t *testing.T) {
@@ -336,14 +349,7 @@ func TestGroupCommitLeaderLingers(t *testing.T) {
 		writes int
 	}{{0, 2}, {time.Second, 1}} {
 		var g groupCommit[int]
-		var mu sync.Mutex
-		var groups [][]int
-		write := func(_ context.Context, items []int) error {
-			mu.Lock()
-			defer mu.Unlock()
-			groups = append(groups, append([]int(nil), items...))
-			return nil
-		}
+		groups, write := recordGroups()
 		errs := make(chan error, 2)
 		go func() { errs <- g.commit(context.Background(), 1, nil, linger{d: c.linger}, write) }()
 		eventually(t, "the first item leads", func() bool {
@@ -358,8 +364,8 @@ func TestGroupCommitLeaderLingers(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if len(groups) != c.writes {
-			t.Fatalf("linger %s: writes %v, want %d", c.linger, groups, c.writes)
+		if len(*groups) != c.writes {
+			t.Fatalf("linger %s: writes %v, want %d", c.linger, *groups, c.writes)
 		}
 	}
 }
@@ -371,14 +377,7 @@ func TestGroupCommitLeaderLingers(t *testing.T) {
 func TestGroupCommitLeaderLingersUntilItsGroupIsFull(t *testing.T) {
 	for _, want := range []int{1, 2} {
 		var g groupCommit[int]
-		var mu sync.Mutex
-		var groups [][]int
-		write := func(_ context.Context, items []int) error {
-			mu.Lock()
-			defer mu.Unlock()
-			groups = append(groups, append([]int(nil), items...))
-			return nil
-		}
+		groups, write := recordGroups()
 		l := linger{d: time.Hour, want: want}
 		errs := make(chan error, want)
 		for i := range want {
@@ -394,8 +393,8 @@ func TestGroupCommitLeaderLingersUntilItsGroupIsFull(t *testing.T) {
 				t.Fatalf("want %d: the group is still lingering with its %d items", want, want)
 			}
 		}
-		if len(groups) != 1 || len(groups[0]) != want {
-			t.Fatalf("want %d: writes %v; want one of %d items", want, groups, want)
+		if len(*groups) != 1 || len((*groups)[0]) != want {
+			t.Fatalf("want %d: writes %v; want one of %d items", want, *groups, want)
 		}
 	}
 }
