@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -350,5 +352,54 @@ func TestClusterTotalsRefreshOnOneServer(t *testing.T) {
 		if n != want {
 			t.Errorf("window totals on %s: %d events, want %d", addr, n, want)
 		}
+	}
+}
+
+// A cluster's database records the shards it was migrated on, and a
+// process that finds the cluster's shards changed (another shard, another
+// weight) is refused with a line that says why: later versions of the rows
+// already written would land on other shards, where they cannot replace
+// the earlier ones.
+func TestClusterRefusesChangedShards(t *testing.T) {
+	c, _ := getEnv(t).clusterEnv(t)
+	ctx := context.Background()
+	table := c.cfg.ClickHouseDatabase + ".cluster_layout"
+	var shards string
+	second := onServer(t, strings.Split(c.cfg.ClickHouseAddr, ",")[1]) // replicated there from the first
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		err := second.QueryRow(ctx, "SELECT shards FROM "+table).Scan(&shards)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, sql.ErrNoRows) || time.Now().After(deadline) {
+			t.Fatalf("the recorded shards, on the second server: %v", err)
+		}
+	}
+	if shards != "1:1,2:1" {
+		t.Fatalf("recorded shards %q, want 1:1,2:1 (two shards of weight 1)", shards)
+	}
+	if store, err := connect.ClickHouse(ctx, c.cfg); err != nil {
+		t.Fatalf("the same layout: %v", err)
+	} else {
+		store.Close()
+	}
+	// As if the database had been migrated on one shard, before a second
+	// was added.
+	first := onServer(t, strings.Split(c.cfg.ClickHouseAddr, ",")[0]) // the server the store connects to
+	b, err := first.PrepareBatch(ctx, "INSERT INTO "+table+" (shards, recorded_at)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Append("1:1", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+	if store, err := connect.ClickHouse(ctx, c.cfg); err == nil {
+		store.Close()
+		t.Error("a database migrated on one shard opened on two; want an error")
+	} else if !strings.Contains(err.Error(), "was migrated on cluster rtbpipe with the shards 1:1") || !strings.Contains(err.Error(), "now sees 1:1,2:1") {
+		t.Errorf("a database migrated on one shard, on two: %v", err)
 	}
 }

@@ -161,9 +161,12 @@ healthy() {
 			--connect_timeout 2 -q 'SELECT 1' >/dev/null 2>&1
 		;;
 	zookeeper)
+		# Serving sessions, not only running: ruok answers imok while the
+		# server still loads its data, and a ClickHouse server started then
+		# fails its handshake and exits (its replicated tables need one).
 		# shellcheck disable=SC2016 # expanded by the inner bash
-		[[ "$(timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"; printf ruok >&3; cat <&3' \
-			"$(host_of "$ZK_ADDR")" "$(port_of "$ZK_ADDR")" 2>/dev/null)" == imok ]]
+		[[ "$(timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"; printf stat >&3; cat <&3' \
+			"$(host_of "$ZK_ADDR")" "$(port_of "$ZK_ADDR")" 2>/dev/null)" == *"Mode: "* ]]
 		;;
 	temporal)
 		timeout 10 "$BIN/temporal" workflow list --address "$TEMPORAL_ADDR" --namespace default \

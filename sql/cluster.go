@@ -52,8 +52,8 @@ var Sharded = map[string]string{
 // Everywhere are the tables replicated on every host of a cluster (one
 // replica set across the shards): the window totals, which are swapped in
 // a partition at a time (REPLACE PARTITION works on a local table only),
-// and the record of the migrations.
-var Everywhere = map[string]bool{"window_totals": true, "schema_migrations": true}
+// and the records of the migrations and of the shards (chstore).
+var Everywhere = map[string]bool{"window_totals": true, "schema_migrations": true, "cluster_layout": true}
 
 // LocalSuffix names a sharded table's local table.
 const LocalSuffix = "_local"

@@ -168,6 +168,11 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 		}
 		done = append(done, m.Name)
 	}
+	if s.cluster != "" {
+		if err := s.recordShards(ctx); err != nil {
+			return done, err
+		}
+	}
 	return done, nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -168,6 +170,8 @@ func (s *Store) checkLayout(ctx context.Context) error {
 		return fmt.Errorf("ClickHouse database %s: read its layout (system.tables): %w", s.db, err)
 	}
 	switch distributed := engine == "Distributed"; {
+	case distributed && s.cluster != "":
+		return s.checkShards(ctx)
 	case distributed && s.cluster == "":
 		return fmt.Errorf("%w: ClickHouse database %s is laid out on a cluster (its tables are Distributed): set RTB_CLICKHOUSE_CLUSTER "+
 			"(starter --cluster) to the cluster's name, as for every process that uses it", ErrLayout, s.db)
@@ -202,4 +206,109 @@ func (s *Store) oneServer(ctx context.Context) (one *Store, close func(), err er
 		return &c, func() { conn.Close() }, nil
 	}
 	return nil, nil, errors.Join(errs...)
+}
+
+// layoutTable records the shards a cluster's database was migrated on.
+const layoutTable = "cluster_layout"
+
+// shardLayout is the cluster's shards as rows are placed on them, as the
+// server connected to sees them: each shard's number and weight, in order
+// ("1:1,2:1"). A row goes to the shard its key's hash modulo the total
+// weight picks, so with other shards or weights later versions of a row
+// land on another shard than the earlier ones, where FINAL cannot replace
+// them.
+func (s *Store) shardLayout(ctx context.Context) (string, error) {
+	rows, err := s.conn.Query(ctx, "SELECT shard_num, any(shard_weight) FROM system.clusters WHERE cluster = ? GROUP BY shard_num ORDER BY shard_num", s.cluster)
+	if err != nil {
+		return "", fmt.Errorf("ClickHouse cluster %s: read its shards: %w", s.cluster, err)
+	}
+	defer rows.Close()
+	var shards []string
+	for rows.Next() {
+		var num, weight uint32
+		if err := rows.Scan(&num, &weight); err != nil {
+			return "", fmt.Errorf("ClickHouse cluster %s: read its shards: %w", s.cluster, err)
+		}
+		shards = append(shards, fmt.Sprintf("%d:%d", num, weight))
+	}
+	if err := rows.Err(); err != nil {
+		return "", fmt.Errorf("ClickHouse cluster %s: read its shards: %w", s.cluster, err)
+	}
+	return strings.Join(shards, ","), nil
+}
+
+// recordedShards is the layout the database was migrated on ("" when none
+// is recorded: a database migrated before rtbpipe recorded it, or a
+// migration under way).
+func (s *Store) recordedShards(ctx context.Context) (string, error) {
+	var n uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", s.db, layoutTable).Scan(&n); err != nil {
+		return "", fmt.Errorf("ClickHouse database %s: read its shard layout: %w", s.db, err)
+	}
+	if n == 0 {
+		return "", nil
+	}
+	var shards string
+	err := s.conn.QueryRow(ctx, "SELECT shards FROM "+s.Table(layoutTable)+" ORDER BY recorded_at LIMIT 1").Scan(&shards)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("ClickHouse database %s: read its shard layout: %w", s.db, err)
+	}
+	return shards, nil
+}
+
+// checkShards refuses a cluster whose shards are not those the database
+// was migrated on.
+func (s *Store) checkShards(ctx context.Context) error {
+	recorded, err := s.recordedShards(ctx)
+	if err != nil || recorded == "" {
+		return err
+	}
+	now, err := s.shardLayout(ctx)
+	if err != nil {
+		return err
+	}
+	if now != recorded {
+		return fmt.Errorf("%w: ClickHouse database %s was migrated on cluster %s with the shards %s (number:weight), and the server at %s "+
+			"now sees %s: a row's shard is its key's hash modulo the shards' total weight, so later versions of the rows already "+
+			"written would land on other shards than the earlier ones, where they cannot replace them (windows would count twice); "+
+			"restore the layout in remote_servers (the same on every server), or migrate a new database on the new one and backfill "+
+			"into it (README: ClickHouse cluster)", ErrLayout, s.db, s.cluster, recorded, s.cfg.ClickHouseAddr, now)
+	}
+	return nil
+}
+
+// recordShards records the cluster's shard layout in the database, once
+// (Migrate, on a cluster): from then on every process checks it at start.
+func (s *Store) recordShards(ctx context.Context) error {
+	engine, err := rtbsql.ReplicatedEngine("MergeTree", s.db, layoutTable)
+	if err != nil {
+		return err
+	}
+	if err := s.conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.Table(layoutTable)+s.onCluster()+
+		" (shards String, recorded_at DateTime) ENGINE = "+engine+" ORDER BY recorded_at"); err != nil {
+		return fmt.Errorf("create %s: %w", layoutTable, err)
+	}
+	if err := s.checkShards(ctx); err != nil {
+		return err
+	}
+	recorded, err := s.recordedShards(ctx)
+	if err != nil || recorded != "" {
+		return err
+	}
+	now, err := s.shardLayout(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table(layoutTable)+" (shards, recorded_at)")
+	if err != nil {
+		return fmt.Errorf("record the shard layout: %w", err)
+	}
+	defer b.Abort()
+	if err := b.Append(now, time.Now().UTC()); err != nil {
+		return fmt.Errorf("record the shard layout: %w", err)
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("record the shard layout: %w", err)
+	}
+	return nil
 }
