@@ -4,20 +4,20 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
 	"github.com/rtbpipe/rtbpipe/internal/batch"
@@ -41,14 +41,17 @@ func (e *env) clusterEnv(t *testing.T) (*env, []string) {
 	c := *e
 	c.cfg.ClickHouseAddr, c.cfg.ClickHouseCluster = addrs, name
 	c.cfg.ClickHouseDatabase = e.cfg.ClickHouseDatabase + "_cluster"
+	// Dropped before the store opens: what an earlier test left there (a
+	// changed shard layout) would refuse it.
+	drop := "DROP DATABASE IF EXISTS " + c.cfg.ClickHouseDatabase + " ON CLUSTER " + name
+	if err := onServer(t, strings.Split(addrs, ",")[0]).Exec(ctx, drop); err != nil {
+		t.Fatalf("%s: %v", drop, err)
+	}
 	store, err := connect.ClickHouse(ctx, c.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	if err := store.DropDatabase(ctx); err != nil {
-		t.Fatal(err)
-	}
 	for range 2 { // the second finds nothing to do
 		if _, err := store.Migrate(ctx); err != nil {
 			t.Fatal(err)
@@ -219,68 +222,19 @@ func TestClusterDatabaseRefusedInTheOtherLayout(t *testing.T) {
 	}
 }
 
-// forwarder forwards TCP connections to a server, and can go away (its
-// listener and every connection through it closed) and come back on the
-// same address: a server that fails over and back, as its clients see it.
-type forwarder struct {
-	t    *testing.T
-	to   string
-	addr string
-	mu   sync.Mutex
-	ln   net.Listener
-	open []net.Conn
-}
-
-func startForwarder(t *testing.T, to string) *forwarder {
+// goAwayProxy is a TCP proxy to a server (toxiproxy) that can go away
+// (Stop closes its listener and every connection through it) and come back
+// on the same address (Start): a server that fails over and back, as its
+// clients see it.
+func goAwayProxy(t *testing.T, name, to string) *toxiproxy.Proxy {
 	t.Helper()
-	f := &forwarder{t: t, to: to, addr: "127.0.0.1:0"}
-	f.up()
-	t.Cleanup(f.down)
-	return f
-}
-
-// up listens (again) and forwards each connection until either side ends.
-func (f *forwarder) up() {
-	f.t.Helper()
-	ln, err := net.Listen("tcp", f.addr)
-	if err != nil {
-		f.t.Fatal(err)
+	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
+	p := toxiproxy.NewProxy(srv, name, "127.0.0.1:0", to)
+	if err := p.Start(); err != nil {
+		t.Fatalf("proxy to %s: %v", to, err)
 	}
-	f.mu.Lock()
-	f.ln, f.addr = ln, ln.Addr().String()
-	f.mu.Unlock()
-	go func() {
-		for { // ends when down closes the listener
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", f.to)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			f.mu.Lock()
-			f.open = append(f.open, in, out)
-			f.mu.Unlock()
-			go func() { io.Copy(out, in); out.Close() }()
-			go func() { io.Copy(in, out); in.Close() }()
-		}
-	}()
-}
-
-// down closes the listener and every forwarded connection.
-func (f *forwarder) down() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.ln != nil {
-		f.ln.Close()
-		f.ln = nil
-	}
-	for _, c := range f.open {
-		c.Close()
-	}
-	f.open = nil
+	t.Cleanup(p.Stop)
+	return p
 }
 
 // A refresh of the window totals runs every statement on one server, even
@@ -291,9 +245,9 @@ func (f *forwarder) down() {
 func TestClusterTotalsRefreshOnOneServer(t *testing.T) {
 	c, addrs := getEnv(t).clusterEnv(t)
 	ctx := context.Background()
-	first := startForwarder(t, addrs[0])
+	first := goAwayProxy(t, "first-server", addrs[0])
 	cfg := c.cfg
-	cfg.ClickHouseAddr = first.addr + "," + addrs[1]
+	cfg.ClickHouseAddr = first.Listen + "," + addrs[1]
 	store, err := connect.ClickHouse(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -318,7 +272,7 @@ func TestClusterTotalsRefreshOnOneServer(t *testing.T) {
 	// The first server goes away and comes back: the store's pool then
 	// holds one connection, to the second, and the connections it opens
 	// next are to the first.
-	first.down()
+	first.Stop()
 	var err2 error
 	for range 3 { // the first ask finds the broken connection
 		if _, err2 = store.Topics(ctx); err2 == nil {
@@ -328,7 +282,9 @@ func TestClusterTotalsRefreshOnOneServer(t *testing.T) {
 	if err2 != nil {
 		t.Fatal(err2)
 	}
-	first.up()
+	if err := first.Start(); err != nil {
+		t.Fatalf("proxy back on %s: %v", first.Listen, err)
+	}
 
 	if err := store.RefreshTotals(ctx, topic, []time.Time{slot.Truncate(time.Hour)}); err != nil {
 		t.Fatalf("refresh with a pool on both servers: %v", err)

@@ -161,17 +161,33 @@ func (h *hostConns) close() {
 // migrated for a single server used with a cluster's name would keep every
 // row on the server connected to. A database not migrated yet passes.
 func (s *Store) checkLayout(ctx context.Context) error {
-	var engine string
-	err := s.conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = ? AND name = 'batches'", s.db).Scan(&engine)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
-	}
+	rows, err := s.conn.Query(ctx, "SELECT name, engine FROM system.tables WHERE database = ? AND name IN ('batches', ?)", s.db, layoutTable)
 	if err != nil {
 		return fmt.Errorf("ClickHouse database %s: read its layout (system.tables): %w", s.db, err)
 	}
+	defer rows.Close()
+	engines := map[string]string{}
+	for rows.Next() {
+		var name, engine string
+		if err := rows.Scan(&name, &engine); err != nil {
+			return fmt.Errorf("ClickHouse database %s: read its layout (system.tables): %w", s.db, err)
+		}
+		engines[name] = engine
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("ClickHouse database %s: read its layout (system.tables): %w", s.db, err)
+	}
+	engine, migrated := engines["batches"]
+	if !migrated {
+		return nil
+	}
 	switch distributed := engine == "Distributed"; {
 	case distributed && s.cluster != "":
-		return s.checkShards(ctx)
+		if _, recorded := engines[layoutTable]; !recorded {
+			return nil // migrated before rtbpipe recorded the shards
+		}
+		_, _, err := s.checkShards(ctx)
+		return err
 	case distributed && s.cluster == "":
 		return fmt.Errorf("%w: ClickHouse database %s is laid out on a cluster (its tables are Distributed): set RTB_CLICKHOUSE_CLUSTER "+
 			"(starter --cluster) to the cluster's name, as for every process that uses it", ErrLayout, s.db)
@@ -237,17 +253,10 @@ func (s *Store) shardLayout(ctx context.Context) (string, error) {
 	return strings.Join(shards, ","), nil
 }
 
-// recordedShards is the layout the database was migrated on ("" when none
-// is recorded: a database migrated before rtbpipe recorded it, or a
-// migration under way).
+// recordedShards is the layout the database was migrated on, from its
+// cluster_layout table ("" when the table holds none yet: a migration under
+// way).
 func (s *Store) recordedShards(ctx context.Context) (string, error) {
-	var n uint64
-	if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", s.db, layoutTable).Scan(&n); err != nil {
-		return "", fmt.Errorf("ClickHouse database %s: read its shard layout: %w", s.db, err)
-	}
-	if n == 0 {
-		return "", nil
-	}
 	var shards string
 	err := s.conn.QueryRow(ctx, "SELECT shards FROM "+s.Table(layoutTable)+" ORDER BY recorded_at LIMIT 1").Scan(&shards)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -257,24 +266,23 @@ func (s *Store) recordedShards(ctx context.Context) (string, error) {
 }
 
 // checkShards refuses a cluster whose shards are not those the database
-// was migrated on.
-func (s *Store) checkShards(ctx context.Context) error {
-	recorded, err := s.recordedShards(ctx)
-	if err != nil || recorded == "" {
-		return err
+// was migrated on (its cluster_layout table exists). It returns the
+// recorded and the current layout.
+func (s *Store) checkShards(ctx context.Context) (recorded, now string, err error) {
+	if recorded, err = s.recordedShards(ctx); err != nil {
+		return "", "", err
 	}
-	now, err := s.shardLayout(ctx)
-	if err != nil {
-		return err
+	if now, err = s.shardLayout(ctx); err != nil {
+		return "", "", err
 	}
-	if now != recorded {
-		return fmt.Errorf("%w: ClickHouse database %s was migrated on cluster %s with the shards %s (number:weight), and the server at %s "+
+	if recorded != "" && now != recorded {
+		return "", "", fmt.Errorf("%w: ClickHouse database %s was migrated on cluster %s with the shards %s (number:weight), and the server at %s "+
 			"now sees %s: a row's shard is its key's hash modulo the shards' total weight, so later versions of the rows already "+
 			"written would land on other shards than the earlier ones, where they cannot replace them (windows would count twice); "+
 			"restore the layout in remote_servers (the same on every server), or migrate a new database on the new one and backfill "+
 			"into it (README: ClickHouse cluster)", ErrLayout, s.db, s.cluster, recorded, s.cfg.ClickHouseAddr, now)
 	}
-	return nil
+	return recorded, now, nil
 }
 
 // recordShards records the cluster's shard layout in the database, once
@@ -288,15 +296,8 @@ func (s *Store) recordShards(ctx context.Context) error {
 		" (shards String, recorded_at DateTime) ENGINE = "+engine+" ORDER BY recorded_at"); err != nil {
 		return fmt.Errorf("create %s: %w", layoutTable, err)
 	}
-	if err := s.checkShards(ctx); err != nil {
-		return err
-	}
-	recorded, err := s.recordedShards(ctx)
+	recorded, now, err := s.checkShards(ctx)
 	if err != nil || recorded != "" {
-		return err
-	}
-	now, err := s.shardLayout(ctx)
-	if err != nil {
 		return err
 	}
 	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table(layoutTable)+" (shards, recorded_at)")
