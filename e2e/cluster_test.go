@@ -160,9 +160,11 @@ func TestClusterServerKilledMidSlot(t *testing.T) {
 }
 
 // A cluster rtbpipe cannot be exact on is refused at connection, with a
-// line that says why: a name the server does not know, and a shard of two
-// replicas (a read could reach the replica without the latest write).
-func TestClusterRefusesReplicatedShards(t *testing.T) {
+// line that says why: a name the server does not know, a shard of two
+// replicas (a read could reach the replica without the latest write), and
+// servers that list the shards' hosts differently (a row written through
+// one would go to another shard than through the other).
+func TestClusterRefusesUnsafeLayouts(t *testing.T) {
 	e := getEnv(t)
 	addrs := os.Getenv("RTB_E2E_CLUSTER_ADDRS")
 	if addrs == "" {
@@ -171,6 +173,7 @@ func TestClusterRefusesReplicatedShards(t *testing.T) {
 	for cluster, want := range map[string]string{
 		"rtbpipe_replicated_shard": "shard 1 has 2 replicas; rtbpipe needs one server per shard",
 		"no_such_cluster":          "has no such cluster in its remote_servers",
+		"rtbpipe_hosts_disagree":   "the servers list its shards' hosts differently",
 	} {
 		cfg := e.cfg
 		cfg.ClickHouseAddr, cfg.ClickHouseCluster = addrs, cluster

@@ -386,8 +386,10 @@ start_zookeeper() {
 
 # start_shard N: the cluster's server N (shard N, replica chN).
 start_shard() {
-	local n="$1" name="clickhouse-$1" addr bin http=$((8123 + $1)) inter=$((9010 + $1))
+	local n="$1" name="clickhouse-$1" addr other bin http=$((8123 + $1)) inter=$((9010 + $1))
 	addr="$(addr_of "$name")"
+	other="$CH1_ADDR"
+	[ "$n" = 1 ] && other="$CH2_ADDR"
 	bin="$(clickhouse_server_bin)" || die "clickhouse-server not found (run: scripts/stack.sh install)"
 	healthy zookeeper || die "$name needs zookeeper, which is not running: scripts/stack.sh up cluster"
 	require_free "$name" "$(host_of "$addr")" "$(port_of "$addr")"
@@ -400,6 +402,8 @@ start_shard() {
 		-e "s#@ZK_HOST@#$(host_of "$ZK_ADDR")#g" -e "s#@ZK_PORT@#$(port_of "$ZK_ADDR")#g" \
 		-e "s#@SHARD1_HOST@#$(host_of "$CH1_ADDR")#g" -e "s#@SHARD1_PORT@#$(port_of "$CH1_ADDR")#g" \
 		-e "s#@SHARD2_HOST@#$(host_of "$CH2_ADDR")#g" -e "s#@SHARD2_PORT@#$(port_of "$CH2_ADDR")#g" \
+		-e "s#@OWN_HOST@#$(host_of "$addr")#g" -e "s#@OWN_PORT@#$(port_of "$addr")#g" \
+		-e "s#@OTHER_HOST@#$(host_of "$other")#g" -e "s#@OTHER_PORT@#$(port_of "$other")#g" \
 		"$ROOT/deploy/local/clickhouse/cluster.xml" >"$LOCAL/$name/etc/config.d/cluster.xml"
 	spawn "$name" env MALLOC_CONF="$CH_MALLOC_CONF" "$bin" --config-file="$LOCAL/$name/etc/config.xml"
 }

@@ -46,7 +46,11 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 	}
 	s := &Store{conn: conn, db: cfg.ClickHouseDatabase, cluster: cfg.ClickHouseCluster, cfg: cfg, settings: settings}
 	if s.cluster != "" {
-		if _, err := s.clusterHosts(ctx); err != nil {
+		hosts, err := s.clusterHosts(ctx)
+		if err == nil {
+			err = s.checkHostsAgree(ctx, hosts)
+		}
+		if err != nil {
 			conn.Close()
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -105,6 +106,69 @@ func (s *Store) clusterHosts(ctx context.Context) ([]clusterHost, error) {
 		}
 	}
 	return hosts, nil
+}
+
+// hostsView is the cluster as the server behind conn sees it: each shard's
+// number, weight and hosts, in order ("" if it has no such cluster).
+func hostsView(ctx context.Context, conn driver.Conn, cluster string) (string, error) {
+	rows, err := conn.Query(ctx, "SELECT shard_num, shard_weight, host_address, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", cluster)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var shards []string
+	for rows.Next() {
+		var num, weight uint32
+		var host string
+		var port uint16
+		if err := rows.Scan(&num, &weight, &host, &port); err != nil {
+			return "", err
+		}
+		shards = append(shards, fmt.Sprintf("shard %d (weight %d) on %s", num, weight, net.JoinHostPort(host, strconv.Itoa(int(port)))))
+	}
+	return strings.Join(shards, ", "), rows.Err()
+}
+
+// checkHostsAgree refuses a cluster whose servers list its shards' hosts
+// differently: a Distributed table sends a row to the host its own server
+// lists for the row's shard, so versions of one row written through two
+// such servers would land on two servers, where they cannot replace each
+// other. It asks each of the cluster's hosts and of the store's addresses
+// that answers; one that does not is not checked (it takes no writes while
+// it is down).
+func (s *Store) checkHostsAgree(ctx context.Context, hosts []clusterHost) error {
+	mine, err := hostsView(ctx, s.conn, s.cluster)
+	if err != nil {
+		return fmt.Errorf("ClickHouse cluster %s: read system.clusters: %w", s.cluster, err)
+	}
+	addrs := config.SplitList(s.cfg.ClickHouseAddr)
+	for _, h := range hosts {
+		if !slices.Contains(addrs, h.Addr) {
+			addrs = append(addrs, h.Addr)
+		}
+	}
+	for _, addr := range addrs {
+		conn, err := openConn(ctx, s.cfg, []string{addr}, nil)
+		if err != nil {
+			continue
+		}
+		theirs, err := hostsView(ctx, conn, s.cluster)
+		conn.Close()
+		if err != nil {
+			return fmt.Errorf("ClickHouse cluster %s: read system.clusters on %s: %w", s.cluster, addr, err)
+		}
+		if theirs == "" {
+			theirs = "no such cluster"
+		}
+		if theirs != mine {
+			return fmt.Errorf("%w: ClickHouse cluster %s: the servers list its shards' hosts differently: the server connected to (the first "+
+				"that answers of %s) lists %s; the server at %s lists %s. A Distributed table sends a row to the host its own server lists "+
+				"for the row's shard, so versions of one row written through each would land on different servers, where they cannot "+
+				"replace each other (windows would count twice); make remote_servers the same on every server (README: ClickHouse cluster)",
+				ErrLayout, s.cluster, s.cfg.ClickHouseAddr, mine, addr, theirs)
+		}
+	}
+	return nil
 }
 
 // hostConns opens, once, connections to the cluster's hosts, for the
