@@ -45,8 +45,9 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{conn: conn, db: cfg.ClickHouseDatabase, cluster: cfg.ClickHouseCluster, cfg: cfg, settings: settings}
+	var hosts []clusterHost
 	if s.cluster != "" {
-		hosts, err := s.clusterHosts(ctx)
+		hosts, err = s.clusterHosts(ctx)
 		if err == nil {
 			err = s.checkHostsAgree(ctx, hosts)
 		}
@@ -55,7 +56,7 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 			return nil, err
 		}
 	}
-	if err := s.checkLayout(ctx); err != nil {
+	if err := s.checkLayout(ctx, hosts); err != nil {
 		conn.Close()
 		return nil, err
 	}

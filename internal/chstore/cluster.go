@@ -64,40 +64,49 @@ func (s *Store) onCluster() string {
 	return " ON CLUSTER " + s.cluster
 }
 
-// clusterHost is one server of the cluster.
+// clusterHost is one server of the cluster, as a server lists it.
 type clusterHost struct {
-	Shard uint32
-	Addr  string
+	Shard, Weight uint32
+	Addr          string
+}
+
+// readCluster reads the cluster as the server behind conn lists it, by
+// shard and replica (none if it has no such cluster).
+func readCluster(ctx context.Context, conn driver.Conn, cluster string) ([]clusterHost, error) {
+	rows, err := conn.Query(ctx, "SELECT shard_num, shard_weight, host_address, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", cluster)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var hosts []clusterHost
+	for rows.Next() {
+		var h clusterHost
+		var addr string
+		var port uint16
+		if err := rows.Scan(&h.Shard, &h.Weight, &addr, &port); err != nil {
+			return nil, err
+		}
+		h.Addr = net.JoinHostPort(addr, strconv.Itoa(int(port)))
+		hosts = append(hosts, h)
+	}
+	return hosts, rows.Err()
 }
 
 // clusterHosts lists the cluster's servers, and checks the layout rtbpipe
 // needs: the cluster exists on the server connected to, and every shard
 // has one replica.
 func (s *Store) clusterHosts(ctx context.Context) ([]clusterHost, error) {
-	rows, err := s.conn.Query(ctx, "SELECT shard_num, host_address, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", s.cluster)
+	hosts, err := readCluster(ctx, s.conn, s.cluster)
 	if err != nil {
-		return nil, fmt.Errorf("ClickHouse cluster %s: read system.clusters: %w", s.cluster, err)
-	}
-	defer rows.Close()
-	var hosts []clusterHost
-	replicas := map[uint32]int{}
-	for rows.Next() {
-		var h clusterHost
-		var addr string
-		var port uint16
-		if err := rows.Scan(&h.Shard, &addr, &port); err != nil {
-			return nil, fmt.Errorf("ClickHouse cluster %s: read system.clusters: %w", s.cluster, err)
-		}
-		h.Addr = net.JoinHostPort(addr, strconv.Itoa(int(port)))
-		hosts = append(hosts, h)
-		replicas[h.Shard]++
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("ClickHouse cluster %s: read system.clusters: %w", s.cluster, err)
 	}
 	if len(hosts) == 0 {
 		return nil, fmt.Errorf("%w: ClickHouse cluster %s: the server at %s has no such cluster in its remote_servers (system.clusters); set RTB_CLICKHOUSE_CLUSTER to one it has, or empty for a single server",
 			ErrLayout, s.cluster, s.cfg.ClickHouseAddr)
+	}
+	replicas := map[uint32]int{}
+	for _, h := range hosts {
+		replicas[h.Shard]++
 	}
 	for shard, n := range replicas {
 		if n > 1 {
@@ -108,25 +117,14 @@ func (s *Store) clusterHosts(ctx context.Context) ([]clusterHost, error) {
 	return hosts, nil
 }
 
-// hostsView is the cluster as the server behind conn sees it: each shard's
-// number, weight and hosts, in order ("" if it has no such cluster).
-func hostsView(ctx context.Context, conn driver.Conn, cluster string) (string, error) {
-	rows, err := conn.Query(ctx, "SELECT shard_num, shard_weight, host_address, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", cluster)
-	if err != nil {
-		return "", err
+// hostsView says how hosts place rows: each shard's number, weight and
+// hosts, in order ("" for none).
+func hostsView(hosts []clusterHost) string {
+	shards := make([]string, len(hosts))
+	for i, h := range hosts {
+		shards[i] = fmt.Sprintf("shard %d (weight %d) on %s", h.Shard, h.Weight, h.Addr)
 	}
-	defer rows.Close()
-	var shards []string
-	for rows.Next() {
-		var num, weight uint32
-		var host string
-		var port uint16
-		if err := rows.Scan(&num, &weight, &host, &port); err != nil {
-			return "", err
-		}
-		shards = append(shards, fmt.Sprintf("shard %d (weight %d) on %s", num, weight, net.JoinHostPort(host, strconv.Itoa(int(port)))))
-	}
-	return strings.Join(shards, ", "), rows.Err()
+	return strings.Join(shards, ", ")
 }
 
 // checkHostsAgree refuses a cluster whose servers list its shards' hosts
@@ -137,10 +135,7 @@ func hostsView(ctx context.Context, conn driver.Conn, cluster string) (string, e
 // that answers; one that does not is not checked (it takes no writes while
 // it is down).
 func (s *Store) checkHostsAgree(ctx context.Context, hosts []clusterHost) error {
-	mine, err := hostsView(ctx, s.conn, s.cluster)
-	if err != nil {
-		return fmt.Errorf("ClickHouse cluster %s: read system.clusters: %w", s.cluster, err)
-	}
+	mine := hostsView(hosts)
 	addrs := config.SplitList(s.cfg.ClickHouseAddr)
 	for _, h := range hosts {
 		if !slices.Contains(addrs, h.Addr) {
@@ -152,11 +147,12 @@ func (s *Store) checkHostsAgree(ctx context.Context, hosts []clusterHost) error 
 		if err != nil {
 			continue
 		}
-		theirs, err := hostsView(ctx, conn, s.cluster)
+		listed, err := readCluster(ctx, conn, s.cluster)
 		conn.Close()
 		if err != nil {
 			return fmt.Errorf("ClickHouse cluster %s: read system.clusters on %s: %w", s.cluster, addr, err)
 		}
+		theirs := hostsView(listed)
 		if theirs == "" {
 			theirs = "no such cluster"
 		}
@@ -224,7 +220,8 @@ func (h *hostConns) close() {
 // waiting for the shards (a read could miss an acknowledged write), and one
 // migrated for a single server used with a cluster's name would keep every
 // row on the server connected to. A database not migrated yet passes.
-func (s *Store) checkLayout(ctx context.Context) error {
+// hosts are the cluster's (clusterHosts; none on one server).
+func (s *Store) checkLayout(ctx context.Context, hosts []clusterHost) error {
 	rows, err := s.conn.Query(ctx, "SELECT name, engine FROM system.tables WHERE database = ? AND name IN ('batches', ?)", s.db, layoutTable)
 	if err != nil {
 		return fmt.Errorf("ClickHouse database %s: read its layout (system.tables): %w", s.db, err)
@@ -250,7 +247,7 @@ func (s *Store) checkLayout(ctx context.Context) error {
 		if _, recorded := engines[layoutTable]; !recorded {
 			return nil // migrated before rtbpipe recorded the shards
 		}
-		_, _, err := s.checkShards(ctx)
+		_, _, err := s.checkShards(ctx, hosts)
 		return err
 	case distributed && s.cluster == "":
 		return fmt.Errorf("%w: ClickHouse database %s is laid out on a cluster (its tables are Distributed): set RTB_CLICKHOUSE_CLUSTER "+
@@ -291,30 +288,19 @@ func (s *Store) oneServer(ctx context.Context) (one *Store, close func(), err er
 // layoutTable records the shards a cluster's database was migrated on.
 const layoutTable = "cluster_layout"
 
-// shardLayout is the cluster's shards as rows are placed on them, as the
-// server connected to sees them: each shard's number and weight, in order
-// ("1:1,2:1"). A row goes to the shard its key's hash modulo the total
-// weight picks, so with other shards or weights later versions of a row
-// land on another shard than the earlier ones, where FINAL cannot replace
-// them.
-func (s *Store) shardLayout(ctx context.Context) (string, error) {
-	rows, err := s.conn.Query(ctx, "SELECT shard_num, any(shard_weight) FROM system.clusters WHERE cluster = ? GROUP BY shard_num ORDER BY shard_num", s.cluster)
-	if err != nil {
-		return "", fmt.Errorf("ClickHouse cluster %s: read its shards: %w", s.cluster, err)
-	}
-	defer rows.Close()
+// shardLayout is the cluster's shards as rows are placed on them: each
+// shard's number and weight, in order ("1:1,2:1"). A row goes to the shard
+// its key's hash modulo the total weight picks, so with other shards or
+// weights later versions of a row land on another shard than the earlier
+// ones, where FINAL cannot replace them.
+func shardLayout(hosts []clusterHost) string {
 	var shards []string
-	for rows.Next() {
-		var num, weight uint32
-		if err := rows.Scan(&num, &weight); err != nil {
-			return "", fmt.Errorf("ClickHouse cluster %s: read its shards: %w", s.cluster, err)
+	for i, h := range hosts {
+		if i == 0 || h.Shard != hosts[i-1].Shard {
+			shards = append(shards, fmt.Sprintf("%d:%d", h.Shard, h.Weight))
 		}
-		shards = append(shards, fmt.Sprintf("%d:%d", num, weight))
 	}
-	if err := rows.Err(); err != nil {
-		return "", fmt.Errorf("ClickHouse cluster %s: read its shards: %w", s.cluster, err)
-	}
-	return strings.Join(shards, ","), nil
+	return strings.Join(shards, ",")
 }
 
 // recordedShards is the layout the database was migrated on, from its
@@ -329,16 +315,15 @@ func (s *Store) recordedShards(ctx context.Context) (string, error) {
 	return shards, nil
 }
 
-// checkShards refuses a cluster whose shards are not those the database
-// was migrated on (its cluster_layout table exists). It returns the
-// recorded and the current layout.
-func (s *Store) checkShards(ctx context.Context) (recorded, now string, err error) {
+// checkShards refuses a cluster whose shards (hosts, as the server
+// connected to lists them) are not those the database was migrated on (its
+// cluster_layout table exists). It returns the recorded and the current
+// layout.
+func (s *Store) checkShards(ctx context.Context, hosts []clusterHost) (recorded, now string, err error) {
 	if recorded, err = s.recordedShards(ctx); err != nil {
 		return "", "", err
 	}
-	if now, err = s.shardLayout(ctx); err != nil {
-		return "", "", err
-	}
+	now = shardLayout(hosts)
 	if recorded != "" && now != recorded {
 		return "", "", fmt.Errorf("%w: ClickHouse database %s was migrated on cluster %s with the shards %s (number:weight), and the server at %s "+
 			"now sees %s: a row's shard is its key's hash modulo the shards' total weight, so later versions of the rows already "+
@@ -360,7 +345,11 @@ func (s *Store) recordShards(ctx context.Context) error {
 		" (shards String, recorded_at DateTime) ENGINE = "+engine+" ORDER BY recorded_at"); err != nil {
 		return fmt.Errorf("create %s: %w", layoutTable, err)
 	}
-	recorded, now, err := s.checkShards(ctx)
+	hosts, err := s.clusterHosts(ctx)
+	if err != nil {
+		return err
+	}
+	recorded, now, err := s.checkShards(ctx, hosts)
 	if err != nil || recorded != "" {
 		return err
 	}
