@@ -362,3 +362,95 @@ func TestClusterRefusesChangedShards(t *testing.T) {
 		t.Errorf("a database migrated on one shard, on two: %v", err)
 	}
 }
+
+// The generation of the window totals (the dashboard cache's key) differs
+// while the servers hold different totals: a refresh swaps them on one
+// server, and the others fetch the swap a moment later. A generation read
+// on the first server and a body read on another then must not be cached
+// as current: the body would be served until the hour changed again.
+func TestClusterTotalsGenerationWhileServersDiffer(t *testing.T) {
+	c, addrs := getEnv(t).clusterEnv(t)
+	ctx := context.Background()
+	on := func(addr string) interface {
+		TotalsGeneration(context.Context, string, time.Time, time.Time) (string, error)
+	} {
+		cfg := c.cfg
+		cfg.ClickHouseAddr = addr
+		store, err := connect.ClickHouse(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		return store
+	}
+	first, second := on(addrs[0]), on(addrs[1])
+	totals := c.cfg.ClickHouseDatabase + ".window_totals"
+	secondConn := onServer(t, addrs[1])
+	sync := func() {
+		t.Helper()
+		if err := secondConn.Exec(ctx, "SYSTEM SYNC REPLICA "+totals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const topic = "generation-servers-differ"
+	hour := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	write := func(version uint64, n int) {
+		t.Helper()
+		table := agg.Table{}
+		for i := range n {
+			ev := event.Event{EventID: strconv.Itoa(i), Time: hour.Add(time.Duration(i) * time.Second), AdFormat: "banner",
+				Country: "DE", EventType: "impression", RevenueMicros: 1000}
+			if err := table.Add(&ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		id := ledger.BatchID{Topic: topic, Partition: 0, Slot: hour}
+		if err := c.store.WritePartials(ctx, []batch.Partials{{ID: id, Table: table, Version: version}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.store.RefreshTotals(ctx, topic, []time.Time{hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gen := func(s interface {
+		TotalsGeneration(context.Context, string, time.Time, time.Time) (string, error)
+	}) string {
+		t.Helper()
+		g, err := s.TotalsGeneration(ctx, topic, hour, hour.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+
+	write(1, 30)
+	sync()
+	before := gen(first)
+	if g := gen(second); g != before {
+		t.Fatalf("generation with the same totals on both servers: %q on the first, %q on the second", before, g)
+	}
+	// The second server stops fetching: the next swap stays on the first.
+	if err := secondConn.Exec(ctx, "SYSTEM STOP FETCHES "+totals); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = secondConn.Exec(ctx, "SYSTEM START FETCHES "+totals) })
+	write(2, 60)
+	differFirst, differSecond := gen(first), gen(second)
+	if err := secondConn.Exec(ctx, "SYSTEM START FETCHES "+totals); err != nil {
+		t.Fatal(err)
+	}
+	sync()
+	after := gen(first)
+	if g := gen(second); g != after {
+		t.Fatalf("generation once both servers have the swap: %q on the first, %q on the second", after, g)
+	}
+	if after == before {
+		t.Fatalf("generation %q did not change with the totals", after)
+	}
+	for name, g := range map[string]string{"first": differFirst, "second": differSecond} {
+		if g == before || g == after {
+			t.Errorf("generation read on the %s server while the servers differ: %q, the same as with the totals on both servers (before %q, after %q)",
+				name, g, before, after)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -183,13 +184,25 @@ func (s *Store) DeadLettersSince(ctx context.Context, topic string, since time.T
 }
 
 // TotalsGeneration names the state of topic's window totals of windows
-// [from, to): the names of the parts their rows are in. A refresh swaps in
+// [start, end): the names of the parts their rows are in. A refresh swaps in
 // an hour's partition as new parts (and a merge renames them), so the name
 // changes whenever the rows may have; it is the same while they have not.
-func (s *Store) TotalsGeneration(ctx context.Context, topic string, from, to time.Time) (string, error) {
+//
+// On a cluster the totals are a replica on every server, swapped on one and
+// fetched by the others a moment later. The generation is then read on every
+// server that answers, each part with its rows on all of them: while the
+// servers differ it is one no settled state has (a part on fewer servers than
+// all), so a body read meanwhile, from whichever server, is never taken as
+// current; and a server that is down leaves the generation to the others.
+func (s *Store) TotalsGeneration(ctx context.Context, topic string, start, end time.Time) (string, error) {
+	from := s.Table("window_totals")
+	if s.cluster != "" {
+		from = fmt.Sprintf("cluster(%s, %s, window_totals)", quote(s.cluster), quote(s.db))
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"skip_unavailable_shards": 1}))
+	}
 	var parts []string
-	if err := s.conn.QueryRow(ctx, "SELECT arraySort(groupUniqArray(_part)) FROM "+s.Table("window_totals")+
-		" WHERE topic = ? AND window_start >= ? AND window_start < ?", topic, from.UTC(), to.UTC()).Scan(&parts); err != nil {
+	if err := s.conn.QueryRow(ctx, "SELECT arraySort(groupArray(concat(p, '*', toString(n)))) FROM (SELECT _part AS p, count() AS n FROM "+from+
+		" WHERE topic = ? AND window_start >= ? AND window_start < ? GROUP BY p)", topic, start.UTC(), end.UTC()).Scan(&parts); err != nil {
 		return "", fmt.Errorf("read the generation of the window totals of %q: %w", topic, err)
 	}
 	return strings.Join(parts, ","), nil
