@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -195,11 +194,7 @@ func (s *Store) DeadLettersSince(ctx context.Context, topic string, since time.T
 // all), so a body read meanwhile, from whichever server, is never taken as
 // current; and a server that is down leaves the generation to the others.
 func (s *Store) TotalsGeneration(ctx context.Context, topic string, start, end time.Time) (string, error) {
-	from := s.Table("window_totals")
-	if s.cluster != "" {
-		from = fmt.Sprintf("cluster(%s, %s, window_totals)", quote(s.cluster), quote(s.db))
-		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"skip_unavailable_shards": 1}))
-	}
+	ctx, from := s.everyServer(ctx, s.db, "window_totals")
 	var parts []string
 	if err := s.conn.QueryRow(ctx, "SELECT arraySort(groupArray(concat(p, '*', toString(n)))) FROM (SELECT _part AS p, count() AS n FROM "+from+
 		" WHERE topic = ? AND window_start >= ? AND window_start < ? GROUP BY p)", topic, start.UTC(), end.UTC()).Scan(&parts); err != nil {

@@ -64,6 +64,19 @@ func (s *Store) onCluster() string {
 	return " ON CLUSTER " + s.cluster
 }
 
+// everyServer is table db.name as read on every server of the cluster that
+// answers (cluster(); one that is down is left out, not an error), with ctx
+// carrying the setting that says so; on one server, the table itself and
+// ctx. Only for tables every server has a copy of: a sharded table's rows
+// are read through its Distributed table.
+func (s *Store) everyServer(ctx context.Context, db, name string) (context.Context, string) {
+	if s.cluster == "" {
+		return ctx, db + "." + name
+	}
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"skip_unavailable_shards": 1})),
+		fmt.Sprintf("cluster(%s, %s, %s)", quote(s.cluster), quote(db), quote(name))
+}
+
 // clusterHost is one server of the cluster, as a server lists it.
 type clusterHost struct {
 	Shard, Weight uint32

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
@@ -278,9 +279,13 @@ func scopeWhere(scope string, hours []time.Time) (string, []any) {
 }
 
 // dropStaleStages drops the staging tables crashed refreshes left behind.
-// It is best effort: a failure leaves them for the next refresh.
+// It is best effort: a failure leaves them for the next refresh. On a
+// cluster a refresh stages on the first server that answers, so they are
+// looked for on every server (those down are left for later), and dropped
+// on each.
 func (s *Store) dropStaleStages(ctx context.Context) {
-	rows, err := s.conn.Query(ctx, "SELECT name FROM system.tables WHERE database = ? AND startsWith(name, ?)", s.db, stagePrefix)
+	ctx, tables := s.everyServer(ctx, "system", "tables")
+	rows, err := s.conn.Query(ctx, "SELECT DISTINCT name FROM "+tables+" WHERE database = ? AND startsWith(name, ?)", s.db, stagePrefix)
 	if err != nil {
 		return
 	}
@@ -296,8 +301,29 @@ func (s *Store) dropStaleStages(ctx context.Context) {
 		}
 	}
 	rows.Close()
-	for _, name := range old {
-		_ = s.conn.Exec(ctx, "DROP TABLE IF EXISTS "+s.Table(name))
+	if len(old) == 0 {
+		return
+	}
+	conns := []driver.Conn{s.conn}
+	if s.cluster != "" {
+		hosts, err := readCluster(ctx, s.conn, s.cluster)
+		if err != nil {
+			return
+		}
+		conns = nil
+		for _, h := range hosts {
+			conn, err := openConn(ctx, s.cfg, []string{h.Addr}, nil)
+			if err != nil {
+				continue
+			}
+			defer conn.Close()
+			conns = append(conns, conn)
+		}
+	}
+	for _, conn := range conns {
+		for _, name := range old {
+			_ = conn.Exec(ctx, "DROP TABLE IF EXISTS "+s.Table(name))
+		}
 	}
 }
 
