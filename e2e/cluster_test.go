@@ -454,3 +454,61 @@ func TestClusterTotalsGenerationWhileServersDiffer(t *testing.T) {
 		}
 	}
 }
+
+// Anomaly scoring reads the window totals a slot's refresh has just swapped
+// in, and its flags are stored: on a cluster the refresh swaps them on one
+// server, and the scoring may run in another worker, connected to another
+// server that has not fetched the swap yet. Its read waits for that server
+// to have every swap made before it, instead of scoring what it had.
+func TestClusterAnomalyCellsSeeTheLatestSwap(t *testing.T) {
+	c, addrs := getEnv(t).clusterEnv(t)
+	ctx := context.Background()
+	cfg := c.cfg
+	cfg.ClickHouseAddr = addrs[1]
+	second, err := connect.ClickHouse(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { second.Close() })
+	totals := c.cfg.ClickHouseDatabase + ".window_totals"
+	secondConn := onServer(t, addrs[1])
+	if err := secondConn.Exec(ctx, "SYSTEM STOP FETCHES "+totals); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = secondConn.Exec(ctx, "SYSTEM START FETCHES "+totals) })
+
+	// Written and swapped in through the first server (the store c's).
+	const topic = "anomaly-cells-latest-swap"
+	hour := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
+	table := agg.Table{}
+	for i := range 600 {
+		ev := event.Event{EventID: strconv.Itoa(i), Time: hour.Add(time.Duration(i) * 5 * time.Second), AdFormat: "banner",
+			Country: "US", EventType: []string{"impression", "impression", "click"}[i%3], RevenueMicros: 1000}
+		if err := table.Add(&ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := ledger.BatchID{Topic: topic, Partition: 0, Slot: hour}
+	if err := c.store.WritePartials(ctx, []batch.Partials{{ID: id, Table: table, Version: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.store.RefreshTotals(ctx, topic, []time.Time{hour}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := c.store.AnomalyCells(ctx, topic, hour, hour.Add(time.Hour))
+	if err != nil || len(want) != 50 {
+		t.Fatalf("cells read on the first server: %d (%v), want 50", len(want), err)
+	}
+	// The second server fetches the swap a little later.
+	go func() {
+		time.Sleep(time.Second)
+		_ = secondConn.Exec(context.Background(), "SYSTEM START FETCHES "+totals)
+	}()
+	got, err := second.AnomalyCells(ctx, topic, hour, hour.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("cells read on the second server before it fetched the swap: %d, want the %d the swap holds", len(got), len(want))
+	}
+}

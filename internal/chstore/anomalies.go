@@ -13,8 +13,14 @@ import (
 
 // AnomalyCells returns topic's counts per minute, ad format and country
 // for windows [from, to), from the window totals: what anomaly scoring
-// reads.
+// reads. On a cluster it reads them once the server has every swap made
+// before (totalsSynced).
 func (s *Store) AnomalyCells(ctx context.Context, topic string, from, to time.Time) ([]anomaly.Cell, error) {
+	s, closeConn, err := s.totalsSynced(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read minutes to score of %s: %w", topic, err)
+	}
+	defer closeConn()
 	return collect(ctx, s, "read minutes to score of "+topic, "SELECT window_start, ad_format, country, sum(events), sum(if(event_type = 'impression', events, 0)), "+
 		"sum(if(event_type = 'click', events, 0)), sum(revenue_float) / 1000000 FROM "+s.Table("window_totals")+
 		" WHERE topic = ? AND window_start >= ? AND window_start < ? GROUP BY window_start, ad_format, country", []any{topic, from.UTC(), to.UTC()},

@@ -298,6 +298,23 @@ func (s *Store) oneServer(ctx context.Context) (one *Store, close func(), err er
 	return nil, nil, errors.Join(errs...)
 }
 
+// totalsSynced returns the store on one server (oneServer) whose replica of
+// the window totals has applied every swap made before the call, on any
+// server: for reads whose results are stored (anomaly scoring), which must
+// not take a swap a refresh on another server has just made for one not
+// made. On one server it is the store itself.
+func (s *Store) totalsSynced(ctx context.Context) (one *Store, close func(), err error) {
+	one, close, err = s.oneServer(ctx)
+	if err != nil || s.cluster == "" {
+		return one, close, err
+	}
+	if err := one.conn.Exec(ctx, "SYSTEM SYNC REPLICA "+one.Table("window_totals")); err != nil {
+		close()
+		return nil, nil, fmt.Errorf("wait for the window totals' latest swaps (SYSTEM SYNC REPLICA): %w", err)
+	}
+	return one, close, nil
+}
+
 // layoutTable records the shards a cluster's database was migrated on.
 const layoutTable = "cluster_layout"
 
