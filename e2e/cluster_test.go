@@ -430,13 +430,13 @@ func TestClusterTotalsGenerationWhileServersDiffer(t *testing.T) {
 		t.Fatalf("generation with the same totals on both servers: %q on the first, %q on the second", before, g)
 	}
 	// The second server stops fetching: the next swap stays on the first.
-	if err := secondConn.Exec(ctx, "SYSTEM STOP FETCHES "+totals); err != nil {
+	if err := secondConn.Exec(ctx, "SYSTEM STOP REPLICATION QUEUES "+totals); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = secondConn.Exec(ctx, "SYSTEM START FETCHES "+totals) })
+	t.Cleanup(func() { _ = secondConn.Exec(ctx, "SYSTEM START REPLICATION QUEUES "+totals) })
 	write(2, 60)
 	differFirst, differSecond := gen(first), gen(second)
-	if err := secondConn.Exec(ctx, "SYSTEM START FETCHES "+totals); err != nil {
+	if err := secondConn.Exec(ctx, "SYSTEM START REPLICATION QUEUES "+totals); err != nil {
 		t.Fatal(err)
 	}
 	sync()
@@ -455,12 +455,13 @@ func TestClusterTotalsGenerationWhileServersDiffer(t *testing.T) {
 	}
 }
 
-// Anomaly scoring reads the window totals a slot's refresh has just swapped
-// in, and its flags are stored: on a cluster the refresh swaps them on one
-// server, and the scoring may run in another worker, connected to another
-// server that has not fetched the swap yet. Its read waits for that server
-// to have every swap made before it, instead of scoring what it had.
-func TestClusterAnomalyCellsSeeTheLatestSwap(t *testing.T) {
+// Anomaly scoring and verify read the window totals a slot's refresh has
+// just swapped in, and what they find is stored or reported: on a cluster
+// the refresh swaps them on one server, and the reader may be connected to
+// another server that has not fetched the swap yet (scoring runs in any
+// worker). Such a read waits for its server to have every swap made before
+// it, instead of reading what it had.
+func TestClusterTotalsReadsSeeTheLatestSwap(t *testing.T) {
 	c, addrs := getEnv(t).clusterEnv(t)
 	ctx := context.Background()
 	cfg := c.cfg
@@ -472,43 +473,57 @@ func TestClusterAnomalyCellsSeeTheLatestSwap(t *testing.T) {
 	t.Cleanup(func() { second.Close() })
 	totals := c.cfg.ClickHouseDatabase + ".window_totals"
 	secondConn := onServer(t, addrs[1])
-	if err := secondConn.Exec(ctx, "SYSTEM STOP FETCHES "+totals); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = secondConn.Exec(ctx, "SYSTEM START FETCHES "+totals) })
-
-	// Written and swapped in through the first server (the store c's).
-	const topic = "anomaly-cells-latest-swap"
+	t.Cleanup(func() { _ = secondConn.Exec(ctx, "SYSTEM START REPLICATION QUEUES "+totals) })
+	const topic = "totals-reads-latest-swap"
 	hour := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
-	table := agg.Table{}
-	for i := range 600 {
-		ev := event.Event{EventID: strconv.Itoa(i), Time: hour.Add(time.Duration(i) * 5 * time.Second), AdFormat: "banner",
-			Country: "US", EventType: []string{"impression", "impression", "click"}[i%3], RevenueMicros: 1000}
-		if err := table.Add(&ev); err != nil {
+	// swap writes n events in the hour's first minutes and swaps them in
+	// through the first server (the store c's) while the second one's
+	// replication waits, which resumes a second after.
+	swap := func(version uint64, n int) {
+		t.Helper()
+		if err := secondConn.Exec(ctx, "SYSTEM STOP REPLICATION QUEUES "+totals); err != nil {
 			t.Fatal(err)
 		}
+		table := agg.Table{}
+		for i := range n {
+			ev := event.Event{EventID: strconv.Itoa(i), Time: hour.Add(time.Duration(i) * 5 * time.Second), AdFormat: "banner",
+				Country: "US", EventType: []string{"impression", "impression", "click"}[i%3], RevenueMicros: 1000}
+			if err := table.Add(&ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		id := ledger.BatchID{Topic: topic, Partition: 0, Slot: hour}
+		if err := c.store.WritePartials(ctx, []batch.Partials{{ID: id, Table: table, Version: version}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.store.RefreshTotals(ctx, topic, []time.Time{hour}); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			time.Sleep(time.Second)
+			_ = secondConn.Exec(context.Background(), "SYSTEM START REPLICATION QUEUES "+totals)
+		}()
 	}
-	id := ledger.BatchID{Topic: topic, Partition: 0, Slot: hour}
-	if err := c.store.WritePartials(ctx, []batch.Partials{{ID: id, Table: table, Version: 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.store.RefreshTotals(ctx, topic, []time.Time{hour}); err != nil {
-		t.Fatal(err)
-	}
-	want, err := c.store.AnomalyCells(ctx, topic, hour, hour.Add(time.Hour))
-	if err != nil || len(want) != 50 {
-		t.Fatalf("cells read on the first server: %d (%v), want 50", len(want), err)
-	}
-	// The second server fetches the swap a little later.
-	go func() {
-		time.Sleep(time.Second)
-		_ = secondConn.Exec(context.Background(), "SYSTEM START FETCHES "+totals)
-	}()
+
+	swap(1, 600) // 50 minutes
 	got, err := second.AnomalyCells(ctx, topic, hour, hour.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != len(want) {
-		t.Fatalf("cells read on the second server before it fetched the swap: %d, want the %d the swap holds", len(got), len(want))
+	if len(got) != 50 {
+		t.Errorf("anomaly scoring's cells read on the second server before it fetched the swap: %d, want the 50 minutes it holds", len(got))
+	}
+
+	swap(2, 1200) // 100 minutes: the whole hour
+	sums, err := second.ReadTotals(ctx, topic, hour, hour.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events int64
+	for _, v := range sums {
+		events += v.Count
+	}
+	if events != 720 {
+		t.Errorf("verify's totals read on the second server before it fetched the swap: %d events, want the hour's 720", events)
 	}
 }

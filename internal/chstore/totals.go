@@ -257,8 +257,14 @@ func (s *Store) staleHours(ctx context.Context, scope string, hours []time.Time)
 }
 
 // ReadTotals returns the window totals of topic (AllTopics: of every topic)
-// for windows in [from, to).
+// for windows in [from, to): what verify checks. On a cluster it reads them
+// once the server has every swap made before (totalsSynced).
 func (s *Store) ReadTotals(ctx context.Context, topic string, from, to time.Time) (agg.Table, error) {
+	s, closeConn, err := s.totalsSynced(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the window totals of %s: %w", topic, err)
+	}
+	defer closeConn()
 	return s.sumWindows(ctx, true, totalsSource, "topic = ? AND window_start >= ? AND window_start < ?", topic, from.UTC(), to.UTC())
 }
 
