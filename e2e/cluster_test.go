@@ -455,8 +455,9 @@ func TestClusterTotalsGenerationWhileServersDiffer(t *testing.T) {
 	}
 }
 
-// Anomaly scoring and verify read the window totals a slot's refresh has
-// just swapped in, and what they find is stored or reported: on a cluster
+// Anomaly scoring, verify and reconciliation read the window totals a
+// slot's refresh has just swapped in, and what they find is stored,
+// reported or repaired: on a cluster
 // the refresh swaps them on one server, and the reader may be connected to
 // another server that has not fetched the swap yet (scoring runs in any
 // worker). Such a read waits for its server to have every swap made before
@@ -525,5 +526,14 @@ func TestClusterTotalsReadsSeeTheLatestSwap(t *testing.T) {
 	}
 	if events != 720 {
 		t.Errorf("verify's totals read on the second server before it fetched the swap: %d events, want the hour's 720", events)
+	}
+
+	swap(3, 300)
+	stale, err := second.StaleTotals(ctx, topic, hour, hour.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stale) != 0 {
+		t.Errorf("reconciliation's check on the second server before it fetched the swap: hours %v stale, want none (the first swapped them)", stale)
 	}
 }

@@ -115,8 +115,15 @@ func (s *Store) RefreshAllTotals(ctx context.Context) (int, error) {
 }
 
 // StaleTotals returns the hours overlapping [from, to) whose window totals
-// of topic, or of AllTopics, differ from the partials.
+// of topic, or of AllTopics, differ from the partials: what reconciliation
+// repairs. On a cluster it reads them once the server has every swap made
+// before (totalsSynced).
 func (s *Store) StaleTotals(ctx context.Context, topic string, from, to time.Time) ([]time.Time, error) {
+	s, closeConn, err := s.totalsSynced(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("check the window totals of %s: %w", topic, err)
+	}
+	defer closeConn()
 	var hours []time.Time
 	for h := from.UTC().Truncate(time.Hour); h.Before(to); h = h.Add(time.Hour) {
 		hours = append(hours, h)
