@@ -3,6 +3,7 @@ package chstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -194,12 +195,18 @@ func (s *Store) DeadLettersSince(ctx context.Context, topic string, since time.T
 // all), so a body read meanwhile, from whichever server, is never taken as
 // current; and a server that is down leaves the generation to the others.
 func (s *Store) TotalsGeneration(ctx context.Context, topic string, start, end time.Time) (string, error) {
-	ctx, from := s.everyServer(ctx, s.db, "window_totals")
-	var parts []string
-	if err := s.conn.QueryRow(ctx, "SELECT arraySort(groupArray(concat(p, '*', toString(n)))) FROM (SELECT _part AS p, count() AS n FROM "+from+
-		" WHERE topic = ? AND window_start >= ? AND window_start < ? GROUP BY p)", topic, start.UTC(), end.UTC()).Scan(&parts); err != nil {
+	q := "SELECT _part, count() FROM " + s.Table("window_totals") + " WHERE topic = ? AND window_start >= ? AND window_start < ? GROUP BY _part"
+	rows := map[string]uint64{}
+	if _, err := s.onEveryServer(ctx, func(conn driver.Conn) error {
+		return partRows(ctx, conn, q, []any{topic, start.UTC(), end.UTC()}, rows)
+	}); err != nil {
 		return "", fmt.Errorf("read the generation of the window totals of %q: %w", topic, err)
 	}
+	parts := make([]string, 0, len(rows))
+	for p, n := range rows {
+		parts = append(parts, fmt.Sprintf("%s*%d", p, n))
+	}
+	slices.Sort(parts)
 	return strings.Join(parts, ","), nil
 }
 

@@ -13,10 +13,10 @@ import (
 
 // AnomalyCells returns topic's counts per minute, ad format and country
 // for windows [from, to), from the window totals: what anomaly scoring
-// reads. On a cluster it reads them once the server has every swap made
-// before (totalsSynced).
+// reads. On a cluster it reads them once every server holds the same
+// (totalsAgreed).
 func (s *Store) AnomalyCells(ctx context.Context, topic string, from, to time.Time) ([]anomaly.Cell, error) {
-	s, closeConn, err := s.totalsSynced(ctx)
+	s, closeConn, err := s.totalsAgreed(ctx, []string{topic}, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("read minutes to score of %s: %w", topic, err)
 	}

@@ -26,6 +26,7 @@ type Store struct {
 	cluster  string
 	cfg      config.Config       // to reach the cluster's hosts (migrations)
 	settings clickhouse.Settings // the connections' (oneServer's too)
+	servers  *servers            // on a cluster: its servers, for reads that ask each
 }
 
 // Open connects over the native protocol (the only one ClickHouse 18.16
@@ -48,6 +49,7 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 	var hosts []clusterHost
 	if s.cluster != "" {
 		hosts, err = s.clusterHosts(ctx)
+		s.servers = &servers{hosts: hosts}
 		if err == nil {
 			err = s.checkHostsAgree(ctx, hosts)
 		}
@@ -100,7 +102,12 @@ func (s *Store) In(db string) *Store {
 }
 
 // Close closes the connection pool.
-func (s *Store) Close() error { return s.conn.Close() }
+func (s *Store) Close() error {
+	if s.servers != nil {
+		s.servers.close()
+	}
+	return s.conn.Close()
+}
 
 // Table qualifies a table name with the database.
 func (s *Store) Table(name string) string { return s.db + "." + name }

@@ -3,12 +3,16 @@ package chstore
 import (
 	"context"
 	"database/sql"
+	sqldriver "database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -64,17 +68,88 @@ func (s *Store) onCluster() string {
 	return " ON CLUSTER " + s.cluster
 }
 
-// everyServer is table db.name as read on every server of the cluster that
-// answers (cluster(); one that is down is left out, not an error), with ctx
-// carrying the setting that says so; on one server, the table itself and
-// ctx. Only for tables every server has a copy of: a sharded table's rows
-// are read through its Distributed table.
-func (s *Store) everyServer(ctx context.Context, db, name string) (context.Context, string) {
-	if s.cluster == "" {
-		return ctx, db + "." + name
+// servers holds a pool to each server of the cluster, each opened on its
+// first use, for the reads that ask every server (onEveryServer). A
+// table function (cluster()) would not do: ClickHouse 18.16 takes the
+// table's columns from the cluster's first server, and fails while that
+// one is down.
+type servers struct {
+	hosts []clusterHost // from Open; a process does not look again
+	mu    sync.Mutex
+	pools map[string]driver.Conn // by address
+}
+
+// pool returns the pool to the server at addr, opening it if needed.
+func (sv *servers) pool(ctx context.Context, s *Store, addr string) (driver.Conn, error) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if c, ok := sv.pools[addr]; ok {
+		return c, nil
 	}
-	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"skip_unavailable_shards": 1})),
-		fmt.Sprintf("cluster(%s, %s, %s)", quote(s.cluster), quote(db), quote(name))
+	c, err := openConn(ctx, s.cfg, []string{addr}, s.settings)
+	if err != nil {
+		return nil, err
+	}
+	if sv.pools == nil {
+		sv.pools = map[string]driver.Conn{}
+	}
+	sv.pools[addr] = c
+	return c, nil
+}
+
+// drop closes the pool to addr (a server that went away).
+func (sv *servers) drop(addr string) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if c, ok := sv.pools[addr]; ok {
+		c.Close()
+		delete(sv.pools, addr)
+	}
+}
+
+func (sv *servers) close() {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	for _, c := range sv.pools {
+		c.Close()
+	}
+	sv.pools = nil
+}
+
+// onEveryServer runs fn on each server of the cluster that answers, in the
+// cluster's order, and returns how many answered. A server that cannot be
+// reached is left out, not an error (a read there would fail; it takes no
+// writes while down). On one server it runs fn on the store's pool.
+func (s *Store) onEveryServer(ctx context.Context, fn func(conn driver.Conn) error) (answered int, err error) {
+	if s.cluster == "" {
+		if err := fn(s.conn); err != nil {
+			return 0, err
+		}
+		return 1, nil
+	}
+	for _, h := range s.servers.hosts {
+		conn, err := s.servers.pool(ctx, s, h.Addr)
+		if err != nil {
+			continue
+		}
+		if err := fn(conn); err != nil {
+			if unreachable(err) {
+				s.servers.drop(h.Addr)
+				continue
+			}
+			return answered, fmt.Errorf("ClickHouse cluster %s, server %s: %w", s.cluster, h.Addr, err)
+		}
+		answered++
+	}
+	return answered, ctx.Err()
+}
+
+// unreachable says whether err is a server's going away or not answering,
+// rather than an answer.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, sqldriver.ErrBadConn)
 }
 
 // clusterHost is one server of the cluster, as a server lists it.
@@ -298,21 +373,105 @@ func (s *Store) oneServer(ctx context.Context) (one *Store, close func(), err er
 	return nil, nil, errors.Join(errs...)
 }
 
-// totalsSynced returns the store on one server (oneServer) whose replica of
-// the window totals has applied every swap made before the call, on any
-// server: for reads whose results are stored (anomaly scoring), which must
-// not take a swap a refresh on another server has just made for one not
-// made. On one server it is the store itself.
-func (s *Store) totalsSynced(ctx context.Context) (one *Store, close func(), err error) {
+// totalsAgreeWait bounds how long totalsAgreed waits for the servers to
+// hold the same window totals.
+const totalsAgreeWait = 30 * time.Second
+
+// totalsAgreed returns the store on one server (oneServer) once every server
+// that answers holds the same window totals of topics' windows [from, to):
+// for reads whose results are stored or reported (anomaly scoring, verify,
+// reconciliation), which must not take the totals before a swap a refresh
+// on another server has just made for the totals. A refresh swaps on one
+// server and the others fetch the swap a moment later; a server that is
+// down is not waited for. It fails after totalsAgreeWait. On one server it
+// is the store itself.
+//
+// (ClickHouse 18.16's SYSTEM SYNC REPLICA would wait for the whole
+// replication queue, and for ever while a part it needs is on a server
+// that is down.)
+func (s *Store) totalsAgreed(ctx context.Context, topics []string, from, to time.Time) (one *Store, close func(), err error) {
 	one, close, err = s.oneServer(ctx)
 	if err != nil || s.cluster == "" {
 		return one, close, err
 	}
-	if err := one.conn.Exec(ctx, "SYSTEM SYNC REPLICA "+one.Table("window_totals")); err != nil {
-		close()
-		return nil, nil, fmt.Errorf("wait for the window totals' latest swaps (SYSTEM SYNC REPLICA): %w", err)
+	where := " WHERE topic IN (?" + strings.Repeat(", ?", len(topics)-1) + ") AND window_start >= ? AND window_start < ? GROUP BY _part"
+	args := append(anys(topics), from.UTC(), to.UTC())
+	deadline := time.Now().Add(totalsAgreeWait)
+	for {
+		agreed, err := one.totalsAgree(ctx, where, args)
+		if err != nil {
+			close()
+			return nil, nil, fmt.Errorf("compare the window totals of %s on the cluster's servers: %w", strings.Join(topics, ", "), err)
+		}
+		if agreed {
+			return one, close, nil
+		}
+		if time.Now().After(deadline) {
+			close()
+			return nil, nil, fmt.Errorf("the window totals of %s from %s to %s differ between the servers of cluster %s after %s: "+
+				"a server has not fetched a refresh's swap (see system.replication_queue on each server)",
+				strings.Join(topics, ", "), from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), s.cluster, totalsAgreeWait)
+		}
+		select {
+		case <-ctx.Done():
+			close()
+			return nil, nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return one, close, nil
+}
+
+// totalsAgree says whether every server of the cluster that answers holds
+// the same parts of the window totals selected by where (with args) as the
+// server connected to: each part's rows, over all of them, are its rows
+// here times the number of servers.
+func (s *Store) totalsAgree(ctx context.Context, where string, args []any) (bool, error) {
+	q := "SELECT _part, count() FROM " + s.Table("window_totals") + where
+	here := map[string]uint64{}
+	if err := partRows(ctx, s.conn, q, args, here); err != nil {
+		return false, err
+	}
+	everywhere := map[string]uint64{}
+	servers, err := s.onEveryServer(ctx, func(conn driver.Conn) error { return partRows(ctx, conn, q, args, everywhere) })
+	if err != nil {
+		return false, err
+	}
+	if len(here) != len(everywhere) {
+		return false, nil
+	}
+	for p, n := range here {
+		if everywhere[p] != n*uint64(servers) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// partRows adds the rows of q (a part's name and a count) to rows.
+func partRows(ctx context.Context, conn driver.Conn, q string, args []any, rows map[string]uint64) error {
+	rs, err := conn.Query(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var p string
+		var n uint64
+		if err := rs.Scan(&p, &n); err != nil {
+			return err
+		}
+		rows[p] += n
+	}
+	return rs.Err()
+}
+
+// anys is ss as query arguments.
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, v := range ss {
+		out[i] = v
+	}
+	return out
 }
 
 // layoutTable records the shards a cluster's database was migrated on.

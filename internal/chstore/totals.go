@@ -116,10 +116,14 @@ func (s *Store) RefreshAllTotals(ctx context.Context) (int, error) {
 
 // StaleTotals returns the hours overlapping [from, to) whose window totals
 // of topic, or of AllTopics, differ from the partials: what reconciliation
-// repairs. On a cluster it reads them once the server has every swap made
-// before (totalsSynced).
+// repairs. On a cluster it reads them once every server holds the same
+// (totalsAgreed).
 func (s *Store) StaleTotals(ctx context.Context, topic string, from, to time.Time) ([]time.Time, error) {
-	s, closeConn, err := s.totalsSynced(ctx)
+	end := to.UTC().Truncate(time.Hour)
+	if end.Before(to) {
+		end = end.Add(time.Hour)
+	}
+	s, closeConn, err := s.totalsAgreed(ctx, []string{topic, AllTopics}, from.UTC().Truncate(time.Hour), end)
 	if err != nil {
 		return nil, fmt.Errorf("check the window totals of %s: %w", topic, err)
 	}
@@ -265,9 +269,9 @@ func (s *Store) staleHours(ctx context.Context, scope string, hours []time.Time)
 
 // ReadTotals returns the window totals of topic (AllTopics: of every topic)
 // for windows in [from, to): what verify checks. On a cluster it reads them
-// once the server has every swap made before (totalsSynced).
+// once every server holds the same (totalsAgreed).
 func (s *Store) ReadTotals(ctx context.Context, topic string, from, to time.Time) (agg.Table, error) {
-	s, closeConn, err := s.totalsSynced(ctx)
+	s, closeConn, err := s.totalsAgreed(ctx, []string{topic}, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("read the window totals of %s: %w", topic, err)
 	}
@@ -294,50 +298,33 @@ func scopeWhere(scope string, hours []time.Time) (string, []any) {
 // dropStaleStages drops the staging tables crashed refreshes left behind.
 // It is best effort: a failure leaves them for the next refresh. On a
 // cluster a refresh stages on the first server that answers, so they are
-// looked for on every server (those down are left for later), and dropped
-// on each.
+// dropped on every server that answers.
 func (s *Store) dropStaleStages(ctx context.Context) {
-	ctx, tables := s.everyServer(ctx, "system", "tables")
-	rows, err := s.conn.Query(ctx, "SELECT DISTINCT name FROM "+tables+" WHERE database = ? AND startsWith(name, ?)", s.db, stagePrefix)
-	if err != nil {
-		return
-	}
-	var old []string
-	for rows.Next() {
-		var name string
-		if rows.Scan(&name) != nil {
-			break
-		}
-		ns, _, _ := strings.Cut(strings.TrimPrefix(name, stagePrefix), "_")
-		if n, err := strconv.ParseInt(ns, 10, 64); err == nil && time.Since(time.Unix(0, n)) > stageMaxAge {
-			old = append(old, name)
-		}
-	}
-	rows.Close()
-	if len(old) == 0 {
-		return
-	}
-	conns := []driver.Conn{s.conn}
-	if s.cluster != "" {
-		hosts, err := readCluster(ctx, s.conn, s.cluster)
+	_, _ = s.onEveryServer(ctx, func(conn driver.Conn) error {
+		rows, err := conn.Query(ctx, "SELECT name FROM system.tables WHERE database = ? AND startsWith(name, ?)", s.db, stagePrefix)
 		if err != nil {
-			return
+			return err
 		}
-		conns = nil
-		for _, h := range hosts {
-			conn, err := openConn(ctx, s.cfg, []string{h.Addr}, nil)
-			if err != nil {
-				continue
+		var old []string
+		for rows.Next() {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				rows.Close()
+				return err
 			}
-			defer conn.Close()
-			conns = append(conns, conn)
+			ns, _, _ := strings.Cut(strings.TrimPrefix(name, stagePrefix), "_")
+			if n, err := strconv.ParseInt(ns, 10, 64); err == nil && time.Since(time.Unix(0, n)) > stageMaxAge {
+				old = append(old, name)
+			}
 		}
-	}
-	for _, conn := range conns {
+		rows.Close()
 		for _, name := range old {
-			_ = conn.Exec(ctx, "DROP TABLE IF EXISTS "+s.Table(name))
+			if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+s.Table(name)); err != nil {
+				return err
+			}
 		}
-	}
+		return nil
+	})
 }
 
 const hourFormat = "2006-01-02T15Z"
