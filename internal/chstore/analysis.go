@@ -193,13 +193,15 @@ func (s *Store) DeadLettersSince(ctx context.Context, topic string, since time.T
 // server that answers, each part with its rows on all of them: while the
 // servers differ it is one no settled state has (a part on fewer servers than
 // all), so a body read meanwhile, from whichever server, is never taken as
-// current; and a server that is down leaves the generation to the others.
+// current; and a server that is down leaves the generation to the others
+// (with their number).
 func (s *Store) TotalsGeneration(ctx context.Context, topic string, start, end time.Time) (string, error) {
 	q := "SELECT _part, count() FROM " + s.Table("window_totals") + " WHERE topic = ? AND window_start >= ? AND window_start < ? GROUP BY _part"
 	rows := map[string]uint64{}
-	if _, err := s.onEveryServer(ctx, func(conn driver.Conn) error {
+	servers, err := s.onEveryServer(ctx, func(conn driver.Conn) error {
 		return partRows(ctx, conn, q, []any{topic, start.UTC(), end.UTC()}, rows)
-	}); err != nil {
+	})
+	if err != nil {
 		return "", fmt.Errorf("read the generation of the window totals of %q: %w", topic, err)
 	}
 	parts := make([]string, 0, len(rows))
@@ -207,7 +209,9 @@ func (s *Store) TotalsGeneration(ctx context.Context, topic string, start, end t
 		parts = append(parts, fmt.Sprintf("%s*%d", p, n))
 	}
 	slices.Sort(parts)
-	return strings.Join(parts, ","), nil
+	// The servers that answered: a part on one of two servers, the other
+	// down, is another state than a part on one of two that answer.
+	return fmt.Sprintf("%d:%s", servers, strings.Join(parts, ",")), nil
 }
 
 // collect runs q with args and scans each row into a T with scan; what

@@ -74,21 +74,47 @@ func (s *Store) onCluster() string {
 // table's columns from the cluster's first server, and fails while that
 // one is down.
 type servers struct {
-	hosts []clusterHost // from Open; a process does not look again
-	mu    sync.Mutex
-	pools map[string]driver.Conn // by address
+	hosts     []clusterHost // from Open; a process does not look again
+	mu        sync.Mutex
+	pools     map[string]driver.Conn // by address
+	downUntil map[string]time.Time   // by address: not dialled again before
 }
 
-// pool returns the pool to the server at addr, opening it if needed.
+// serverRedial is how long a server that could not be reached is left out
+// before it is dialled again (a server black-holed by the network would
+// otherwise cost every read a dial timeout).
+const serverRedial = 2 * time.Second
+
+// errServerDown marks a server left out of onEveryServer: it could not be
+// reached (or could not a moment ago).
+var errServerDown = errors.New("not reachable")
+
+// pool returns the pool to the server at addr, opening it if needed (the
+// lock is not held while dialling); errServerDown if it cannot be reached.
 func (sv *servers) pool(ctx context.Context, s *Store, addr string) (driver.Conn, error) {
 	sv.mu.Lock()
-	defer sv.mu.Unlock()
-	if c, ok := sv.pools[addr]; ok {
+	c, ok := sv.pools[addr]
+	down := time.Now().Before(sv.downUntil[addr])
+	sv.mu.Unlock()
+	switch {
+	case ok:
 		return c, nil
+	case down:
+		return nil, fmt.Errorf("ClickHouse server %s: %w a moment ago", addr, errServerDown)
 	}
 	c, err := openConn(ctx, s.cfg, []string{addr}, s.settings)
 	if err != nil {
+		if ctx.Err() == nil && unreachable(err) {
+			sv.markDown(addr)
+			return nil, fmt.Errorf("%w: %w", errServerDown, err)
+		}
 		return nil, err
+	}
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if other, ok := sv.pools[addr]; ok { // opened meanwhile
+		c.Close()
+		return other, nil
 	}
 	if sv.pools == nil {
 		sv.pools = map[string]driver.Conn{}
@@ -97,14 +123,15 @@ func (sv *servers) pool(ctx context.Context, s *Store, addr string) (driver.Conn
 	return c, nil
 }
 
-// drop closes the pool to addr (a server that went away).
-func (sv *servers) drop(addr string) {
+// markDown leaves the server at addr out for serverRedial. Its pool stays:
+// the driver drops its broken connections and dials again.
+func (sv *servers) markDown(addr string) {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
-	if c, ok := sv.pools[addr]; ok {
-		c.Close()
-		delete(sv.pools, addr)
+	if sv.downUntil == nil {
+		sv.downUntil = map[string]time.Time{}
 	}
+	sv.downUntil[addr] = time.Now().Add(serverRedial)
 }
 
 func (sv *servers) close() {
@@ -119,7 +146,8 @@ func (sv *servers) close() {
 // onEveryServer runs fn on each server of the cluster that answers, in the
 // cluster's order, and returns how many answered. A server that cannot be
 // reached is left out, not an error (a read there would fail; it takes no
-// writes while down). On one server it runs fn on the store's pool.
+// writes while down); none answering is. Any other error ends it. On one
+// server it runs fn on the store's pool.
 func (s *Store) onEveryServer(ctx context.Context, fn func(conn driver.Conn) error) (answered int, err error) {
 	if s.cluster == "" {
 		if err := fn(s.conn); err != nil {
@@ -127,21 +155,29 @@ func (s *Store) onEveryServer(ctx context.Context, fn func(conn driver.Conn) err
 		}
 		return 1, nil
 	}
+	var down []error
 	for _, h := range s.servers.hosts {
 		conn, err := s.servers.pool(ctx, s, h.Addr)
-		if err != nil {
-			continue
-		}
-		if err := fn(conn); err != nil {
-			if unreachable(err) {
-				s.servers.drop(h.Addr)
-				continue
+		if err == nil {
+			err = fn(conn)
+			if err != nil && ctx.Err() == nil && unreachable(err) {
+				s.servers.markDown(h.Addr)
+				err = fmt.Errorf("%w: %w", errServerDown, err)
 			}
-			return answered, fmt.Errorf("ClickHouse cluster %s, server %s: %w", s.cluster, h.Addr, err)
 		}
-		answered++
+		switch {
+		case errors.Is(err, errServerDown):
+			down = append(down, fmt.Errorf("%s: %w", h.Addr, err))
+		case err != nil:
+			return answered, fmt.Errorf("ClickHouse cluster %s, server %s: %w", s.cluster, h.Addr, err)
+		default:
+			answered++
+		}
 	}
-	return answered, ctx.Err()
+	if answered == 0 {
+		return 0, fmt.Errorf("ClickHouse cluster %s: no server answers: %w", s.cluster, errors.Join(down...))
+	}
+	return answered, nil
 }
 
 // unreachable says whether err is a server's going away or not answering,
@@ -447,22 +483,30 @@ func (s *Store) totalsAgree(ctx context.Context, where string, args []any) (bool
 	return true, nil
 }
 
-// partRows adds the rows of q (a part's name and a count) to rows.
+// partRows adds the rows of q (a part's name and a count) to rows, once
+// all are read (nothing if the read fails).
 func partRows(ctx context.Context, conn driver.Conn, q string, args []any, rows map[string]uint64) error {
 	rs, err := conn.Query(ctx, q, args...)
 	if err != nil {
 		return err
 	}
 	defer rs.Close()
+	read := map[string]uint64{}
 	for rs.Next() {
 		var p string
 		var n uint64
 		if err := rs.Scan(&p, &n); err != nil {
 			return err
 		}
+		read[p] += n
+	}
+	if err := rs.Err(); err != nil {
+		return err
+	}
+	for p, n := range read {
 		rows[p] += n
 	}
-	return rs.Err()
+	return nil
 }
 
 // anys is ss as query arguments.

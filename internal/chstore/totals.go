@@ -303,14 +303,13 @@ func (s *Store) dropStaleStages(ctx context.Context) {
 	_, _ = s.onEveryServer(ctx, func(conn driver.Conn) error {
 		rows, err := conn.Query(ctx, "SELECT name FROM system.tables WHERE database = ? AND startsWith(name, ?)", s.db, stagePrefix)
 		if err != nil {
-			return err
+			return nil // best effort: the next refresh looks again
 		}
 		var old []string
 		for rows.Next() {
 			var name string
-			if err := rows.Scan(&name); err != nil {
-				rows.Close()
-				return err
+			if rows.Scan(&name) != nil {
+				break
 			}
 			ns, _, _ := strings.Cut(strings.TrimPrefix(name, stagePrefix), "_")
 			if n, err := strconv.ParseInt(ns, 10, 64); err == nil && time.Since(time.Unix(0, n)) > stageMaxAge {
@@ -319,9 +318,7 @@ func (s *Store) dropStaleStages(ctx context.Context) {
 		}
 		rows.Close()
 		for _, name := range old {
-			if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+s.Table(name)); err != nil {
-				return err
-			}
+			_ = conn.Exec(ctx, "DROP TABLE IF EXISTS "+s.Table(name))
 		}
 		return nil
 	})
