@@ -21,6 +21,7 @@ import (
 
 	"github.com/rtbpipe/rtbpipe/internal/agg"
 	"github.com/rtbpipe/rtbpipe/internal/batch"
+	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/connect"
 	"github.com/rtbpipe/rtbpipe/internal/event"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
@@ -81,6 +82,43 @@ func countOn(t *testing.T, addr, query string) uint64 {
 		t.Fatalf("%s on %s: %v", query, addr, err)
 	}
 	return n
+}
+
+// storeOn is the cluster's store on one server (addr) only, closed when
+// the test ends.
+func (e *env) storeOn(t *testing.T, addr string) *chstore.Store {
+	t.Helper()
+	cfg := e.cfg
+	cfg.ClickHouseAddr = addr
+	store, err := connect.ClickHouse(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// swapIn writes n events of topic in hour's first minutes, one every step,
+// as the partials of one batch at version, and refreshes the hour's totals
+// through s.
+func swapIn(t *testing.T, s *chstore.Store, topic string, hour time.Time, version uint64, n int, step time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	table := agg.Table{}
+	for i := range n {
+		ev := event.Event{EventID: strconv.Itoa(i), Time: hour.Add(time.Duration(i) * step), AdFormat: "banner",
+			Country: "US", EventType: []string{"impression", "impression", "click"}[i%3], RevenueMicros: 1000}
+		if err := table.Add(&ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := ledger.BatchID{Topic: topic, Partition: 0, Slot: hour}
+	if err := s.WritePartials(ctx, []batch.Partials{{ID: id, Table: table, Version: version}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RefreshTotals(ctx, topic, []time.Time{hour}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // stackPid is the pid of a component of the local stack.
@@ -388,19 +426,7 @@ func TestClusterRefusesChangedShards(t *testing.T) {
 func TestClusterTotalsGenerationWhileServersDiffer(t *testing.T) {
 	c, addrs := getEnv(t).clusterEnv(t)
 	ctx := context.Background()
-	on := func(addr string) interface {
-		TotalsGeneration(context.Context, string, time.Time, time.Time) (string, error)
-	} {
-		cfg := c.cfg
-		cfg.ClickHouseAddr = addr
-		store, err := connect.ClickHouse(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		return store
-	}
-	first, second := on(addrs[0]), on(addrs[1])
+	first, second := c.storeOn(t, addrs[0]), c.storeOn(t, addrs[1])
 	totals := c.cfg.ClickHouseDatabase + ".window_totals"
 	secondConn := onServer(t, addrs[1])
 	sync := func() {
@@ -411,27 +437,7 @@ func TestClusterTotalsGenerationWhileServersDiffer(t *testing.T) {
 	}
 	const topic = "generation-servers-differ"
 	hour := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
-	write := func(version uint64, n int) {
-		t.Helper()
-		table := agg.Table{}
-		for i := range n {
-			ev := event.Event{EventID: strconv.Itoa(i), Time: hour.Add(time.Duration(i) * time.Second), AdFormat: "banner",
-				Country: "DE", EventType: "impression", RevenueMicros: 1000}
-			if err := table.Add(&ev); err != nil {
-				t.Fatal(err)
-			}
-		}
-		id := ledger.BatchID{Topic: topic, Partition: 0, Slot: hour}
-		if err := c.store.WritePartials(ctx, []batch.Partials{{ID: id, Table: table, Version: version}}); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.store.RefreshTotals(ctx, topic, []time.Time{hour}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	gen := func(s interface {
-		TotalsGeneration(context.Context, string, time.Time, time.Time) (string, error)
-	}) string {
+	gen := func(s *chstore.Store) string {
 		t.Helper()
 		g, err := s.TotalsGeneration(ctx, topic, hour, hour.Add(time.Hour))
 		if err != nil {
@@ -440,7 +446,7 @@ func TestClusterTotalsGenerationWhileServersDiffer(t *testing.T) {
 		return g
 	}
 
-	write(1, 30)
+	swapIn(t, c.store, topic, hour, 1, 30, time.Second)
 	sync()
 	before := gen(first)
 	if g := gen(second); g != before {
@@ -451,7 +457,7 @@ func TestClusterTotalsGenerationWhileServersDiffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = secondConn.Exec(ctx, "SYSTEM START REPLICATION QUEUES "+totals) })
-	write(2, 60)
+	swapIn(t, c.store, topic, hour, 2, 60, time.Second)
 	differFirst, differSecond := gen(first), gen(second)
 	if err := secondConn.Exec(ctx, "SYSTEM START REPLICATION QUEUES "+totals); err != nil {
 		t.Fatal(err)
@@ -482,13 +488,7 @@ func TestClusterTotalsGenerationWhileServersDiffer(t *testing.T) {
 func TestClusterTotalsReadsSeeTheLatestSwap(t *testing.T) {
 	c, addrs := getEnv(t).clusterEnv(t)
 	ctx := context.Background()
-	cfg := c.cfg
-	cfg.ClickHouseAddr = addrs[1]
-	second, err := connect.ClickHouse(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { second.Close() })
+	second := c.storeOn(t, addrs[1])
 	totals := c.cfg.ClickHouseDatabase + ".window_totals"
 	secondConn := onServer(t, addrs[1])
 	t.Cleanup(func() { _ = secondConn.Exec(ctx, "SYSTEM START REPLICATION QUEUES "+totals) })
@@ -502,21 +502,7 @@ func TestClusterTotalsReadsSeeTheLatestSwap(t *testing.T) {
 		if err := secondConn.Exec(ctx, "SYSTEM STOP REPLICATION QUEUES "+totals); err != nil {
 			t.Fatal(err)
 		}
-		table := agg.Table{}
-		for i := range n {
-			ev := event.Event{EventID: strconv.Itoa(i), Time: hour.Add(time.Duration(i) * 5 * time.Second), AdFormat: "banner",
-				Country: "US", EventType: []string{"impression", "impression", "click"}[i%3], RevenueMicros: 1000}
-			if err := table.Add(&ev); err != nil {
-				t.Fatal(err)
-			}
-		}
-		id := ledger.BatchID{Topic: topic, Partition: 0, Slot: hour}
-		if err := c.store.WritePartials(ctx, []batch.Partials{{ID: id, Table: table, Version: version}}); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.store.RefreshTotals(ctx, topic, []time.Time{hour}); err != nil {
-			t.Fatal(err)
-		}
+		swapIn(t, c.store, topic, hour, version, n, 5*time.Second)
 		go func() {
 			time.Sleep(time.Second)
 			_ = secondConn.Exec(context.Background(), "SYSTEM START REPLICATION QUEUES "+totals)

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-
-	"github.com/rtbpipe/rtbpipe/internal/connect"
 )
 
 // sweptByRefresh leaves a staging table of the window totals as a crashed
@@ -61,13 +59,7 @@ func TestRefreshDropsStaleStages(t *testing.T) {
 func TestClusterRefreshDropsStaleStagesOnEveryServer(t *testing.T) {
 	c, addrs := getEnv(t).clusterEnv(t)
 	ctx := context.Background()
-	cfg := c.cfg
-	cfg.ClickHouseAddr = addrs[0]
-	store, err := connect.ClickHouse(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := c.storeOn(t, addrs[0])
 	servers := map[string]driver.Conn{}
 	for _, addr := range addrs {
 		servers[addr] = onServer(t, addr)
