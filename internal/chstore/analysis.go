@@ -196,11 +196,9 @@ func (s *Store) DeadLettersSince(ctx context.Context, topic string, since time.T
 // current; and a server that is down leaves the generation to the others
 // (with their number).
 func (s *Store) TotalsGeneration(ctx context.Context, topic string, start, end time.Time) (string, error) {
-	q := "SELECT _part, count() FROM " + s.Table("window_totals") + " WHERE topic = ? AND window_start >= ? AND window_start < ? GROUP BY _part"
+	q, args := s.totalsParts([]string{topic}, start, end)
 	rows := map[string]uint64{}
-	servers, err := s.onEveryServer(ctx, func(conn driver.Conn) error {
-		return partRows(ctx, conn, q, []any{topic, start.UTC(), end.UTC()}, rows)
-	})
+	servers, err := s.onEveryServer(ctx, func(conn driver.Conn) error { return partRows(ctx, conn, q, args, rows) })
 	if err != nil {
 		return "", fmt.Errorf("read the generation of the window totals of %q: %w", topic, err)
 	}

@@ -49,8 +49,8 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 	var hosts []clusterHost
 	if s.cluster != "" {
 		hosts, err = s.clusterHosts(ctx)
-		s.servers = &servers{hosts: hosts}
 		if err == nil {
+			s.servers = &servers{hosts: hosts}
 			err = s.checkHostsAgree(ctx, hosts)
 		}
 		if err != nil {
@@ -148,8 +148,6 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	hosts := &hostConns{store: s}
-	defer hosts.close()
 	var done []string
 	for _, m := range migs {
 		if applied[uint32(m.Version)] {
@@ -160,7 +158,7 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 			return done, err
 		}
 		for i, st := range sts {
-			conns, err := hosts.on(ctx, st.Target)
+			conns, err := s.onHosts(ctx, st.Target)
 			if err != nil {
 				return done, fmt.Errorf("migration %s, statement %d: %w", m.Name, i+1, err)
 			}

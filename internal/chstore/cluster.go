@@ -291,51 +291,27 @@ func (s *Store) checkHostsAgree(ctx context.Context, hosts []clusterHost) error 
 	return nil
 }
 
-// hostConns opens, once, connections to the cluster's hosts, for the
-// statements that run on each shard or each host.
-type hostConns struct {
-	store *Store
-	hosts []clusterHost
-	conns []driver.Conn
-}
-
-// on returns the connections a statement with target t runs on.
-func (h *hostConns) on(ctx context.Context, t rtbsql.Target) ([]driver.Conn, error) {
+// onHosts returns the connections a migration statement with target t
+// runs on: the store's own, or the pool of every host (EachHost) or of one
+// host of every shard (EachShard), each of which must answer.
+func (s *Store) onHosts(ctx context.Context, t rtbsql.Target) ([]driver.Conn, error) {
 	if t == rtbsql.Connected || t == rtbsql.OnCluster {
-		return []driver.Conn{h.store.conn}, nil
-	}
-	if h.hosts == nil {
-		hosts, err := h.store.clusterHosts(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, host := range hosts {
-			c, err := openConn(ctx, h.store.cfg, []string{host.Addr}, nil)
-			if err != nil {
-				h.close()
-				return nil, fmt.Errorf("ClickHouse cluster %s, shard %d: %w", h.store.cluster, host.Shard, err)
-			}
-			h.hosts = append(h.hosts, host)
-			h.conns = append(h.conns, c)
-		}
+		return []driver.Conn{s.conn}, nil
 	}
 	var out []driver.Conn
 	seen := map[uint32]bool{}
-	for i, host := range h.hosts {
+	for _, host := range s.servers.hosts {
 		if t == rtbsql.EachShard && seen[host.Shard] {
 			continue
 		}
 		seen[host.Shard] = true
-		out = append(out, h.conns[i])
+		c, err := s.servers.pool(ctx, s, host.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("ClickHouse cluster %s, shard %d: %w", s.cluster, host.Shard, err)
+		}
+		out = append(out, c)
 	}
 	return out, nil
-}
-
-func (h *hostConns) close() {
-	for _, c := range h.conns {
-		c.Close()
-	}
-	h.hosts, h.conns = nil, nil
 }
 
 // checkLayout refuses a database migrated for the other layout: one laid
@@ -430,11 +406,10 @@ func (s *Store) totalsAgreed(ctx context.Context, topics []string, from, to time
 	if err != nil || s.cluster == "" {
 		return one, close, err
 	}
-	where := " WHERE topic IN (?" + strings.Repeat(", ?", len(topics)-1) + ") AND window_start >= ? AND window_start < ? GROUP BY _part"
-	args := append(anys(topics), from.UTC(), to.UTC())
+	q, args := s.totalsParts(topics, from, to)
 	deadline := time.Now().Add(totalsAgreeWait)
 	for {
-		agreed, err := one.totalsAgree(ctx, where, args)
+		agreed, err := one.totalsAgree(ctx, q, args)
 		if err != nil {
 			close()
 			return nil, nil, fmt.Errorf("compare the window totals of %s on the cluster's servers: %w", strings.Join(topics, ", "), err)
@@ -457,12 +432,19 @@ func (s *Store) totalsAgreed(ctx context.Context, topics []string, from, to time
 	}
 }
 
+// totalsParts is the query of the parts (and their rows) of the window
+// totals of topics' windows [from, to), with its arguments.
+func (s *Store) totalsParts(topics []string, from, to time.Time) (string, []any) {
+	q := "SELECT _part, count() FROM " + s.Table("window_totals") + " WHERE topic IN (?" + strings.Repeat(", ?", len(topics)-1) +
+		") AND window_start >= ? AND window_start < ? GROUP BY _part"
+	return q, append(anys(topics), from.UTC(), to.UTC())
+}
+
 // totalsAgree says whether every server of the cluster that answers holds
-// the same parts of the window totals selected by where (with args) as the
-// server connected to: each part's rows, over all of them, are its rows
-// here times the number of servers.
-func (s *Store) totalsAgree(ctx context.Context, where string, args []any) (bool, error) {
-	q := "SELECT _part, count() FROM " + s.Table("window_totals") + where
+// the same parts of the window totals as the server connected to, as q
+// (totalsParts) reads them: each part's rows, over all of them, are its
+// rows here times the number of servers.
+func (s *Store) totalsAgree(ctx context.Context, q string, args []any) (bool, error) {
 	here := map[string]uint64{}
 	if err := partRows(ctx, s.conn, q, args, here); err != nil {
 		return false, err
@@ -578,11 +560,7 @@ func (s *Store) recordShards(ctx context.Context) error {
 		" (shards String, recorded_at DateTime) ENGINE = "+engine+" ORDER BY recorded_at"); err != nil {
 		return fmt.Errorf("create %s: %w", layoutTable, err)
 	}
-	hosts, err := s.clusterHosts(ctx)
-	if err != nil {
-		return err
-	}
-	recorded, now, err := s.checkShards(ctx, hosts)
+	recorded, now, err := s.checkShards(ctx, s.servers.hosts)
 	if err != nil || recorded != "" {
 		return err
 	}

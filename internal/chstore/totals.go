@@ -119,21 +119,21 @@ func (s *Store) RefreshAllTotals(ctx context.Context) (int, error) {
 // repairs. On a cluster it reads them once every server holds the same
 // (totalsAgreed).
 func (s *Store) StaleTotals(ctx context.Context, topic string, from, to time.Time) ([]time.Time, error) {
-	end := to.UTC().Truncate(time.Hour)
-	if end.Before(to) {
-		end = end.Add(time.Hour)
-	}
-	s, closeConn, err := s.totalsAgreed(ctx, []string{topic, AllTopics}, from.UTC().Truncate(time.Hour), end)
-	if err != nil {
-		return nil, fmt.Errorf("check the window totals of %s: %w", topic, err)
-	}
-	defer closeConn()
 	var hours []time.Time
 	for h := from.UTC().Truncate(time.Hour); h.Before(to); h = h.Add(time.Hour) {
 		hours = append(hours, h)
 	}
+	if len(hours) == 0 {
+		return nil, nil
+	}
+	scopes := []string{topic, AllTopics}
+	s, closeConn, err := s.totalsAgreed(ctx, scopes, hours[0], hours[len(hours)-1].Add(time.Hour))
+	if err != nil {
+		return nil, fmt.Errorf("check the window totals of %s: %w", topic, err)
+	}
+	defer closeConn()
 	stale := map[time.Time]bool{}
-	for _, scope := range []string{topic, AllTopics} {
+	for _, scope := range scopes {
 		for chunk := range slices.Chunk(hours, hoursPerSwap) {
 			st, err := s.staleHours(ctx, scope, chunk)
 			if err != nil {
