@@ -199,18 +199,29 @@ func TestClusterServerKilledMidSlot(t *testing.T) {
 	e.checkLedger(t, topic, d.hw)
 
 	db := e.cfg.ClickHouseDatabase
-	var totals []uint64
 	for _, a := range addrs {
 		if n := countOn(t, a, "SELECT count() FROM "+db+".window_partials_local WHERE topic = '"+topic+"'"); n == 0 {
 			t.Errorf("server %s holds none of the topic's partials: the rows are not sharded", a)
 		}
-		if err := onServer(t, a).Exec(context.Background(), "SYSTEM SYNC REPLICA "+db+".window_totals"); err != nil {
-			t.Fatalf("sync the totals' replica on %s: %v", a, err)
+	}
+	// The restarted server fetches the swaps it missed. Polled, not SYSTEM
+	// SYNC REPLICA: on 18.16 that waits for the replica's whole queue,
+	// without a time limit.
+	conns := []driver.Conn{onServer(t, addrs[0]), onServer(t, addrs[1])}
+	totals := make([]uint64, len(conns))
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		for i, c := range conns {
+			q := "SELECT count() FROM " + db + ".window_totals WHERE topic = '" + topic + "'"
+			if err := c.QueryRow(context.Background(), q).Scan(&totals[i]); err != nil {
+				t.Fatalf("%s on %s: %v", q, addrs[i], err)
+			}
 		}
-		totals = append(totals, countOn(t, a, "SELECT count() FROM "+db+".window_totals WHERE topic = '"+topic+"'"))
+		if totals[0] != 0 && totals[0] == totals[1] || time.Now().After(deadline) {
+			break
+		}
 	}
 	if totals[0] == 0 || totals[0] != totals[1] {
-		t.Errorf("window totals rows per server: %v, want the same on both", totals)
+		t.Errorf("window totals rows per server after a minute: %v, want the same on both", totals)
 	}
 }
 
@@ -429,8 +440,10 @@ func TestClusterTotalsGenerationWhileServersDiffer(t *testing.T) {
 	first, second := c.storeOn(t, addrs[0]), c.storeOn(t, addrs[1])
 	totals := c.cfg.ClickHouseDatabase + ".window_totals"
 	secondConn := onServer(t, addrs[1])
-	sync := func() {
+	sync := func() { // bounded: on 18.16 the statement itself has no time limit
 		t.Helper()
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
 		if err := secondConn.Exec(ctx, "SYSTEM SYNC REPLICA "+totals); err != nil {
 			t.Fatal(err)
 		}

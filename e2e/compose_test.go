@@ -119,6 +119,7 @@ func TestComposeClusterProfile(t *testing.T) {
 			Host string `xml:"host"`
 			Port string `xml:"port"`
 		} `xml:"zookeeper>node"`
+		SessionTimeoutMs int `xml:"zookeeper>session_timeout_ms"`
 		Clusters struct {
 			Rtbpipe struct {
 				Shards []struct {
@@ -131,7 +132,8 @@ func TestComposeClusterProfile(t *testing.T) {
 			} `xml:"rtbpipe"`
 		} `xml:"remote_servers"`
 		Keeper struct {
-			Port string `xml:"tcp_port"`
+			Port             string `xml:"tcp_port"`
+			SessionTimeoutMs int    `xml:"coordination_settings>session_timeout_ms"`
 		} `xml:"keeper_server"`
 	}
 	read := func(name string) server {
@@ -170,5 +172,12 @@ func TestComposeClusterProfile(t *testing.T) {
 	keeper := read("deploy/clickhouse-cluster/keeper.xml")
 	if len(compose.ZooKeeper) != 1 || compose.ZooKeeper[0].Host != "keeper" || compose.ZooKeeper[0].Port != keeper.Keeper.Port {
 		t.Errorf("compose servers look for Keeper at %+v; Keeper listens on keeper:%s", compose.ZooKeeper, keeper.Keeper.Port)
+	}
+	// A server killed and started again takes writes once its old ZooKeeper
+	// session has expired: both stacks wait the same (README, ClickHouse
+	// cluster), within the longest session Keeper grants.
+	if compose.SessionTimeoutMs == 0 || compose.SessionTimeoutMs != local.SessionTimeoutMs || compose.SessionTimeoutMs > keeper.Keeper.SessionTimeoutMs {
+		t.Errorf("ZooKeeper session timeout: compose %d ms, local stack %d ms, Keeper's longest %d ms; want the same, within Keeper's",
+			compose.SessionTimeoutMs, local.SessionTimeoutMs, keeper.Keeper.SessionTimeoutMs)
 	}
 }
