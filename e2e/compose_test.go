@@ -120,7 +120,7 @@ func TestComposeClusterProfile(t *testing.T) {
 			Port string `xml:"port"`
 		} `xml:"zookeeper>node"`
 		SessionTimeoutMs int `xml:"zookeeper>session_timeout_ms"`
-		Clusters struct {
+		Clusters         struct {
 			Rtbpipe struct {
 				Shards []struct {
 					Internal bool `xml:"internal_replication"`
