@@ -141,7 +141,9 @@ func stackPid(t *testing.T, name string) int {
 // ledger and the window totals, with the rows spread over both shards and
 // the totals on both servers.
 func TestClusterServerKilledMidSlot(t *testing.T) {
-	e, addrs := getEnv(t).clusterEnv(t)
+	// In parallel with the tests that wait; the other cluster tests, which
+	// are not, have ended before it kills a server.
+	e, addrs := getEnv(t).alongside(t).clusterEnv(t)
 	// A topic whose partitions are on both shards (the key is the topic
 	// and partition: four partitions all land on one shard one time in 8).
 	var topic string

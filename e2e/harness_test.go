@@ -171,6 +171,22 @@ func getEnv(t *testing.T) *env {
 	return shared
 }
 
+// alongside lets a test that mostly waits (on the clock, on Prometheus's
+// scrapes, on a server's restart) run in parallel with the others that call
+// it, after the sequential tests (testing runs parallel tests last). Its
+// workers poll a task queue of its own, so that killing one, or one with
+// other settings, touches no other test's activities. A test that stops or
+// restarts a server other tests use must not call it. scripts/test.sh runs
+// them all at once (-parallel 4: keep it at least their number, or the live
+// one may wait for the others); at most one of them may be CPU-bound.
+func (e *env) alongside(t *testing.T) *env {
+	t.Helper()
+	t.Parallel()
+	c := *e
+	c.cfg.TaskQueue = e.cfg.TaskQueue + "-" + sanitize(t.Name())
+	return &c
+}
+
 // startWorker runs the real worker binary on the test task queue.
 func (e *env) startWorker(t *testing.T, env ...string) *workerproc.Proc {
 	t.Helper()

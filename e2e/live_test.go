@@ -112,7 +112,7 @@ func (e *env) waitWorkflow(t *testing.T, id string, timeout time.Duration, res a
 // an idle partition and the worker killed mid-minute. Every minute's slot
 // reads its records as they arrive, and the windows are exact.
 func TestLiveScheduleTails(t *testing.T) {
-	e := getEnv(t)
+	e := getEnv(t).alongside(t)
 	w := e.startWorker(t)
 	topic := e.newTopic(t, 3)
 	sched, err := e.temporal.ScheduleClient().Create(context.Background(),

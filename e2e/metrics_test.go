@@ -121,7 +121,7 @@ func promValue(t *testing.T, prom promv1.API, expr string) (float64, bool) {
 // folder: the topic's events reach it, and starter metrics prints the
 // throughput and lag from it.
 func TestPrometheusScrapesTheWorker(t *testing.T) {
-	e := getEnv(t)
+	e := getEnv(t).alongside(t)
 	promURL := config.Env("RTB_PROMETHEUS_URL", "http://127.0.0.1:9090")
 	targets := config.Env("RTB_PROMETHEUS_TARGETS", "../.local/prometheus/targets")
 	c, err := promapi.NewClient(promapi.Config{Address: promURL})

@@ -17,7 +17,7 @@ import (
 // offset stamped past its minute), and the rest is taken by the slot of the
 // minute the markers were written in.
 func TestTransactionsAreReadCommitted(t *testing.T) {
-	e := getEnv(t)
+	e := getEnv(t).alongside(t) // waits for the markers' minute to end
 	e.startWorker(t)
 	topic := e.newTopic(t, 1)
 	base := pastBase(70)

@@ -54,7 +54,7 @@ scripts/stack.sh up cluster
 
 step "end-to-end tests (real ClickHouse, Temporal, Kafka broker; the ClickHouse cluster)"
 RTB_E2E=1 RTB_E2E_CLUSTER=rtbpipe RTB_E2E_CLUSTER_ADDRS="${RTB_CLUSTER_ADDRS:-127.0.0.1:9101,127.0.0.1:9102}" \
-	go test -count=1 -timeout 30m -v ./e2e/ 2>&1 | grep --line-buffered -Ev '^\s*$'
+	go test -count=1 -timeout 30m -parallel 4 -v ./e2e/ 2>&1 | grep --line-buffered -Ev '^\s*$'
 if ((cluster_started)); then
 	scripts/stack.sh down cluster # the chaos soak below runs on one server
 fi

@@ -354,7 +354,14 @@ func TestHeartbeatsBoundedAndResumeWithManyKeys(t *testing.T) {
 		t.Fatalf("a heartbeat of %d bytes: over the bound of %d", hb.maxSize, maxHeartbeatBytes)
 	}
 	f.checkDone(res, 0, int64(len(rs)))
-	t.Logf("largest heartbeat: %d bytes for %d keys", hb.maxSize, len(f.sink.partials[res.Batch.ID()]))
+	t.Logf("largest heartbeat: %d bytes for %d keys; %d heartbeats, %d with a new table", hb.maxSize, len(f.sink.partials[res.Batch.ID()]), hb.n, hb.tables)
+	// A heartbeat due every 20 ms cannot carry a table of tens of thousands
+	// of keys each time: its sort and compression take longer than that,
+	// and the batch would spend its time on them (quadratic in its keys):
+	// before the fix, every one of 677 heartbeats carried a new table.
+	if hb.n > 4 && hb.tables == hb.n {
+		t.Errorf("%d of %d heartbeats carried a new table: the run spends more on its heartbeats than on its records", hb.tables, hb.n)
+	}
 }
 
 // A batch over transactions counts what was committed, and accounts for

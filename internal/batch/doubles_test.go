@@ -309,6 +309,10 @@ type memBeat struct {
 	last    []byte
 	n       int
 	maxSize int // the largest heartbeat recorded, encoded
+	// tables counts the heartbeats that carried an aggregate not carried
+	// before (each one a sort and a compression of the batch's table).
+	tables    int
+	lastTable []byte
 }
 
 func (h *memBeat) Record(_ context.Context, details any) {
@@ -318,6 +322,9 @@ func (h *memBeat) Record(_ context.Context, details any) {
 	}
 	h.mu.Lock()
 	h.last, h.n, h.maxSize = b, h.n+1, max(h.maxSize, len(b))
+	if p, ok := details.(progress); ok && p.Table != nil && !bytes.Equal(p.Table, h.lastTable) {
+		h.tables, h.lastTable = h.tables+1, p.Table
+	}
 	h.mu.Unlock()
 }
 

@@ -65,21 +65,37 @@ func resumable(saved progress, start, end int64) bool {
 	return saved.Start == start && saved.Next > start && (end == 0 || saved.Next <= end)
 }
 
+// tableShare bounds the time a run spends carrying its aggregate in its
+// heartbeats (a sort and a compression of every key, tens of milliseconds
+// for tens of thousands of keys) to about 1/(tableShare+1) of its time: a
+// table is carried again only once tableShare times its last cost has
+// passed. Beats in between carry the progress carried last: a retry may
+// resume from any progress a heartbeat carried (it reads the rest again).
+const tableShare = 9
+
 // beat stores what is pending, then heartbeats the progress (or only that
 // the run is alive, while held, or when the aggregate is too big to carry).
 func (r *run) beat(ctx context.Context) error {
-	r.lastBeat = time.Now()
+	now := time.Now()
+	r.lastBeat = now
 	if err := r.flush(ctx); err != nil {
 		return err
 	}
-	r.beaten = alive
-	if !r.hold {
+	switch {
+	case r.hold:
+		r.beaten = alive
+	case r.tooBig:
+	case now.Sub(r.tabled) >= tableShare*r.tableCost:
+		began := time.Now() // after the flush: its inserts are not the table's cost
 		table, err := r.table.MarshalBinary()
+		r.tabled, r.tableCost = began, time.Since(began)
+		r.beaten = alive
 		if err == nil && len(table) <= maxTableBytes {
 			st := r.st
 			st.Table, st.Archived = table, r.p.Raw
 			r.beaten = st
 		}
+		r.tooBig = err == nil && len(table) > maxTableBytes // a table only grows
 	}
 	r.hb.Record(ctx, r.beaten)
 	return nil

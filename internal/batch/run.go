@@ -46,7 +46,13 @@ type run struct {
 	ann      *announcement // to the group commit of outcomes, once the end is near; nil before
 	lastBeat time.Time
 	beaten   progress // the last heartbeat's details, or the progress resumed from; alive before either
-	n        int
+	// tabled is when a beat last marshalled the table, tableCost how long
+	// that took (tableShare); tooBig, that it passed maxTableBytes. They
+	// start at zero on a new run, a resumed one included.
+	tabled    time.Time
+	tableCost time.Duration
+	tooBig    bool
+	n         int
 	// due says when the run beats (nil: every beat interval), and linger
 	// how long its raw rows wait for others' in the group commit (nil:
 	// not at all): a tail's (tail.beatDue, tail.linger).
