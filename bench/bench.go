@@ -63,7 +63,7 @@ func newBench(ctx context.Context, cfg config.Config, log *slog.Logger, o option
 	if err := b.newDatabase(ctx); err != nil {
 		return nil, err
 	}
-	if b.kc, err = connect.Kafka(cfg, "rtbpipe-bench"); err != nil {
+	if b.kc, err = connect.Kafka(ctx, cfg, "rtbpipe-bench"); err != nil {
 		return nil, err
 	}
 	if b.tc, err = connect.Temporal(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
@@ -148,7 +148,7 @@ func (b *bench) runGenerator(ctx context.Context, args ...string) error {
 // bareRead is the baseline: every offset of the topic read with sarama, one
 // consumer per partition, nothing parsed.
 func (b *bench) bareRead(ctx context.Context, topic string) (Result, error) {
-	cl, err := connect.Kafka(b.cfg, "rtbpipe-bench-baseline")
+	cl, err := connect.Kafka(ctx, b.cfg, "rtbpipe-bench-baseline")
 	if err != nil {
 		return Result{}, err
 	}

@@ -86,7 +86,7 @@ func setup() (*env, func(), error) {
 	if _, err := store.Migrate(ctx); err != nil { // idempotent
 		return nil, nil, fmt.Errorf("second migrate: %w", err)
 	}
-	kc, err := connect.Kafka(cfg, "rtbpipe-e2e")
+	kc, err := connect.Kafka(ctx, cfg, "rtbpipe-e2e")
 	if err != nil {
 		return nil, nil, err
 	}

@@ -149,7 +149,7 @@ func TestKafkaOverTLSWithSASL(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", mech, err)
 		}
-		cl, err := conn.Client("rtbpipe-e2e-secure")
+		cl, err := conn.Client(context.Background(), "rtbpipe-e2e-secure")
 		if err != nil {
 			t.Fatalf("%s: sarama client: %v", mech, err)
 		}
@@ -212,7 +212,7 @@ func TestKafkaOverTLSWithSASL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cl, err := conn.Client("rtbpipe-e2e-wrong")
+		cl, err := conn.Client(context.Background(), "rtbpipe-e2e-wrong")
 		if err == nil {
 			cl.Close()
 			t.Errorf("settings %v: connected", c.env)

@@ -324,7 +324,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*manifest.Manifest, 
 	}
 	g := gen.New(gen.Config{Seed: seed, LateFraction: o.late, MaxLateness: o.maxLateness, MalformedFraction: o.malformed, Anomaly: o.anomaly})
 
-	cl, err := kafka.NewClient(o.brokers, producerConfig(o))
+	cl, err := kafka.NewClient(ctx, o.brokers, producerConfig(o))
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ type topicContents struct {
 // go back within a partition and that the high watermarks match the records.
 func readTopic(t *testing.T, brokers []string, topic string) topicContents {
 	t.Helper()
-	cl, err := kafka.NewClient(brokers, kafka.NewConfig("generator-test"))
+	cl, err := kafka.NewClient(context.Background(), brokers, kafka.NewConfig("generator-test"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func (a *app) dashboardCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withStore(cmd, func(store *chstore.Store) error {
-				kc, err := connect.Kafka(a.cfg, "rtbpipe-dashboard")
+				kc, err := connect.Kafka(cmd.Context(), a.cfg, "rtbpipe-dashboard")
 				if err != nil {
 					return err
 				}

@@ -67,8 +67,8 @@ func (a *app) withStore(cmd *cobra.Command, fn func(*chstore.Store) error) error
 // requireTopic fails, with a line that says so, when the topic does not
 // exist on the brokers: a command would otherwise start workflows that
 // retry against it.
-func (a *app) requireTopic() error {
-	kc, err := connect.Kafka(a.cfg, "rtbpipe-starter")
+func (a *app) requireTopic(ctx context.Context) error {
+	kc, err := connect.Kafka(ctx, a.cfg, "rtbpipe-starter")
 	if err != nil {
 		return err
 	}

@@ -92,7 +92,7 @@ func (a *app) backfillCmd() *cobra.Command {
 				return fmt.Errorf("--parallelism must be in [1, 64], got %d", parallelism)
 			}
 			if src == activities.SourceKafka { // the raw archive outlives its topic
-				if err := a.requireTopic(); err != nil {
+				if err := a.requireTopic(cmd.Context()); err != nil {
 					return err
 				}
 			}
@@ -175,7 +175,7 @@ func (a *app) reconcileCmd() *cobra.Command {
 			if grace < 0 {
 				return fmt.Errorf("--grace must not be negative")
 			}
-			if err := a.requireTopic(); err != nil {
+			if err := a.requireTopic(cmd.Context()); err != nil {
 				return err
 			}
 			tc, err := connect.Temporal(cmd.Context(), a.cfg, a.logger)

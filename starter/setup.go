@@ -26,7 +26,7 @@ func (a *app) setupCmd() *cobra.Command {
 			if err := a.migrateCmd().RunE(cmd, nil); err != nil {
 				return err
 			}
-			kc, err := connect.Kafka(a.cfg, "rtbpipe-starter")
+			kc, err := connect.Kafka(cmd.Context(), a.cfg, "rtbpipe-starter")
 			if err != nil {
 				return err
 			}

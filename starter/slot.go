@@ -48,7 +48,7 @@ func (a *app) runSlotCmd() *cobra.Command {
 			if idleWait < 0 {
 				return fmt.Errorf("--idle-wait must not be negative")
 			}
-			if err := a.requireTopic(); err != nil {
+			if err := a.requireTopic(cmd.Context()); err != nil {
 				return err
 			}
 			tc, err := connect.Temporal(cmd.Context(), a.cfg, a.logger)

@@ -65,7 +65,7 @@ func (a *app) topicCmd() *cobra.Command {
 // last plan, then calls fn with the store, Kafka's topic ID and whether any
 // last plan was made for another one.
 func (a *app) topicState(cmd *cobra.Command, fn func(store *chstore.Store, id string, changed bool) error) error {
-	kc, err := connect.Kafka(a.cfg, "rtbpipe-starter")
+	kc, err := connect.Kafka(cmd.Context(), a.cfg, "rtbpipe-starter")
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ func (a *app) waitCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			kc, err := connect.Kafka(a.cfg, "rtbpipe-starter")
+			kc, err := connect.Kafka(ctx, a.cfg, "rtbpipe-starter")
 			if err != nil {
 				return err
 			}

@@ -132,7 +132,7 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		return err
 	}
 	defer store.Close()
-	kc, err := waitFor(ctx, logger, "Kafka", connectWait, func() (sarama.Client, error) { return connect.Kafka(cfg, "rtbpipe-worker") })
+	kc, err := waitFor(ctx, logger, "Kafka", connectWait, func() (sarama.Client, error) { return connect.Kafka(ctx, cfg, "rtbpipe-worker") })
 	if err != nil {
 		return err
 	}

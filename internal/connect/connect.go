@@ -45,8 +45,8 @@ func TemporalWithMetrics(ctx context.Context, cfg config.Config, logger *slog.Lo
 }
 
 // Kafka connects a sarama client to the configured brokers.
-func Kafka(cfg config.Config, clientID string) (sarama.Client, error) {
-	return kafka.ConnOf(cfg).Client(clientID)
+func Kafka(ctx context.Context, cfg config.Config, clientID string) (sarama.Client, error) {
+	return kafka.ConnOf(cfg).Client(ctx, clientID)
 }
 
 // ClickHouse opens the store.

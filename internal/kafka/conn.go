@@ -60,8 +60,8 @@ func (c Conn) Config(clientID string) *sarama.Config {
 }
 
 // Client connects a sarama client.
-func (c Conn) Client(clientID string) (sarama.Client, error) {
-	return NewClient(c.Brokers, c.Config(clientID))
+func (c Conn) Client(ctx context.Context, clientID string) (sarama.Client, error) {
+	return NewClient(ctx, c.Brokers, c.Config(clientID))
 }
 
 // opts are franz-go's options for the connection.

@@ -4,6 +4,7 @@
 package kafka
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -30,13 +31,42 @@ func NewConfig(clientID string) *sarama.Config {
 	return c
 }
 
+// connectWait bounds a connection: against a server that accepts it and
+// never answers (not a Kafka broker, or a TLS or SASL listener spoken to
+// without them), sarama's attempts take a read timeout (30 s) each, minutes
+// in all.
+const connectWait = 20 * time.Second
+
 // NewClient connects to brokers, with an error that says where it failed.
-func NewClient(brokers []string, cfg *sarama.Config) (sarama.Client, error) {
-	cl, err := sarama.NewClient(brokers, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to Kafka at %v: %w", brokers, err)
+// It gives up when ctx ends or after connectWait, and a client connected
+// after that is closed.
+func NewClient(ctx context.Context, brokers []string, cfg *sarama.Config) (sarama.Client, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, connectWait, fmt.Errorf("no answer within %s: is every address of RTB_KAFKA_BROKERS a Kafka broker, "+
+		"spoken to with its listener's security (RTB_KAFKA_TLS, RTB_KAFKA_SASL_MECHANISM)?", connectWait))
+	defer cancel()
+	type connected struct {
+		cl  sarama.Client
+		err error
 	}
-	return cl, nil
+	done := make(chan connected, 1)
+	go func() {
+		cl, err := sarama.NewClient(brokers, cfg)
+		done <- connected{cl, err}
+	}()
+	select {
+	case c := <-done:
+		if c.err != nil {
+			return nil, fmt.Errorf("connect to Kafka at %v: %w", brokers, c.err)
+		}
+		return c.cl, nil
+	case <-ctx.Done():
+		go func() { // sarama's attempts end by themselves
+			if c := <-done; c.cl != nil {
+				c.cl.Close()
+			}
+		}()
+		return nil, fmt.Errorf("connect to Kafka at %v: %w", brokers, context.Cause(ctx))
+	}
 }
 
 // EnsureTopic creates topic with the given partition count unless it exists;

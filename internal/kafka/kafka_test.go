@@ -26,7 +26,7 @@ func TestListOffsets(t *testing.T) {
 			}
 		}
 	}
-	cl, err := NewClient(c.ListenAddrs(), NewConfig("test"))
+	cl, err := NewClient(context.Background(), c.ListenAddrs(), NewConfig("test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestListOffsetsNewestIsTheLastStableOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	produce(t, prod, 3) // 5-7, in a transaction left open
-	cl, err := NewClient(c.ListenAddrs(), NewConfig("test"))
+	cl, err := NewClient(context.Background(), c.ListenAddrs(), NewConfig("test"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@
 package kafkatest
 
 import (
+	"context"
 	"testing"
 
 	"github.com/IBM/sarama"
@@ -21,7 +22,7 @@ func Cluster(t testing.TB, topic string, partitions int32) ([]string, sarama.Cli
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	cl, err := kafka.NewClient(c.ListenAddrs(), kafka.NewConfig("rtbpipe-test"))
+	cl, err := kafka.NewClient(context.Background(), c.ListenAddrs(), kafka.NewConfig("rtbpipe-test"))
 	if err != nil {
 		t.Fatal(err)
 	}
