@@ -4,10 +4,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -51,7 +53,34 @@ func newRoot() *cobra.Command {
 	a.cfg.BindFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVar(&a.uiURL, "temporal-ui", a.uiURL, "Temporal UI base URL, for links (env RTB_TEMPORAL_UI)")
 	root.AddCommand(a.migrateCmd(), a.setupCmd(), a.scheduleCmd(), a.runSlotCmd(), a.backfillCmd(), a.reconcileCmd(), a.statusCmd(), a.verifyCmd(), a.reportCmd(), a.waitCmd(), a.topicCmd(), a.metricsCmd(), a.dashboardCmd(), a.anomaliesCmd())
+	root.InitDefaultCompletionCmd()
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command group below root (schedule,
+// topic, completion) fail on a word that is none of its subcommands, as
+// root does: cobra prints a group's help and exits 0 then, so a mistyped
+// `starter schedule crate` would succeed having done nothing. A group
+// alone prints its help.
+func refuseUnknownSubcommands(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		refuseUnknownSubcommands(c)
+		if !c.HasSubCommands() || c.Runnable() {
+			continue
+		}
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			err := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				err += "; did you mean " + strings.Join(s, " or ") + "?"
+			}
+			return errors.New(err)
+		}
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
 }
 
 // withStore connects to ClickHouse and calls fn with the store.
