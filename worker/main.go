@@ -77,9 +77,12 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	if err != nil {
 		return fmt.Errorf("RTB_WORKER_CONNECT_WAIT: want a duration like 2m: %w", err)
 	}
-	fs.DurationVar(&connectWait, "connect-wait", connectWait, "at start, how long to wait for a server that cannot be reached (restarting) before giving up (env RTB_WORKER_CONNECT_WAIT)")
+	fs.DurationVar(&connectWait, "connect-wait", connectWait, "at start, how long to wait for a server that cannot be reached (restarting) before giving up; 0: try once (env RTB_WORKER_CONNECT_WAIT)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if connectWait < 0 {
+		return fmt.Errorf("--connect-wait (RTB_WORKER_CONNECT_WAIT) must not be negative, got %s (0: try once)", connectWait)
 	}
 	if maxOffsets < 1000 {
 		return fmt.Errorf("--max-batch-offsets must be at least 1000, got %d", maxOffsets)
@@ -197,8 +200,12 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 
 // waitFor calls open until it succeeds, with backoff, for at most within:
 // a worker started while a server restarts waits for it instead of exiting.
+// Within 0, open is tried once (the library's zero means no limit).
 func waitFor[T any](ctx context.Context, logger *slog.Logger, what string, within time.Duration, open func() (T, error)) (T, error) {
-	b := backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(within), backoff.WithMaxInterval(5*time.Second))
+	var b backoff.BackOff = backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(within), backoff.WithMaxInterval(5*time.Second))
+	if within <= 0 {
+		b = &backoff.StopBackOff{}
+	}
 	return backoff.RetryNotifyWithData(open, backoff.WithContext(b, ctx), func(err error, next time.Duration) {
 		logger.Warn("waiting for "+what, "err", err, "retry_in", next.Round(time.Millisecond))
 	})

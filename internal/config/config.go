@@ -127,14 +127,26 @@ func (c *Config) Validate() error {
 	if c.TemporalAPIKey, err = c.temporalAPIKey.load(); err != nil {
 		return err
 	}
+	c.KafkaBrokers = SplitList(strings.Join(c.KafkaBrokers, ",")) // --kafka-brokers is not trimmed
 	if len(c.KafkaBrokers) == 0 {
 		return fmt.Errorf("no Kafka brokers: set RTB_KAFKA_BROKERS or --kafka-brokers")
+	}
+	for _, b := range c.KafkaBrokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return fmt.Errorf("Kafka broker %q: want host:port[,host:port...] (RTB_KAFKA_BROKERS, --kafka-brokers): %w", b, err)
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.TemporalAddress); c.TemporalAddress != "" && err != nil {
+		return fmt.Errorf("Temporal address %q: want host:port (RTB_TEMPORAL_ADDRESS, --temporal-address): %w", c.TemporalAddress, err)
 	}
 	if !validName(c.ClickHouseDatabase) {
 		return fmt.Errorf("ClickHouse database %q: only letters, digits and _ are allowed", c.ClickHouseDatabase)
 	}
 	if c.ClickHouseCluster != "" && !validName(c.ClickHouseCluster) {
 		return fmt.Errorf("ClickHouse cluster %q: only letters, digits and _ are allowed", c.ClickHouseCluster)
+	}
+	if c.ClickHouseAddr != "" && len(SplitList(c.ClickHouseAddr)) == 0 {
+		return fmt.Errorf("ClickHouse address %q: want host:port[,host:port...] (RTB_CLICKHOUSE_ADDR, --clickhouse-addr)", c.ClickHouseAddr)
 	}
 	for _, a := range SplitList(c.ClickHouseAddr) {
 		if _, _, err := net.SplitHostPort(a); err != nil {
