@@ -73,6 +73,7 @@ func TestMisspeltTopicIsAnError(t *testing.T) {
 		{"backfill", "--topic", topic, "--from", slot, "--to", pastBase(3).Format(time.RFC3339)},
 		{"reconcile", "--topic", topic, "--from", slot, "--to", pastBase(3).Format(time.RFC3339)},
 		{"wait", "--topic", topic},
+		{"schedule", "create", "--topic", topic}, // slots that would fail every minute
 	} {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), "RTB_TASK_QUEUE="+e.cfg.TaskQueue, "RTB_CLICKHOUSE_DATABASE="+e.cfg.ClickHouseDatabase)

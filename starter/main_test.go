@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 )
@@ -27,5 +28,26 @@ func TestMistypedSubcommandIsAnError(t *testing.T) {
 	root.SetOut(&out)
 	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "Available Commands") {
 		t.Errorf("starter schedule: %v, want its help\n%s", err, out.String())
+	}
+}
+
+// setup checks the schedule's settings before it migrates, creates the
+// topic and registers search attributes: a bad one must not leave half an
+// installation. (ClickHouse is unreachable here: an error about it would
+// mean the settings were checked too late.)
+func TestSetupChecksTheScheduleFirst(t *testing.T) {
+	for _, c := range []struct{ args, want string }{
+		{"--grace -1s", "--grace"},
+		{"--grace 20s --idle-wait 45s", "--idle-wait"},
+		{"--reconcile-every -1s", "--reconcile-every"},
+		{"--reconcile-every 30s", "--reconcile-every"},
+	} {
+		root := newRoot()
+		root.SetArgs(append([]string{"setup", "--clickhouse-addr", "127.0.0.1:1"}, strings.Fields(c.args)...))
+		root.SetOut(io.Discard)
+		err := root.Execute()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("setup %s: %v, want an error about %s", c.args, err, c.want)
+		}
 	}
 }

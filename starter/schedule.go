@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -20,8 +21,7 @@ func (a *app) scheduleCmd() *cobra.Command {
 		Use:   "schedule",
 		Short: "Manage the every-minute schedule of a topic (create, describe, pause, unpause, delete)",
 	}
-	var grace, idleWait, recEvery, recLookback time.Duration
-	var tail bool
+	var set scheduleSettings
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create (or update) the schedules: each minute's slot, and reconciliation",
@@ -33,56 +33,16 @@ func (a *app) scheduleCmd() *cobra.Command {
 			"RTB_WORKER_ACTIVITIES of at least 2 × partitions + 2.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if grace < 0 || grace >= 50*time.Second {
-				return fmt.Errorf("--grace must be in [0s, 50s), got %s", grace)
-			}
-			if idleWait < 0 || recEvery < 0 || recLookback < 0 {
-				return fmt.Errorf("durations must not be negative")
-			}
-			w := idleWait
-			if w == 0 {
-				w = workflows.DefaultIdleWait
-			}
-			if grace+w >= time.Minute {
-				return fmt.Errorf("--grace (%s) + --idle-wait (%s) must be under 1m: each slot is planned within them "+
-					"after its minute, and a plan made before the next minute ends is what bounds how long a record "+
-					"stamped ahead of the clock waits (README: Guarantees)", grace, w)
-			}
-			tc, err := connect.Temporal(cmd.Context(), a.cfg, a.logger)
-			if err != nil {
+			if err := set.validate(); err != nil {
 				return err
 			}
-			defer tc.Close()
-			sc := tc.ScheduleClient()
-			what := fmt.Sprintf("every minute, tailing, planned %s after the minute", grace)
-			if !tail {
-				what = fmt.Sprintf("every minute at +%s", grace)
-			}
-			err = a.upsertSchedule(cmd, sc, workflows.SlotSchedule(workflows.ScheduledInput{Topic: a.cfg.Topic,
-				IdleWait: idleWait, Tail: tail, Grace: grace}, a.cfg.TaskQueue), what)
-			if err != nil || recEvery == 0 {
+			if err := a.requireTopic(cmd.Context()); err != nil { // or its slots would fail every minute
 				return err
 			}
-			return a.upsertSchedule(cmd, sc, client.ScheduleOptions{
-				ID:   workflows.ReconcileScheduleID(a.cfg.Topic),
-				Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: recEvery, Offset: 30 * time.Second}}},
-				Action: &client.ScheduleWorkflowAction{
-					ID:        workflows.ScheduledReconcileWorkflowID(a.cfg.Topic),
-					Workflow:  workflows.ScheduledReconcileWorkflow,
-					Args:      []any{workflows.ScheduledReconcileInput{Topic: a.cfg.Topic, Lookback: recLookback}},
-					TaskQueue: a.cfg.TaskQueue,
-				},
-				Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
-				CatchupWindow: recEvery,
-				Note:          fmt.Sprintf("rtbpipe: reconcile and repair the last %s of topic %s", recLookback, a.cfg.Topic),
-			}, fmt.Sprintf("every %s over the last %s, with repair", recEvery, recLookback))
+			return a.createSchedules(cmd, set)
 		},
 	}
-	create.Flags().DurationVar(&grace, "grace", 0, "delay after each minute's end before its slot is planned")
-	create.Flags().BoolVar(&tail, "tail", true, "read each minute's records while the minute runs")
-	create.Flags().DurationVar(&idleWait, "idle-wait", 0, "wait for partitions with no record past the slot's end (default 10s)")
-	create.Flags().DurationVar(&recEvery, "reconcile-every", 15*time.Minute, "how often to reconcile (0: no reconciliation schedule)")
-	create.Flags().DurationVar(&recLookback, "reconcile-lookback", 3*time.Hour, "how far back each scheduled reconciliation looks")
+	set.bind(create.Flags())
 
 	describe := &cobra.Command{
 		Use:   "describe",
@@ -210,4 +170,85 @@ func (a *app) withSchedule(cmd *cobra.Command, fn func(client.ScheduleClient, st
 		return fmt.Errorf("topic %s has no schedule: create it with 'starter schedule create --topic %s'", a.cfg.Topic, a.cfg.Topic)
 	}
 	return nil
+}
+
+// scheduleSettings are the flags of schedule create, which setup takes too.
+type scheduleSettings struct {
+	grace, idleWait, recEvery, recLookback time.Duration
+	tail                                   bool
+}
+
+func (s *scheduleSettings) bind(fs *pflag.FlagSet) {
+	fs.DurationVar(&s.grace, "grace", 0, "delay after each minute's end before its slot is planned")
+	fs.BoolVar(&s.tail, "tail", true, "read each minute's records while the minute runs")
+	fs.DurationVar(&s.idleWait, "idle-wait", 0, "wait for partitions with no record past the slot's end (default 10s)")
+	fs.DurationVar(&s.recEvery, "reconcile-every", 15*time.Minute, "how often to reconcile (0: no reconciliation schedule)")
+	fs.DurationVar(&s.recLookback, "reconcile-lookback", 3*time.Hour, "how far back each scheduled reconciliation looks")
+}
+
+// validate checks the settings before anything is created.
+func (s scheduleSettings) validate() error {
+	if s.grace < 0 || s.grace >= 50*time.Second {
+		return fmt.Errorf("--grace must be in [0s, 50s), got %s", s.grace)
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--idle-wait", s.idleWait}, {"--reconcile-every", s.recEvery}, {"--reconcile-lookback", s.recLookback}} {
+		if d.v < 0 {
+			return fmt.Errorf("%s must not be negative, got %s", d.flag, d.v)
+		}
+	}
+	w := s.idleWait
+	if w == 0 {
+		w = workflows.DefaultIdleWait
+	}
+	if s.grace+w >= time.Minute {
+		return fmt.Errorf("--grace (%s) + --idle-wait (%s) must be under 1m: each slot is planned within them "+
+			"after its minute, and a plan made before the next minute ends is what bounds how long a record "+
+			"stamped ahead of the clock waits (README: Guarantees)", s.grace, w)
+	}
+	if s.recEvery == 0 {
+		return nil
+	}
+	if s.recEvery < time.Minute {
+		return fmt.Errorf("--reconcile-every must be 0 (no reconciliation schedule) or at least 1m, got %s: each run starts 30s into its interval", s.recEvery)
+	}
+	if s.recLookback < time.Minute {
+		return fmt.Errorf("--reconcile-lookback must be at least 1m, got %s", s.recLookback)
+	}
+	return nil
+}
+
+// createSchedules creates or updates the topic's slot schedule and, unless
+// set.recEvery is 0, its reconciliation schedule.
+func (a *app) createSchedules(cmd *cobra.Command, set scheduleSettings) error {
+	tc, err := connect.Temporal(cmd.Context(), a.cfg, a.logger)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	sc := tc.ScheduleClient()
+	what := fmt.Sprintf("every minute, tailing, planned %s after the minute", set.grace)
+	if !set.tail {
+		what = fmt.Sprintf("every minute at +%s", set.grace)
+	}
+	err = a.upsertSchedule(cmd, sc, workflows.SlotSchedule(workflows.ScheduledInput{Topic: a.cfg.Topic,
+		IdleWait: set.idleWait, Tail: set.tail, Grace: set.grace}, a.cfg.TaskQueue), what)
+	if err != nil || set.recEvery == 0 {
+		return err
+	}
+	return a.upsertSchedule(cmd, sc, client.ScheduleOptions{
+		ID:   workflows.ReconcileScheduleID(a.cfg.Topic),
+		Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: set.recEvery, Offset: 30 * time.Second}}},
+		Action: &client.ScheduleWorkflowAction{
+			ID:        workflows.ScheduledReconcileWorkflowID(a.cfg.Topic),
+			Workflow:  workflows.ScheduledReconcileWorkflow,
+			Args:      []any{workflows.ScheduledReconcileInput{Topic: a.cfg.Topic, Lookback: set.recLookback}},
+			TaskQueue: a.cfg.TaskQueue,
+		},
+		Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+		CatchupWindow: set.recEvery,
+		Note:          fmt.Sprintf("rtbpipe: reconcile and repair the last %s of topic %s", set.recLookback, a.cfg.Topic),
+	}, fmt.Sprintf("every %s over the last %s, with repair", set.recEvery, set.recLookback))
 }

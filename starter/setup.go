@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,7 +13,7 @@ import (
 
 func (a *app) setupCmd() *cobra.Command {
 	var partitions int32
-	var grace, idleWait, recEvery time.Duration
+	var set scheduleSettings
 	cmd := &cobra.Command{
 		Use:   "setup",
 		Short: "Everything a new installation needs: migrate, create the topic, create the schedule",
@@ -22,6 +21,9 @@ func (a *app) setupCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if partitions < 1 {
 				return fmt.Errorf("--partitions must be at least 1")
+			}
+			if err := set.validate(); err != nil { // before anything is created
+				return err
 			}
 			if err := a.migrateCmd().RunE(cmd, nil); err != nil {
 				return err
@@ -39,26 +41,11 @@ func (a *app) setupCmd() *cobra.Command {
 			if err := a.searchAttributes(cmd); err != nil {
 				return err
 			}
-			create, _, err := a.scheduleCmd().Find([]string{"create"})
-			if err != nil {
-				return err
-			}
-			if err := create.Flags().Set("grace", grace.String()); err != nil {
-				return err
-			}
-			if err := create.Flags().Set("idle-wait", idleWait.String()); err != nil {
-				return err
-			}
-			if err := create.Flags().Set("reconcile-every", recEvery.String()); err != nil {
-				return err
-			}
-			return create.RunE(cmd, nil)
+			return a.createSchedules(cmd, set)
 		},
 	}
 	cmd.Flags().Int32Var(&partitions, "partitions", 4, "partitions of the topic, if setup creates it")
-	cmd.Flags().DurationVar(&grace, "grace", 0, "delay after each minute's end before its slot is planned")
-	cmd.Flags().DurationVar(&idleWait, "idle-wait", 0, "wait for partitions with no record past the slot's end (default 10s)")
-	cmd.Flags().DurationVar(&recEvery, "reconcile-every", 15*time.Minute, "how often to reconcile (0: no reconciliation schedule)")
+	set.bind(cmd.Flags())
 	return cmd
 }
 
