@@ -16,6 +16,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -225,6 +226,17 @@ func (o *options) validate() error {
 			return fmt.Errorf("--until is for the real-time mode; with --start, use --duration")
 		}
 		o.untilTime = t.UTC()
+	}
+	if o.manifest != "" { // written at the end: a path it cannot take would leave the records without it
+		if fi, err := os.Stat(o.manifest); err == nil && fi.IsDir() {
+			return fmt.Errorf("--manifest %s: is a directory", o.manifest)
+		}
+		f, err := os.CreateTemp(filepath.Dir(o.manifest), ".manifest-check-*")
+		if err != nil {
+			return fmt.Errorf("--manifest %s: cannot write there: %w", o.manifest, err)
+		}
+		f.Close()
+		os.Remove(f.Name())
 	}
 	if o.anomalySpec != "" {
 		start := o.startTime

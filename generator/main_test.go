@@ -130,6 +130,7 @@ func TestFlags(t *testing.T) {
 		{"--compression brotli", `--compression "brotli"`},
 		{"--topic  ", "--topic is empty"},
 		{"--rate fast", "invalid argument"},
+		{"--manifest /nonexistent/dir/run.json", "--manifest /nonexistent/dir/run.json"}, // found before producing, not after
 	} {
 		_, err := parseArgs(append([]string{"--kafka-brokers", "k:1"}, strings.Fields(c.args)...)...)
 		if c.args == "--topic  " {
