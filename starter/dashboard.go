@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -23,9 +24,6 @@ func (a *app) dashboardCmd() *cobra.Command {
 	addr := config.Env("RTB_DASHBOARD_ADDR", "127.0.0.1:8080")
 	redisAddr := config.Env("RTB_REDIS_ADDR", "")
 	cacheKind := "memory"
-	if redisAddr != "" {
-		cacheKind = "redis"
-	}
 	cmd := &cobra.Command{
 		Use:   "dashboard [--addr 127.0.0.1:8080]",
 		Short: "Serve the dashboard (web page and JSON API) of the exact windows and the pipeline's health",
@@ -37,6 +35,13 @@ func (a *app) dashboardCmd() *cobra.Command {
 			"from/to default to the last hour; a range is at most 7 days.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			cacheKind, err := dashboardCache(cacheKind, cmd.Flags().Changed("cache"), redisAddr)
+			if err != nil {
+				return err
+			}
+			if err := checkListenAddr(addr); err != nil {
+				return fmt.Errorf("dashboard on %q (--addr, RTB_DASHBOARD_ADDR): %w", addr, err)
+			}
 			return a.withStore(cmd, func(store *chstore.Store) error {
 				kc, err := connect.Kafka(cmd.Context(), a.cfg, "rtbpipe-dashboard")
 				if err != nil {
@@ -48,18 +53,12 @@ func (a *app) dashboardCmd() *cobra.Command {
 				case "memory":
 					srv.Cache = cache.NewMemory(10_000)
 				case "redis":
-					if redisAddr == "" {
-						return fmt.Errorf("--cache redis needs --redis-addr (RTB_REDIS_ADDR)")
-					}
 					rc, err := cache.NewRedis(cmd.Context(), redisAddr)
 					if err != nil {
 						return err
 					}
 					defer rc.Close()
 					srv.Cache = rc
-				case "off":
-				default:
-					return fmt.Errorf("--cache %q: want memory, redis or off", cacheKind)
 				}
 				return serve(cmd.Context(), cmd, addr, "cache: "+cacheKind, srv.Handler())
 			})
@@ -69,6 +68,37 @@ func (a *app) dashboardCmd() *cobra.Command {
 	cmd.Flags().StringVar(&cacheKind, "cache", cacheKind, "API response cache: memory (this process), redis (shared by replicas) or off")
 	cmd.Flags().StringVar(&redisAddr, "redis-addr", redisAddr, "Redis host:port for --cache redis (env RTB_REDIS_ADDR; setting it makes redis the default)")
 	return cmd
+}
+
+// dashboardCache is the API cache to use: kind as --cache gives it, except
+// that a Redis address (--redis-addr, RTB_REDIS_ADDR) makes redis the
+// default when --cache is not set.
+func dashboardCache(kind string, kindSet bool, redisAddr string) (string, error) {
+	if !kindSet && redisAddr != "" {
+		kind = "redis"
+	}
+	switch kind {
+	case "memory", "off":
+	case "redis":
+		if redisAddr == "" {
+			return "", fmt.Errorf("--cache redis needs --redis-addr (RTB_REDIS_ADDR)")
+		}
+	default:
+		return "", fmt.Errorf("--cache %q: want memory, redis or off", kind)
+	}
+	return kind, nil
+}
+
+// checkListenAddr says whether addr is a host:port a server can listen on.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port: %w", err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q: want a number in [0, 65535]", port)
+	}
+	return nil
 }
 
 // lagOf returns each partition's consumer lag: its high watermark minus the

@@ -51,3 +51,39 @@ func TestSetupChecksTheScheduleFirst(t *testing.T) {
 		}
 	}
 }
+
+// The dashboard's flags are checked before it connects to anything, and
+// --redis-addr makes redis the cache, as its help says, from the flag as
+// from RTB_REDIS_ADDR.
+func TestDashboardFlags(t *testing.T) {
+	for _, c := range []struct{ args, want string }{
+		{"--cache bogus", "--cache"},
+		{"--addr host", "--addr"},
+		{"--addr 127.0.0.1:99999", "--addr"},
+		{"--cache redis", "--redis-addr"},
+	} {
+		root := newRoot()
+		root.SetArgs(append([]string{"dashboard", "--clickhouse-addr", "127.0.0.1:1"}, strings.Fields(c.args)...))
+		root.SetOut(io.Discard)
+		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("dashboard %s: %v, want an error about %s", c.args, err, c.want)
+		}
+	}
+	for _, c := range []struct {
+		kind      string
+		kindSet   bool
+		redis     string
+		want, err string
+	}{
+		{"memory", false, "", "memory", ""},
+		{"memory", false, "127.0.0.1:6379", "redis", ""}, // --redis-addr alone
+		{"memory", true, "127.0.0.1:6379", "memory", ""}, // --cache memory says otherwise
+		{"off", true, "", "off", ""},
+		{"redis", true, "", "", "--redis-addr"},
+	} {
+		got, err := dashboardCache(c.kind, c.kindSet, c.redis)
+		if got != c.want || (err == nil) != (c.err == "") || err != nil && !strings.Contains(err.Error(), c.err) {
+			t.Errorf("cache %q (set %v), redis %q: %q, %v; want %q, %q", c.kind, c.kindSet, c.redis, got, err, c.want, c.err)
+		}
+	}
+}
