@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
 	"github.com/rtbpipe/rtbpipe/internal/config"
@@ -104,6 +105,19 @@ func (a *app) requireTopic(ctx context.Context) error {
 	defer kc.Close()
 	_, err = kafka.Partitions(kc, a.cfg.Topic)
 	return err
+}
+
+// await waits for run's result into res. A wait cut short (Ctrl-C, SIGTERM)
+// is said to be one, since the workflow goes on in Temporal without it.
+func (a *app) await(cmd *cobra.Command, run client.WorkflowRun, what string, res any) error {
+	err := run.Get(cmd.Context(), res)
+	switch {
+	case err == nil:
+		return nil
+	case cmd.Context().Err() != nil:
+		return fmt.Errorf("stopped waiting for %s, which goes on in Temporal (starter status; %s)", what, a.workflowURL(run.GetID()))
+	}
+	return fmt.Errorf("%s failed: %w", what, err)
 }
 
 // workflowURL links to a workflow in the Temporal UI.

@@ -110,10 +110,10 @@ func (a *app) backfillCmd() *cobra.Command {
 			}
 			stop := a.followProgress(cmd, tc, id)
 			var res workflows.BackfillProgress
-			err = run.Get(cmd.Context(), &res)
+			err = a.await(cmd, run, "backfill", &res)
 			stop()
 			if err != nil {
-				return fmt.Errorf("backfill failed: %w", err)
+				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), res.String())
 			return nil
@@ -191,8 +191,8 @@ func (a *app) reconcileCmd() *cobra.Command {
 				return err
 			}
 			var res workflows.ReconcileResult
-			if err := run.Get(cmd.Context(), &res); err != nil {
-				return fmt.Errorf("reconcile failed: %w", err)
+			if err := a.await(cmd, run, "reconcile", &res); err != nil {
+				return err
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintln(out, res.String())

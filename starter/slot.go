@@ -66,8 +66,8 @@ func (a *app) runSlotCmd() *cobra.Command {
 				return nil
 			}
 			var res workflows.SlotResult
-			if err := run.Get(cmd.Context(), &res); err != nil {
-				return fmt.Errorf("slot %s failed: %w", slot.Format(time.RFC3339), err)
+			if err := a.await(cmd, run, "slot "+slot.Format(time.RFC3339), &res); err != nil {
+				return err
 			}
 			printSlotResult(cmd.OutOrStdout(), res)
 			return nil
