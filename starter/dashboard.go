@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -39,7 +38,7 @@ func (a *app) dashboardCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := checkListenAddr(addr); err != nil {
+			if err := config.CheckListenAddr(addr); err != nil {
 				return fmt.Errorf("dashboard on %q (--addr, RTB_DASHBOARD_ADDR): %w", addr, err)
 			}
 			return a.withStore(cmd, func(store *chstore.Store) error {
@@ -87,18 +86,6 @@ func dashboardCache(kind string, kindSet bool, redisAddr string) (string, error)
 		return "", fmt.Errorf("--cache %q: want memory, redis or off", kind)
 	}
 	return kind, nil
-}
-
-// checkListenAddr says whether addr is a host:port a server can listen on.
-func checkListenAddr(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("want host:port: %w", err)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("port %q: want a number in [0, 65535]", port)
-	}
-	return nil
 }
 
 // lagOf returns each partition's consumer lag: its high watermark minus the

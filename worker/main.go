@@ -81,20 +81,32 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: the worker takes flags only (worker --help)", fs.Arg(0))
+	}
+	pprofAddr := config.Env("RTB_PPROF_ADDR", "")
+	for _, a := range []struct{ name, addr string }{{"--metrics-addr (RTB_METRICS_ADDR)", metricsAddr}, {"RTB_PPROF_ADDR", pprofAddr}} {
+		if a.addr == "" {
+			continue
+		}
+		if err := config.CheckListenAddr(a.addr); err != nil {
+			return fmt.Errorf("%s %q: %w", a.name, a.addr, err)
+		}
+	}
 	if connectWait < 0 {
 		return fmt.Errorf("--connect-wait (RTB_WORKER_CONNECT_WAIT) must not be negative, got %s (0: try once)", connectWait)
 	}
 	if maxOffsets < 1000 {
-		return fmt.Errorf("--max-batch-offsets must be at least 1000, got %d", maxOffsets)
+		return fmt.Errorf("--max-batch-offsets (RTB_MAX_BATCH_OFFSETS) must be at least 1000, got %d", maxOffsets)
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	if concurrency < 1 {
-		return fmt.Errorf("--activities must be at least 1, got %d", concurrency)
+		return fmt.Errorf("--activities (RTB_WORKER_ACTIVITIES) must be at least 1, got %d", concurrency)
 	}
 	if beat <= 0 {
-		return fmt.Errorf("--heartbeat must be positive, got %s", beat)
+		return fmt.Errorf("--heartbeat (RTB_WORKER_HEARTBEAT) must be positive, got %s", beat)
 	}
 	if reads == 0 {
 		// A read with the archive on also holds its pending archive rows:
@@ -106,7 +118,7 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		}
 	}
 	if reads < 1 {
-		return fmt.Errorf("--reads must be at least 1, got %d", reads)
+		return fmt.Errorf("--reads (RTB_WORKER_READS) must be at least 1, got %d", reads)
 	}
 
 	if os.Getenv("GOGC") == "" {
@@ -116,7 +128,7 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		// with the archive off, 0.67 with this). GOGC overrides it.
 		debug.SetGCPercent(400)
 	}
-	if addr := config.Env("RTB_PPROF_ADDR", ""); addr != "" {
+	if addr := pprofAddr; addr != "" {
 		go func() {
 			logger.Info("pprof listening", "addr", addr)
 			if err := http.ListenAndServe(addr, nil); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -191,4 +192,17 @@ func SplitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// CheckListenAddr says whether addr is a host:port a server can listen on
+// (an empty host: every interface).
+func CheckListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port: %w", err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q: want a number in [0, 65535]", port)
+	}
+	return nil
 }
