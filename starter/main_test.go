@@ -36,18 +36,24 @@ func TestMistypedSubcommandIsAnError(t *testing.T) {
 // installation. (ClickHouse is unreachable here: an error about it would
 // mean the settings were checked too late.)
 func TestSetupChecksTheScheduleFirst(t *testing.T) {
-	for _, c := range []struct{ args, want string }{
+	refusedBeforeConnecting(t, "setup", []struct{ args, want string }{
 		{"--grace -1s", "--grace"},
 		{"--grace 20s --idle-wait 45s", "--idle-wait"},
 		{"--reconcile-every -1s", "--reconcile-every"},
 		{"--reconcile-every 30s", "--reconcile-every"},
-	} {
+	})
+}
+
+// refusedBeforeConnecting runs starter command with each case's flags and
+// ClickHouse unreachable, and wants the error to be about the flag named.
+func refusedBeforeConnecting(t *testing.T, command string, cases []struct{ args, want string }) {
+	t.Helper()
+	for _, c := range cases {
 		root := newRoot()
-		root.SetArgs(append([]string{"setup", "--clickhouse-addr", "127.0.0.1:1"}, strings.Fields(c.args)...))
+		root.SetArgs(append([]string{command, "--clickhouse-addr", "127.0.0.1:1"}, strings.Fields(c.args)...))
 		root.SetOut(io.Discard)
-		err := root.Execute()
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("setup %s: %v, want an error about %s", c.args, err, c.want)
+		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %s: %v, want an error about %s", command, c.args, err, c.want)
 		}
 	}
 }
@@ -56,19 +62,12 @@ func TestSetupChecksTheScheduleFirst(t *testing.T) {
 // --redis-addr makes redis the cache, as its help says, from the flag as
 // from RTB_REDIS_ADDR.
 func TestDashboardFlags(t *testing.T) {
-	for _, c := range []struct{ args, want string }{
+	refusedBeforeConnecting(t, "dashboard", []struct{ args, want string }{
 		{"--cache bogus", "--cache"},
 		{"--addr host", "--addr"},
 		{"--addr 127.0.0.1:99999", "--addr"},
 		{"--cache redis", "--redis-addr"},
-	} {
-		root := newRoot()
-		root.SetArgs(append([]string{"dashboard", "--clickhouse-addr", "127.0.0.1:1"}, strings.Fields(c.args)...))
-		root.SetOut(io.Discard)
-		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("dashboard %s: %v, want an error about %s", c.args, err, c.want)
-		}
-	}
+	})
 	for _, c := range []struct {
 		kind      string
 		kindSet   bool
