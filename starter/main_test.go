@@ -86,3 +86,11 @@ func TestDashboardFlags(t *testing.T) {
 		}
 	}
 }
+
+// A backfill range a backfill cannot hold (a mistyped year) is refused
+// before anything connects or starts.
+func TestBackfillRangeBounded(t *testing.T) {
+	refusedBeforeConnecting(t, "backfill", []struct{ args, want string }{
+		{"--from 2006-01-01T00:00:00Z --to 2026-01-01T00:00:00Z", "at most 31 days"},
+	})
+}

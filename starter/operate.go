@@ -84,6 +84,9 @@ func (a *app) backfillCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := workflows.CheckBackfillRange(f, t); err != nil {
+				return err
+			}
 			src, err := activities.ParseSource(source)
 			if err != nil {
 				return fmt.Errorf("--source: %w", err)

@@ -17,6 +17,20 @@ const BackfillQuery = "progress"
 // as new, so that the history of a backfill of days stays small.
 const slotsPerRun = 240
 
+// MaxBackfillRange is the longest range one backfill takes: from Kafka
+// every minute of it is a slot, and the workflow carries the list of the
+// slots left (about 25 bytes each) under Temporal's 2 MiB payload limit.
+const MaxBackfillRange = 31 * 24 * time.Hour
+
+// CheckBackfillRange refuses a range longer than MaxBackfillRange.
+func CheckBackfillRange(from, to time.Time) error {
+	if to.Sub(from) > MaxBackfillRange {
+		return fmt.Errorf("a backfill covers at most 31 days, and [%s, %s) is %.0f days: run one per month",
+			from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), to.Sub(from).Hours()/24)
+	}
+	return nil
+}
+
 // BackfillInput asks to recompute every window in [From, To) of Topic.
 type BackfillInput struct {
 	Topic       string
@@ -59,6 +73,9 @@ func BackfillWorkflow(ctx workflow.Context, in BackfillInput) (BackfillProgress,
 	if in.Topic == "" || !in.From.Before(in.To) {
 		return in.Progress, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("backfill needs a topic and from < to (got %s, %s)", in.From, in.To), activities.ErrTypeBadInput, nil)
+	}
+	if err := CheckBackfillRange(in.From, in.To); err != nil {
+		return in.Progress, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, nil)
 	}
 	if in.Source == "" {
 		in.Source = activities.SourceKafka

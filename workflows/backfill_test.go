@@ -130,3 +130,23 @@ func TestBackfillPlanningErrorFailsTheRest(t *testing.T) {
 		t.Fatalf("slots asked for plans before they were planned: %v", l.early)
 	}
 }
+
+// A range longer than MaxBackfillRange (a mistyped year) is bad input, said
+// at once: from Kafka every minute of it is a slot, and the list of them
+// would pass Temporal's payload limit (2 MiB, some 60,000 slots) deep in
+// the run.
+func TestBackfillRefusesATooLongRange(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(BackfillWorkflow)
+	l := &fakeLedger{}
+	env.OnActivity(a.FindBackfillSlots, mock.Anything, mock.Anything).Return(minutes(1), nil)
+	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(l.plan)
+	env.OnActivity(a.SlotPlans, mock.Anything, mock.Anything).Return(l.plans)
+	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) { return done(in) })
+	env.ExecuteWorkflow(BackfillWorkflow, BackfillInput{Topic: "t", From: slot, To: slot.Add(MaxBackfillRange + time.Minute)})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeBadInput {
+		t.Fatalf("a backfill over %s: %v, want bad input", MaxBackfillRange+time.Minute, err)
+	}
+}
