@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/rtbpipe/rtbpipe/activities"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
@@ -53,13 +54,7 @@ func plansOf(s time.Time) activities.PlanResult {
 
 func runBackfill(t *testing.T, l *fakeLedger, slots []time.Time, parallelism int) (BackfillProgress, error) {
 	t.Helper()
-	env := newEnv(t)
-	env.RegisterWorkflow(BackfillWorkflow)
-	env.OnActivity(a.FindBackfillSlots, mock.Anything, mock.Anything).Return(slots, nil)
-	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(l.plan)
-	env.OnActivity(a.SlotPlans, mock.Anything, mock.Anything).Return(l.plans)
-	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) { return done(in) })
+	env := backfillEnv(t, l, slots)
 	env.ExecuteWorkflow(BackfillWorkflow, BackfillInput{Topic: "t", From: slots[0], To: slots[len(slots)-1].Add(time.Minute),
 		Parallelism: parallelism})
 	var p BackfillProgress
@@ -70,6 +65,20 @@ func runBackfill(t *testing.T, l *fakeLedger, slots []time.Time, parallelism int
 		}
 	}
 	return p, err
+}
+
+// backfillEnv is a test environment for BackfillWorkflow whose slots to
+// run are slots, planned in l, with batches that succeed.
+func backfillEnv(t *testing.T, l *fakeLedger, slots []time.Time) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	env := newEnv(t)
+	env.RegisterWorkflow(BackfillWorkflow)
+	env.OnActivity(a.FindBackfillSlots, mock.Anything, mock.Anything).Return(slots, nil)
+	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(l.plan)
+	env.OnActivity(a.SlotPlans, mock.Anything, mock.Anything).Return(l.plans)
+	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) { return done(in) })
+	return env
 }
 
 func minutes(n int) []time.Time {
@@ -136,14 +145,7 @@ func TestBackfillPlanningErrorFailsTheRest(t *testing.T) {
 // would pass Temporal's payload limit (2 MiB, some 60,000 slots) deep in
 // the run.
 func TestBackfillRefusesATooLongRange(t *testing.T) {
-	env := newEnv(t)
-	env.RegisterWorkflow(BackfillWorkflow)
-	l := &fakeLedger{}
-	env.OnActivity(a.FindBackfillSlots, mock.Anything, mock.Anything).Return(minutes(1), nil)
-	env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(l.plan)
-	env.OnActivity(a.SlotPlans, mock.Anything, mock.Anything).Return(l.plans)
-	env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) { return done(in) })
+	env := backfillEnv(t, &fakeLedger{}, minutes(1))
 	env.ExecuteWorkflow(BackfillWorkflow, BackfillInput{Topic: "t", From: slot, To: slot.Add(MaxBackfillRange + time.Minute)})
 	var appErr *temporal.ApplicationError
 	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeBadInput {

@@ -134,15 +134,8 @@ func TestFailedSlotSaysWhy(t *testing.T) {
 // line; a reconciliation that leaves findings says so.
 func TestOperationsReadWellInTheUI(t *testing.T) {
 	t.Run("backfill", func(t *testing.T) {
-		env := newEnv(t)
-		env.RegisterWorkflow(BackfillWorkflow)
+		env := backfillEnv(t, &fakeLedger{}, minutes(2))
 		attrs := withAttributes(env)
-		l := &fakeLedger{}
-		env.OnActivity(a.FindBackfillSlots, mock.Anything, mock.Anything).Return(minutes(2), nil)
-		env.OnActivity(a.PlanSlot, mock.Anything, mock.Anything).Return(l.plan)
-		env.OnActivity(a.SlotPlans, mock.Anything, mock.Anything).Return(l.plans)
-		env.OnActivity(a.ProcessBatch, mock.Anything, mock.Anything).Return(
-			func(_ context.Context, in activities.BatchInput) (activities.BatchResult, error) { return done(in) })
 		env.ExecuteWorkflow(BackfillWorkflow, BackfillInput{Topic: "t", From: slot, To: slot.Add(2 * time.Minute)})
 		if err := env.GetWorkflowError(); err != nil {
 			t.Fatal(err)
