@@ -133,6 +133,7 @@ func (a *app) upsertSchedule(cmd *cobra.Command, sc client.ScheduleClient, opts 
 			DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
 				s := in.Description.Schedule
 				s.Spec, s.Action = &opts.Spec, opts.Action
+				s.Policy = &client.SchedulePolicies{Overlap: opts.Overlap, CatchupWindow: opts.CatchupWindow, PauseOnFailure: opts.PauseOnFailure}
 				return &client.ScheduleUpdate{Schedule: &s}, nil
 			},
 		})
@@ -235,8 +236,21 @@ func (a *app) createSchedules(cmd *cobra.Command, set scheduleSettings) error {
 	}
 	err = a.upsertSchedule(cmd, sc, workflows.SlotSchedule(workflows.ScheduledInput{Topic: a.cfg.Topic,
 		IdleWait: set.idleWait, Tail: set.tail, Grace: set.grace}, a.cfg.TaskQueue), what)
-	if err != nil || set.recEvery == 0 {
+	if err != nil {
 		return err
+	}
+	if set.recEvery == 0 { // no reconciliation schedule: one made before goes
+		id := workflows.ReconcileScheduleID(a.cfg.Topic)
+		err := sc.GetHandle(cmd.Context(), id).Delete(cmd.Context())
+		var notFound *serviceerror.NotFound
+		switch {
+		case errors.As(err, &notFound):
+			return nil
+		case err != nil:
+			return fmt.Errorf("delete schedule %s (--reconcile-every 0): %w", id, err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "schedule %s deleted (--reconcile-every 0)\n", id)
+		return nil
 	}
 	return a.upsertSchedule(cmd, sc, client.ScheduleOptions{
 		ID:   workflows.ReconcileScheduleID(a.cfg.Topic),
