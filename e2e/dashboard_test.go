@@ -23,8 +23,7 @@ import (
 func (e *env) startDashboard(t *testing.T, addr string, args ...string) {
 	t.Helper()
 	bin := build(t, "starter")
-	cmd := exec.Command(bin, append([]string{"dashboard", "--addr", addr}, args...)...)
-	cmd.Env = append(os.Environ(), "RTB_CLICKHOUSE_DATABASE="+e.cfg.ClickHouseDatabase, "RTB_TASK_QUEUE="+e.cfg.TaskQueue)
+	cmd := e.starterCmd(bin, e.cfg.TaskQueue, append([]string{"dashboard", "--addr", addr}, args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -124,6 +124,14 @@ func build(t *testing.T, name string) string {
 	return bin
 }
 
+// starterCmd is the command `starter args...` of the starter binary bin
+// (build), on the test database, its workflows on the task queue queue.
+func (e *env) starterCmd(bin, queue string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "RTB_CLICKHOUSE_DATABASE="+e.cfg.ClickHouseDatabase, "RTB_TASK_QUEUE="+queue)
+	return cmd
+}
+
 // scratchStore is a migrated database of the test's own (the test
 // database's name and suffix), dropped when the test ends.
 func (e *env) scratchStore(t *testing.T, suffix string) *chstore.Store {

@@ -3,8 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,8 +23,7 @@ func TestInterruptedWaitSaysTheSlotGoesOn(t *testing.T) {
 	topic := e.newTopic(t, 1)
 	slot := pastBase(5)
 	queue := e.cfg.TaskQueue + "-nobody"
-	cmd := exec.Command(bin, "run-slot", "--topic", topic, "--slot", slot.Format(time.RFC3339), "--wait")
-	cmd.Env = append(os.Environ(), "RTB_TASK_QUEUE="+queue, "RTB_CLICKHOUSE_DATABASE="+e.cfg.ClickHouseDatabase)
+	cmd := e.starterCmd(bin, queue, "run-slot", "--topic", topic, "--slot", slot.Format(time.RFC3339), "--wait")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

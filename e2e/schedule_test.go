@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -27,9 +25,7 @@ func TestScheduleCreateAgainTakesItsSettings(t *testing.T) {
 	})
 	create := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command(bin, append([]string{"schedule", "create", "--topic", topic}, args...)...)
-		cmd.Env = append(os.Environ(), "RTB_TASK_QUEUE="+e.cfg.TaskQueue+"-schedules", "RTB_CLICKHOUSE_DATABASE="+e.cfg.ClickHouseDatabase)
-		out, err := cmd.CombinedOutput()
+		out, err := e.starterCmd(bin, e.cfg.TaskQueue+"-schedules", append([]string{"schedule", "create", "--topic", topic}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("schedule create %v: %v\n%s", args, err, out)
 		}

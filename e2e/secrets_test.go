@@ -75,9 +75,7 @@ func TestMisspeltTopicIsAnError(t *testing.T) {
 		{"wait", "--topic", topic},
 		{"schedule", "create", "--topic", topic}, // slots that would fail every minute
 	} {
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "RTB_TASK_QUEUE="+e.cfg.TaskQueue, "RTB_CLICKHOUSE_DATABASE="+e.cfg.ClickHouseDatabase)
-		out, err := cmd.CombinedOutput()
+		out, err := e.starterCmd(bin, e.cfg.TaskQueue, args...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "topic "+topic+" does not exist") {
 			t.Errorf("starter %s: %v\n%s\nwant an error saying the topic does not exist", args[0], err, out)
 		}
