@@ -239,8 +239,8 @@ func (a *app) createSchedules(cmd *cobra.Command, set scheduleSettings) error {
 	if err != nil {
 		return err
 	}
+	id := workflows.ReconcileScheduleID(a.cfg.Topic)
 	if set.recEvery == 0 { // no reconciliation schedule: one made before goes
-		id := workflows.ReconcileScheduleID(a.cfg.Topic)
 		err := sc.GetHandle(cmd.Context(), id).Delete(cmd.Context())
 		var notFound *serviceerror.NotFound
 		switch {
@@ -253,7 +253,7 @@ func (a *app) createSchedules(cmd *cobra.Command, set scheduleSettings) error {
 		return nil
 	}
 	return a.upsertSchedule(cmd, sc, client.ScheduleOptions{
-		ID:   workflows.ReconcileScheduleID(a.cfg.Topic),
+		ID:   id,
 		Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: set.recEvery, Offset: 30 * time.Second}}},
 		Action: &client.ScheduleWorkflowAction{
 			ID:        workflows.ScheduledReconcileWorkflowID(a.cfg.Topic),

@@ -128,10 +128,10 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 		// with the archive off, 0.67 with this). GOGC overrides it.
 		debug.SetGCPercent(400)
 	}
-	if addr := pprofAddr; addr != "" {
+	if pprofAddr != "" {
 		go func() {
-			logger.Info("pprof listening", "addr", addr)
-			if err := http.ListenAndServe(addr, nil); err != nil {
+			logger.Info("pprof listening", "addr", pprofAddr)
+			if err := http.ListenAndServe(pprofAddr, nil); err != nil {
 				logger.Error("pprof", "err", err)
 			}
 		}()

@@ -132,10 +132,8 @@ func (c *Config) Validate() error {
 	if len(c.KafkaBrokers) == 0 {
 		return fmt.Errorf("no Kafka brokers: set RTB_KAFKA_BROKERS or --kafka-brokers")
 	}
-	for _, b := range c.KafkaBrokers {
-		if _, _, err := net.SplitHostPort(b); err != nil {
-			return fmt.Errorf("Kafka broker %q: want host:port[,host:port...] (RTB_KAFKA_BROKERS, --kafka-brokers): %w", b, err)
-		}
+	if err := hostPorts("Kafka broker", "RTB_KAFKA_BROKERS, --kafka-brokers", c.KafkaBrokers); err != nil {
+		return err
 	}
 	if _, _, err := net.SplitHostPort(c.TemporalAddress); c.TemporalAddress != "" && err != nil {
 		return fmt.Errorf("Temporal address %q: want host:port (RTB_TEMPORAL_ADDRESS, --temporal-address): %w", c.TemporalAddress, err)
@@ -146,13 +144,12 @@ func (c *Config) Validate() error {
 	if c.ClickHouseCluster != "" && !validName(c.ClickHouseCluster) {
 		return fmt.Errorf("ClickHouse cluster %q: only letters, digits and _ are allowed", c.ClickHouseCluster)
 	}
-	if c.ClickHouseAddr != "" && len(SplitList(c.ClickHouseAddr)) == 0 {
+	chAddrs := SplitList(c.ClickHouseAddr)
+	if c.ClickHouseAddr != "" && len(chAddrs) == 0 {
 		return fmt.Errorf("ClickHouse address %q: want host:port[,host:port...] (RTB_CLICKHOUSE_ADDR, --clickhouse-addr)", c.ClickHouseAddr)
 	}
-	for _, a := range SplitList(c.ClickHouseAddr) {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return fmt.Errorf("ClickHouse address %q: want host:port[,host:port...]: %w", a, err)
-		}
+	if err := hostPorts("ClickHouse address", "RTB_CLICKHOUSE_ADDR, --clickhouse-addr", chAddrs); err != nil {
+		return err
 	}
 	for name, v := range map[string]string{"topic": c.Topic, "ClickHouse address": c.ClickHouseAddr,
 		"Temporal address": c.TemporalAddress, "Temporal namespace": c.TemporalNamespace, "task queue": c.TaskQueue} {
@@ -192,6 +189,17 @@ func SplitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// hostPorts refuses an address of addrs (a list, set by settings) that is
+// not host:port.
+func hostPorts(what, settings string, addrs []string) error {
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("%s %q: want host:port[,host:port...] (%s): %w", what, a, settings, err)
+		}
+	}
+	return nil
 }
 
 // CheckListenAddr says whether addr is a host:port a server can listen on
