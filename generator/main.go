@@ -156,9 +156,6 @@ func (o *options) validate() error {
 	if len(o.brokers) == 0 {
 		return fmt.Errorf("no Kafka brokers: set RTB_KAFKA_BROKERS or --kafka-brokers")
 	}
-	if strings.TrimSpace(o.topic) == "" {
-		return fmt.Errorf("--topic is empty")
-	}
 	if math.IsNaN(o.rate) || math.IsInf(o.rate, 0) || o.rate < 0 {
 		return fmt.Errorf("--rate %v: must be a number >= 0 (0 = as fast as possible)", o.rate)
 	}

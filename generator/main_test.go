@@ -128,7 +128,7 @@ func TestFlags(t *testing.T) {
 		{"--partitions 0", "--partitions 0"},
 		{"--batch 0", "--batch 0"},
 		{"--compression brotli", `--compression "brotli"`},
-		{"--topic  ", "--topic is empty"},
+		{"--topic  ", "topic is empty (RTB_KAFKA_TOPIC, --topic)"},
 		{"--rate fast", "invalid argument"},
 		{"--manifest /nonexistent/dir/run.json", "--manifest /nonexistent/dir/run.json"}, // found before producing, not after
 	} {

@@ -33,9 +33,6 @@ func (a *app) reportCmd() *cobra.Command {
 			return a.withStore(cmd, func(store *chstore.Store) error {
 				topic := "" // every topic, as the prototype's table, unless one is given
 				if topicOnly || cmd.Flag("topic").Changed || os.Getenv("RTB_KAFKA_TOPIC") != "" {
-					if !kafkaTopicName(a.cfg.Topic) {
-						return fmt.Errorf("topic %q is not a valid Kafka topic name", a.cfg.Topic)
-					}
 					topic = a.cfg.Topic
 				}
 				for _, q := range analysisQueries {
@@ -54,17 +51,6 @@ func (a *app) reportCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&topicOnly, "topic-only", false, "only the windows of the default topic; a topic given with --topic or RTB_KAFKA_TOPIC filters anyway (default: all topics, as the prototype's table)")
 	return cmd
-}
-
-// kafkaTopicName reports whether s uses only the characters Kafka allows in
-// topic names.
-func kafkaTopicName(s string) bool {
-	for _, c := range s {
-		if !(c == '.' || c == '_' || c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return s != "" && len(s) <= 249
 }
 
 // printTable prints t as an aligned table.

@@ -138,6 +138,10 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.TemporalAddress); c.TemporalAddress != "" && err != nil {
 		return fmt.Errorf("Temporal address %q: want host:port (RTB_TEMPORAL_ADDRESS, --temporal-address): %w", c.TemporalAddress, err)
 	}
+	c.Topic = strings.TrimSpace(c.Topic)
+	if err := CheckTopic(c.Topic); err != nil {
+		return fmt.Errorf("%w (RTB_KAFKA_TOPIC, --topic)", err)
+	}
 	if !validName(c.ClickHouseDatabase) {
 		return fmt.Errorf("ClickHouse database %q: only letters, digits and _ are allowed", c.ClickHouseDatabase)
 	}
@@ -151,11 +155,28 @@ func (c *Config) Validate() error {
 	if err := hostPorts("ClickHouse address", "RTB_CLICKHOUSE_ADDR, --clickhouse-addr", chAddrs); err != nil {
 		return err
 	}
-	for name, v := range map[string]string{"topic": c.Topic, "ClickHouse address": c.ClickHouseAddr,
+	for name, v := range map[string]string{"ClickHouse address": c.ClickHouseAddr,
 		"Temporal address": c.TemporalAddress, "Temporal namespace": c.TemporalNamespace, "task queue": c.TaskQueue} {
 		if v == "" {
 			return fmt.Errorf("%s is empty", name)
 		}
+	}
+	return nil
+}
+
+// CheckTopic refuses a name Kafka does not allow for a topic: up to 249
+// letters, digits, '.', '_' and '-', other than "." and "..".
+func CheckTopic(name string) error {
+	if name == "" {
+		return fmt.Errorf("topic is empty")
+	}
+	for _, c := range name {
+		if !(c == '.' || c == '_' || c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return fmt.Errorf("topic %q: Kafka allows only letters, digits, '.', '_' and '-' in a topic's name", name)
+		}
+	}
+	if len(name) > 249 || name == "." || name == ".." {
+		return fmt.Errorf("topic %q: Kafka allows names of 1 to 249 characters, other than \".\" and \"..\"", name)
 	}
 	return nil
 }

@@ -24,19 +24,43 @@ func tlsFromEnv(prefix, flag string) tlsSettings {
 		key: Env(prefix+"_TLS_KEY", ""), name: Env(prefix+"_TLS_SERVER_NAME", "")}
 	var err error
 	if t.on, err = strconv.ParseBool(Env(prefix+"_TLS", "false")); err != nil {
-		t.onErr = fmt.Errorf("%s_TLS %q: want true or false", prefix, Env(prefix+"_TLS", ""))
+		t.onErr = fmt.Errorf("%s_TLS %q: want true or false (or set --%s-tls, which overrides it)", prefix, Env(prefix+"_TLS", ""), flag)
 	}
 	return t
 }
 
 func (t *tlsSettings) bindFlags(fs *pflag.FlagSet, server string) {
 	p, f := t.prefix, t.flag
-	fs.BoolVar(&t.on, f+"-tls", t.on, fmt.Sprintf("connect to %s over TLS (env %s_TLS; implied by the CA or client certificate settings)", server, p))
+	fs.Var(tlsOn{t}, f+"-tls", fmt.Sprintf("connect to %s over TLS (env %s_TLS; implied by the CA or client certificate settings)", server, p))
+	fs.Lookup(f + "-tls").NoOptDefVal = "true"
 	fs.StringVar(&t.ca, f+"-tls-ca", t.ca, fmt.Sprintf("PEM file of the CA that signed %s's certificate (env %s_TLS_CA; default: the system's)", server, p))
 	fs.StringVar(&t.cert, f+"-tls-cert", t.cert, fmt.Sprintf("PEM file of a client certificate, for a %s that requires one (env %s_TLS_CERT)", server, p))
 	fs.StringVar(&t.key, f+"-tls-key", t.key, fmt.Sprintf("PEM file of the client certificate's key (env %s_TLS_KEY)", p))
 	fs.StringVar(&t.name, f+"-tls-server-name", t.name, fmt.Sprintf("name %s's certificate must carry, if not its host (env %s_TLS_SERVER_NAME)", server, p))
 }
+
+// tlsOn is the --<server>-tls flag: set, it overrides RTB_<P>_TLS, even a
+// malformed one.
+type tlsOn struct{ t *tlsSettings }
+
+func (v tlsOn) String() string {
+	if v.t == nil {
+		return "false"
+	}
+	return strconv.FormatBool(v.t.on)
+}
+
+func (v tlsOn) Set(s string) error {
+	on, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("want true or false")
+	}
+	v.t.on, v.t.onErr = on, nil
+	return nil
+}
+
+func (tlsOn) Type() string     { return "bool" }
+func (tlsOn) IsBoolFlag() bool { return true }
 
 // config returns the TLS configuration (nil: plaintext), reading the files;
 // each error names the setting.
