@@ -145,7 +145,7 @@ func TestFlags(t *testing.T) {
 func TestUnreachableBroker(t *testing.T) {
 	o := mustParse(t, "--kafka-brokers", "127.0.0.1:1", "--count", "1")
 	_, err := run(context.Background(), o, quietLog())
-	if err == nil || !strings.Contains(err.Error(), "connect to Kafka at [127.0.0.1:1]: ") {
+	if err == nil || !strings.Contains(err.Error(), "connect to Kafka at [127.0.0.1:1] (RTB_KAFKA_BROKERS, --kafka-brokers): ") {
 		t.Fatalf("error %v", err)
 	}
 }

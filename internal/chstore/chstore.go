@@ -68,6 +68,9 @@ func Open(ctx context.Context, cfg config.Config) (*Store, error) {
 // openConn opens a pool to the first of addrs that answers, and pings it.
 func openConn(ctx context.Context, cfg config.Config, addrs []string, settings clickhouse.Settings) (driver.Conn, error) {
 	where := strings.Join(addrs, ",")
+	if where == cfg.ClickHouseAddr {
+		where += " (" + config.ClickHouseAddrSetting + ")"
+	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:             addrs,
 		Protocol:         clickhouse.Native,

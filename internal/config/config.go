@@ -66,6 +66,14 @@ const (
 	DefaultTaskQueue       = "rtbpipe"
 )
 
+// The settings that give each server's address, for errors that say what to
+// fix.
+const (
+	KafkaBrokersSetting    = "RTB_KAFKA_BROKERS, --kafka-brokers"
+	ClickHouseAddrSetting  = "RTB_CLICKHOUSE_ADDR, --clickhouse-addr"
+	TemporalAddressSetting = "RTB_TEMPORAL_ADDRESS, --temporal-address"
+)
+
 // FromEnv reads the RTB_* environment variables, with the defaults above.
 func FromEnv() Config {
 	return Config{
@@ -130,13 +138,13 @@ func (c *Config) Validate() error {
 	}
 	c.KafkaBrokers = SplitList(strings.Join(c.KafkaBrokers, ",")) // --kafka-brokers is not trimmed
 	if len(c.KafkaBrokers) == 0 {
-		return fmt.Errorf("no Kafka brokers: set RTB_KAFKA_BROKERS or --kafka-brokers")
+		return fmt.Errorf("no Kafka brokers (%s)", KafkaBrokersSetting)
 	}
-	if err := hostPorts("Kafka broker", "RTB_KAFKA_BROKERS, --kafka-brokers", c.KafkaBrokers); err != nil {
+	if err := hostPorts("Kafka broker", KafkaBrokersSetting, c.KafkaBrokers); err != nil {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(c.TemporalAddress); c.TemporalAddress != "" && err != nil {
-		return fmt.Errorf("Temporal address %q: want host:port (RTB_TEMPORAL_ADDRESS, --temporal-address): %w", c.TemporalAddress, err)
+		return fmt.Errorf("Temporal address %q: want host:port (%s): %w", c.TemporalAddress, TemporalAddressSetting, err)
 	}
 	c.Topic = strings.TrimSpace(c.Topic)
 	if err := CheckTopic(c.Topic); err != nil {
@@ -150,9 +158,9 @@ func (c *Config) Validate() error {
 	}
 	chAddrs := SplitList(c.ClickHouseAddr)
 	if c.ClickHouseAddr != "" && len(chAddrs) == 0 {
-		return fmt.Errorf("ClickHouse address %q: want host:port[,host:port...] (RTB_CLICKHOUSE_ADDR, --clickhouse-addr)", c.ClickHouseAddr)
+		return fmt.Errorf("ClickHouse address %q: want host:port[,host:port...] (%s)", c.ClickHouseAddr, ClickHouseAddrSetting)
 	}
-	if err := hostPorts("ClickHouse address", "RTB_CLICKHOUSE_ADDR, --clickhouse-addr", chAddrs); err != nil {
+	if err := hostPorts("ClickHouse address", ClickHouseAddrSetting, chAddrs); err != nil {
 		return err
 	}
 	for name, v := range map[string]string{"ClickHouse address": c.ClickHouseAddr,

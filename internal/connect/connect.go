@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -39,7 +40,12 @@ func TemporalWithMetrics(ctx context.Context, cfg config.Config, logger *slog.Lo
 	}
 	c, err := client.DialContext(dctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w", cfg.TemporalAddress, cfg.TemporalNamespace, err)
+		if host, _, herr := net.SplitHostPort(cfg.TemporalAddress); herr == nil {
+			if _, lerr := net.DefaultResolver.LookupHost(dctx, host); lerr != nil {
+				err = fmt.Errorf("host %q does not resolve: %w", host, lerr) // gRPC says "no children to pick from"
+			}
+		}
+		return nil, fmt.Errorf("connect to Temporal at %s (%s; namespace %s): %w", cfg.TemporalAddress, config.TemporalAddressSetting, cfg.TemporalNamespace, err)
 	}
 	return c, nil
 }

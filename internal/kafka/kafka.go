@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/rtbpipe/rtbpipe/internal/config"
 )
 
 // NewConfig returns the sarama configuration rtbpipe uses everywhere.
@@ -56,7 +58,7 @@ func NewClient(ctx context.Context, brokers []string, cfg *sarama.Config) (saram
 	select {
 	case c := <-done:
 		if c.err != nil {
-			return nil, fmt.Errorf("connect to Kafka at %v: %w", brokers, c.err)
+			return nil, fmt.Errorf("connect to Kafka at %v (%s): %w", brokers, config.KafkaBrokersSetting, c.err)
 		}
 		return c.cl, nil
 	case <-ctx.Done():
@@ -65,7 +67,7 @@ func NewClient(ctx context.Context, brokers []string, cfg *sarama.Config) (saram
 				c.cl.Close()
 			}
 		}()
-		return nil, fmt.Errorf("connect to Kafka at %v: %w", brokers, context.Cause(ctx))
+		return nil, fmt.Errorf("connect to Kafka at %v (%s): %w", brokers, config.KafkaBrokersSetting, context.Cause(ctx))
 	}
 }
 
