@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A mistyped subcommand of a command group is an error (exit 1), as a
@@ -92,5 +93,44 @@ func TestDashboardFlags(t *testing.T) {
 func TestBackfillRangeBounded(t *testing.T) {
 	refusedBeforeConnecting(t, "backfill", []struct{ args, want string }{
 		{"--from 2006-01-01T00:00:00Z --to 2026-01-01T00:00:00Z", "at most 31 days"},
+		{"--from 2099-01-01T00:00:00Z --to 2099-01-01T01:00:00Z", "has ended yet"},
 	})
+}
+
+// A backfill covers the minutes that have ended: a --to in the future is
+// cut to the current minute, and the command says so (the progress and
+// the workflow's ID show the range it covers, not the one asked for).
+func TestBackfillCutAtTheCurrentMinute(t *testing.T) {
+	now := time.Date(2026, 12, 3, 10, 30, 20, 0, time.UTC)
+	at := func(hm string) time.Time {
+		v, err := time.Parse("2006-01-02T15:04", "2026-12-03T"+hm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, c := range []struct {
+		from, to, want string
+		cut            bool
+		err            string
+	}{
+		{"10:00", "10:20", "10:20", false, ""},
+		{"10:00", "10:30", "10:30", false, ""},
+		{"10:00", "10:31", "10:30", true, ""},
+		{"10:00", "23:00", "10:30", true, ""},
+		{"10:29", "10:45", "10:30", true, ""},
+		{"10:30", "10:45", "", false, "has ended yet"},
+		{"11:00", "12:00", "", false, "has ended yet"},
+	} {
+		got, cut, err := endedRange(at(c.from), at(c.to), now)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("[%s, %s): %v, want an error about %q", c.from, c.to, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !got.Equal(at(c.want)) || cut != c.cut {
+			t.Errorf("[%s, %s): to %s, cut %v, %v; want %s, %v", c.from, c.to, got.Format("15:04"), cut, err, c.want, c.cut)
+		}
+	}
 }

@@ -87,6 +87,15 @@ func (a *app) backfillCmd() *cobra.Command {
 			if err := workflows.CheckBackfillRange(f, t); err != nil {
 				return err
 			}
+			end, cut, err := endedRange(f, t, time.Now())
+			if err != nil {
+				return err
+			}
+			if cut {
+				fmt.Fprintf(cmd.OutOrStdout(), "--to %s is in the future: the backfill covers [%s, %s), the minutes that have ended; the schedule runs the others as they end\n",
+					t.Format(time.RFC3339), f.Format(time.RFC3339), end.Format(time.RFC3339))
+				t = end
+			}
 			src, err := activities.ParseSource(source)
 			if err != nil {
 				return fmt.Errorf("--source: %w", err)
@@ -220,4 +229,19 @@ func (a *app) reconcileCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&grace, "grace", 0, "unprocessed work younger than this is not a finding (default 2m)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait and print the findings; exit status 1 if findings remain")
 	return cmd
+}
+
+// endedRange cuts the end of a range [from, to) of minutes at the current
+// one, which has not ended (cut says whether it did): a slot is run once its
+// minute has ended, and the schedule runs those after now as they end.
+func endedRange(from, to, now time.Time) (end time.Time, cut bool, err error) {
+	current := now.UTC().Truncate(time.Minute)
+	if !from.Before(current) {
+		return time.Time{}, false, fmt.Errorf("--from %s: no minute of the range has ended yet (now %s); the schedule runs each minute as it ends",
+			from.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if to.After(current) {
+		return current, true, nil
+	}
+	return to, false, nil
 }
