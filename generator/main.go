@@ -108,6 +108,9 @@ retention soon after, and Kafka 4 rejects timestamps more than an hour in the fu
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, w := range config.UnknownVariables(os.Environ()) {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
 			if err := env.Validate(); err != nil { // reads the Kafka TLS and SASL settings
 				return err
 			}

@@ -48,6 +48,9 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			for _, w := range config.UnknownVariables(os.Environ()) {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
 			return a.cfg.Validate()
 		},
 	}

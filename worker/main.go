@@ -42,6 +42,9 @@ func main() {
 }
 
 func run(ctx context.Context, logger *slog.Logger, args []string) error {
+	for _, w := range config.UnknownVariables(os.Environ()) {
+		logger.Warn(w)
+	}
 	cfg := config.FromEnv()
 	fs := pflag.NewFlagSet("worker", pflag.ContinueOnError)
 	cfg.BindFlags(fs)

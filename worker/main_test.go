@@ -54,3 +54,16 @@ func TestWorkerSettings(t *testing.T) {
 		})
 	}
 }
+
+// A misspelt RTB_* variable is logged as a warning at start, with the name
+// it likely meant: otherwise its setting stays at its default without a word.
+func TestMisspeltVariableWarned(t *testing.T) {
+	t.Setenv("RTB_CLICKHOUSE_ADDR", "127.0.0.1:1")
+	t.Setenv("RTB_WORKER_CONNECT_WAIT", "0")
+	t.Setenv("RTB_TEMPORAL_ADDR", "temporal.example:7233")
+	var log strings.Builder
+	_ = run(context.Background(), slog.New(slog.NewTextHandler(&log, nil)), nil)
+	if !strings.Contains(log.String(), "RTB_TEMPORAL_ADDR is set") || !strings.Contains(log.String(), "did you mean RTB_TEMPORAL_ADDRESS?") {
+		t.Errorf("log %q does not warn of RTB_TEMPORAL_ADDR", log.String())
+	}
+}
