@@ -34,6 +34,8 @@ go vet ./...
 
 step "unit tests"
 go test -race -count=1 ./...
+# the parser's property tests in full (under -race they check a sample: race_test.go there)
+go test -count=1 ./internal/event
 
 step "local stack"
 started=0

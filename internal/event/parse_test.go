@@ -438,7 +438,7 @@ func checkParseTime(t *testing.T, s string) {
 func TestParseTimeFast(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	n := 200_000
-	if testing.Short() {
+	if testing.Short() || raceBuild {
 		n = 10_000
 	}
 	for range n {
@@ -541,7 +541,7 @@ func randRecord(rng *rand.Rand) []byte {
 func TestParseGenerated(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	n := 100_000
-	if testing.Short() {
+	if testing.Short() || raceBuild {
 		n = 5_000
 	}
 	var p Parser
