@@ -10,6 +10,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/rtbpipe/rtbpipe/internal/batch"
+	"github.com/rtbpipe/rtbpipe/internal/kafka"
 )
 
 // Activities carries the connections the activities share. Register a
@@ -17,6 +18,9 @@ import (
 // *Activities.
 type Activities struct {
 	Kafka sarama.Client
+	// Conn reaches the brokers for reads of records (the planner's, past
+	// a record stamped ahead).
+	Conn kafka.Conn
 	// Plans is the ledger as the planner reads and writes it.
 	Plans PlanLedger
 	// Batches processes batches (internal/batch).

@@ -256,6 +256,7 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 	// catch-up) does not wait at all.
 	deadline := slot.Add(time.Minute).Add(in.IdleWait)
 	poll := firstPoll
+	scanned := map[int32]int64{} // endPastPlanned's reads so far
 	for {
 		var ask []int32
 		for _, p := range parts {
@@ -266,6 +267,11 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 		offs, err := kafka.ListOffsets(a.Kafka, in.Topic, ask, slot.Add(time.Minute).UnixMilli())
 		if err != nil {
 			return nil, 0, err
+		}
+		for _, p := range ask {
+			if offs[p], err = a.endPastPlanned(ctx, in.Topic, p, slot, offs[p], prev, next, scanned); err != nil {
+				return nil, 0, err
+			}
 		}
 		waiting := 0
 		for _, p := range ask {
@@ -342,6 +348,43 @@ func (a *Activities) planPartitions(ctx context.Context, in PlanInput, slot time
 		out = append(out, plan.Split(b, a.maxBatchOffsets())...)
 	}
 	return out, waited, nil
+}
+
+// endPastPlanned returns the first offset of topic/p stamped at or after
+// slot's end (-1: none yet) among those its plan may end at, given off,
+// Kafka's ListOffsets answer. That answer is the first such offset from the
+// log's start: once a record stamped far ahead (a producer's clock years
+// fast, microseconds sent as milliseconds) has been planned, it is that
+// record for every later slot, for as long as the log holds it. Then the
+// offsets past those the plan takes anyway (Start, and the floor of
+// records appended before the slot ended: plan.Partition) are read for
+// their timestamps, as the slot's tail reads them; scanned remembers how
+// far a read found none, for the next poll. A slot planned between two
+// plans (a backfill) ends at the next plan's start anyway.
+func (a *Activities) endPastPlanned(ctx context.Context, topic string, p int32, slot time.Time, off int64,
+	prev, next map[int32]ledger.Batch, scanned map[int32]int64) (int64, error) {
+	b, ok := prev[p]
+	if _, planned := next[p]; off < 0 || !ok || planned {
+		return off, nil
+	}
+	from := max(b.End, plan.Floor(&b, slot))
+	if off >= from {
+		return off, nil
+	}
+	highs, err := kafka.ListOffsets(a.Kafka, topic, []int32{p}, sarama.OffsetNewest)
+	if err != nil {
+		return 0, err
+	}
+	from = max(from, scanned[p])
+	end, found, err := kafka.FirstStamped(ctx, a.Conn, topic, p, from, highs[p], slot.Add(time.Minute))
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		scanned[p] = max(from, highs[p])
+		return -1, nil
+	}
+	return end, nil
 }
 
 // plansAround reads the slot's plans and their neighbours again. Plans are

@@ -151,7 +151,7 @@ func newPlanFixture(t *testing.T) *planFixture {
 	t.Helper()
 	brokers, sc := kafkatest.Cluster(t, planTopic, 1)
 	f := &planFixture{t: t, brokers: brokers, plans: &memPlans{}}
-	f.a = &Activities{Kafka: sc, Plans: f.plans, Clock: func() time.Time { return f.clock }}
+	f.a = &Activities{Kafka: sc, Conn: kafka.Conn{Brokers: brokers}, Plans: f.plans, Clock: func() time.Time { return f.clock }}
 	return f
 }
 
@@ -514,5 +514,39 @@ func TestPlanSlotReadsTheLedgerBeforeNotBefore(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "planned meanwhile") {
 		t.Fatalf("got %v, want an error about the plan written meanwhile", err)
+	}
+}
+
+// Once a record stamped far ahead has been planned, it is still the first
+// offset Kafka gives for every later slot's end (ListOffsets looks from the
+// log's start), for as long as the log holds it: read so, every later plan
+// ended at the high watermark the plan before saw, and each slot counted the
+// minute before its own, a minute late. The planner must look for its end
+// among the offsets not yet planned.
+func TestPlansStayOnTimeAfterARecordStampedAhead(t *testing.T) {
+	f := newPlanFixture(t)
+	base := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	at := func(d time.Duration) time.Time { return base.Add(d) }
+	f.produce(stamps(5, at(10*time.Second))...)            // 0-4: slot base
+	f.produce(time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)) // 5: a clock years ahead
+	f.clock = at(time.Minute + time.Second)
+	want := func(slot time.Time, start, end int64) {
+		t.Helper()
+		b := f.plan(slot)
+		if b.Start != start || b.End != end {
+			t.Errorf("slot %s planned [%d,%d), want [%d,%d)", slot.Format("15:04"), b.Start, b.End, start, end)
+		}
+	}
+	want(base, 0, 5)
+	for i := int64(1); i <= 4; i++ { // live: each minute's records, then its plan a second after it ends
+		first := 6 + 6*(i-1) // minute i's five records, then the next minute's first
+		f.produce(stamps(5, at(time.Duration(i)*time.Minute+10*time.Second))...)
+		f.produce(at(time.Duration(i+1)*time.Minute + 500*time.Millisecond))
+		f.clock = at(time.Duration(i+1)*time.Minute + time.Second)
+		start := first - 1 // minute i's first record, appended before the plan of the minute before
+		if i == 1 {
+			start = 5 // the record stamped ahead, appended before slot base+1 ended
+		}
+		want(at(time.Duration(i)*time.Minute), start, first+5)
 	}
 }

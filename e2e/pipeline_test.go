@@ -218,7 +218,7 @@ func TestRetryAfterWriteCountsOnce(t *testing.T) {
 	d := standard(2, 2, base, 1, 1500)
 	e.produce(t, topic, d.recs)
 
-	real := &activities.Activities{Kafka: e.kafka, Plans: e.store, Ops: e.store, Analysis: e.store, Batches: &batch.Processor{
+	real := &activities.Activities{Kafka: e.kafka, Conn: kafka.ConnOf(e.cfg), Plans: e.store, Ops: e.store, Analysis: e.store, Batches: &batch.Processor{
 		Ledger: e.store, Sink: e.store, Archive: e.store, Kafka: e.kafka, Conn: kafka.ConnOf(e.cfg)}}
 	var mu sync.Mutex // activities run on the worker's goroutines
 	failed := map[int32]bool{}

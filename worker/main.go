@@ -196,7 +196,7 @@ func run(ctx context.Context, logger *slog.Logger, args []string) error {
 	w.RegisterWorkflow(workflows.BackfillWorkflow)
 	w.RegisterWorkflow(workflows.ReconcileWorkflow)
 	w.RegisterWorkflow(workflows.ScheduledReconcileWorkflow)
-	w.RegisterActivity(&activities.Activities{Kafka: kc, Plans: store, Ops: store, Analysis: store, MaxBatchOffsets: maxOffsets,
+	w.RegisterActivity(&activities.Activities{Kafka: kc, Conn: kafka.ConnOf(cfg), Plans: store, Ops: store, Analysis: store, MaxBatchOffsets: maxOffsets,
 		SearchAttributes: func(ctx context.Context) (bool, error) {
 			missing, err := connect.MissingSearchAttributes(ctx, tc, cfg.TemporalNamespace, workflows.SearchAttributes)
 			return err == nil && len(missing) == 0, err

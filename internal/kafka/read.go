@@ -224,6 +224,26 @@ func ReadRange(ctx context.Context, conn Conn, topic string, p int32, from, to i
 	return err
 }
 
+// FirstStamped returns the first offset in [from, to) of topic/p whose
+// record (a transaction marker included) is stamped at or after at, as
+// ReadRange reads them; found is false when there is none. Unlike Kafka's
+// ListOffsets, which looks from the log's start, it looks from from.
+func FirstStamped(ctx context.Context, conn Conn, topic string, p int32, from, to int64, at time.Time) (off int64, found bool, err error) {
+	off = -1
+	err = ReadRange(ctx, conn, topic, p, from, to, func(r *Record) error {
+		if !r.Timestamp.Before(at) {
+			off = r.Offset
+			return ErrStop
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return -1, false, fmt.Errorf("find the first record of %s/%d stamped at or after %s from offset %d: %w",
+			topic, p, at.UTC().Format(time.RFC3339), from, err)
+	}
+	return off, off >= 0, nil
+}
+
 // Consume calls fn for every record of topic/p from offset from on, in
 // offset order and as records arrive, over a connection of its own to
 // brokers, and tick every `every` with the number of records since the
