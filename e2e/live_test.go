@@ -159,3 +159,68 @@ func TestLiveScheduleTails(t *testing.T) {
 		t.Fatalf("slots counted %d events, %d dead letters; produced %d, %d", events, dead, d.n, d.malformed)
 	}
 }
+
+// One record stamped far ahead (a producer's clock years fast) does not put
+// the live slots after it behind: once it is planned, each later slot's
+// plan holds the records appended in its own minute, not the minute's
+// before (Guarantees: records stamped ahead of the clock). The windows are
+// exact, and every offset is in one plan.
+func TestLiveSlotsOnTimeAfterARecordStampedAhead(t *testing.T) {
+	e := getEnv(t).alongside(t)
+	e.startWorker(t)
+	topic := e.newTopic(t, 1)
+	sched, err := e.temporal.ScheduleClient().Create(context.Background(),
+		workflows.SlotSchedule(workflows.ScheduledInput{Topic: topic, Tail: true, IdleWait: 2 * time.Second}, e.cfg.TaskQueue))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sched.Delete(context.Background()) })
+	cfg := kafka.NewConfig("rtbpipe-e2e-ahead")
+	cfg.Producer.Partitioner = sarama.NewManualPartitioner
+	cfg.Producer.Return.Successes = true
+	p, err := sarama.NewSyncProducer(e.cfg.KafkaBrokers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	d := newDataset()
+	logged := map[int64]time.Time{} // offset: the record's timestamp
+	send := func(r *rand.Rand, logTime time.Time) {
+		d.add(r, 0, logTime, time.Now())
+		rec := d.recs[len(d.recs)-1]
+		_, off, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: 0, Timestamp: logTime, Value: sarama.ByteEncoder(rec.value)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		logged[off] = logTime
+	}
+	// s1 is the warm-up; the record stamped ahead, sent before it, is
+	// planned by s2 at the latest; s3 is the slot after.
+	s1 := time.Now().UTC().Truncate(time.Minute).Add(time.Minute)
+	s3 := s1.Add(2 * time.Minute)
+	r := rand.New(rand.NewPCG(5, 8))
+	send(r, time.Now())
+	send(r, time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC))
+	for time.Now().Before(s3.Add(50 * time.Second)) {
+		send(r, time.Now())
+		time.Sleep(100 * time.Millisecond)
+	}
+	for s := s1; !s.After(s3); s = s.Add(time.Minute) {
+		var res workflows.SlotResult
+		e.waitWorkflow(t, workflows.SlotWorkflowID(topic, s), 4*time.Minute, &res)
+	}
+	sched.Delete(context.Background())
+	e.checkExact(t, topic, d.want)
+	e.checkLedger(t, topic, d.hw)
+	plans, err := e.store.PlansBetween(context.Background(), topic, s3, s3)
+	if err != nil || len(plans) != 1 {
+		t.Fatalf("plans of slot %s: %v, %v", s3.Format("15:04"), plans, err)
+	}
+	b := plans[0]
+	for o := b.Start; o < b.End; o++ {
+		if at := logged[o]; at.Before(s3.Add(-5*time.Second)) || !at.Before(s3.Add(time.Minute)) {
+			t.Fatalf("slot %s planned [%d,%d), which holds offset %d, appended at %s: a slot behind its minute",
+				s3.Format("15:04:05"), b.Start, b.End, o, at.Format("15:04:05.000"))
+		}
+	}
+}
