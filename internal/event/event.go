@@ -21,10 +21,23 @@ var adFormats = map[string]string{"banner": "banner", "interstitial": "interstit
 // internal/agg checks every sum and reports an overflow instead of wrapping.
 const MaxRevenueMicros = 1_000_000 * 1_000_000
 
-// Earliest and latest event times that ClickHouse's DateTime can hold.
+// Event times are in [minTime, EndTime): those that ClickHouse's DateTime
+// holds, and whose windows, hours and days end where ClickHouse 18.16 still
+// reads a time given as a string (a query's bounds): '2106-01-01 00:00:00'
+// reads as 0 there.
 var (
 	minTime = time.Unix(0, 0).UTC()
-	maxTime = time.Date(2105, 12, 31, 23, 59, 0, 0, time.UTC)
+	// EndTime is the first time past every event time, and past every time
+	// the pipeline stores (sink.ClampTime).
+	EndTime = time.Date(2105, 12, 31, 0, 0, 0, 0, time.UTC)
+)
+
+// The longest identifiers and device an event may carry: a valid event's
+// strings live on in the batch's aggregates, its archive rows and the
+// parser's cache, so their size must be bounded as a dead letter's is.
+const (
+	MaxIDBytes     = 512
+	MaxDeviceBytes = 256
 )
 
 // Event is one parsed ad event. Money is in micro-units, exact.
@@ -308,6 +321,16 @@ func (ps *Parser) Parse(b []byte) (Event, error) {
 	if len(eventID) == 0 {
 		return Event{}, invalid("event_id: empty")
 	}
+	switch {
+	case len(eventID) > MaxIDBytes:
+		return Event{}, invalid("event_id: longer than %d bytes", MaxIDBytes)
+	case len(userID) > MaxIDBytes:
+		return Event{}, invalid("user_id: longer than %d bytes", MaxIDBytes)
+	case len(campaignID) > MaxIDBytes:
+		return Event{}, invalid("campaign_id: longer than %d bytes", MaxIDBytes)
+	case len(device) > MaxDeviceBytes:
+		return Event{}, invalid("device: longer than %d bytes", MaxDeviceBytes)
+	}
 	t, err := ParseTime(strs[mTimestamp])
 	if err != nil {
 		return Event{}, err
@@ -547,8 +570,8 @@ func parseTimeLayouts(b []byte) (time.Time, error) {
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, s); err == nil {
 			t = t.UTC()
-			if t.Before(minTime) || t.After(maxTime) {
-				return time.Time{}, invalid("timestamp %q: outside 1970..2105", truncate(s))
+			if t.Before(minTime) || !t.Before(EndTime) {
+				return time.Time{}, invalid("timestamp %q: outside 1970-01-01..2105-12-30", truncate(s))
 			}
 			return t, nil
 		}
@@ -556,7 +579,7 @@ func parseTimeLayouts(b []byte) (time.Time, error) {
 	return time.Time{}, invalid("timestamp %q: not RFC 3339", truncate(s))
 }
 
-var maxUnix = maxTime.Unix()
+var endUnix = EndTime.Unix()
 
 // parseTimeFast parses the usual shape of timestamp,
 // YYYY-MM-DD(T| )hh:mm:ss[.fraction][Z|(+|-)hh:mm], within 1970..2105, exactly
@@ -620,7 +643,7 @@ func parseTimeFast(b []byte) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	unix := daysSinceEpoch(year, month, day)*86400 + int64(hour*3600+minute*60+sec-offset)
-	if unix < 0 || unix > maxUnix || unix == maxUnix && nsec > 0 {
+	if unix < 0 || unix >= endUnix {
 		return time.Time{}, false // parseTimeLayouts says which error
 	}
 	return time.Unix(unix, int64(nsec)).UTC(), true

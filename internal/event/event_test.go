@@ -87,6 +87,16 @@ func TestParseInvalid(t *testing.T) {
 		strings.Replace(good, `"timestamp":"2026-11-24T21:15:03.123456Z"`, `"timestamp":"soon"`, 1): "not RFC 3339",
 		strings.Replace(good, `"timestamp":"2026-11-24T21:15:03.123456Z"`, `"timestamp":1}`, 1):     "malformed JSON",
 		strings.Replace(good, `"event_type":"click"`, `"event_type":null`, 1):                       "event_type: not a string",
+		// A valid event of megabytes would hold the worker's memory (its
+		// strings live on in aggregates, archive rows and the device cache).
+		strings.Replace(good, `"device":"ios"`, `"device":"`+strings.Repeat("d", 1<<20)+`"`, 1):        "device: longer than 256 bytes",
+		strings.Replace(good, `"event_id":"e1"`, `"event_id":"`+strings.Repeat("e", 513)+`"`, 1):       "event_id: longer than 512 bytes",
+		strings.Replace(good, `"user_id":"u1"`, `"user_id":"`+strings.Repeat("u", 513)+`"`, 1):         "user_id: longer than 512 bytes",
+		strings.Replace(good, `"campaign_id":"c1"`, `"campaign_id":"`+strings.Repeat("c", 513)+`"`, 1): "campaign_id: longer than 512 bytes",
+		// The last day ClickHouse 18.16 reads as a string is 2105-12-31:
+		// a window there would end past it, and its bounds read as 0.
+		strings.Replace(good, `"timestamp":"2026-11-24T21:15:03.123456Z"`, `"timestamp":"2105-12-31T23:30:00Z"`, 1): "outside",
+		strings.Replace(good, `"timestamp":"2026-11-24T21:15:03.123456Z"`, `"timestamp":"2105-12-31T00:00:00Z"`, 1): "outside",
 	}
 	var p Parser
 	for in, want := range cases {
@@ -125,7 +135,8 @@ func FuzzParse(f *testing.F) {
 		if ev.EventID == "" || ev.Country == "" || ev.EventType == "" || adFormats[ev.AdFormat] == "" {
 			t.Fatalf("accepted an incomplete event %+v", ev)
 		}
-		if ev.RevenueMicros < 0 || ev.RevenueMicros > MaxRevenueMicros || ev.Time.Before(minTime) || ev.Time.After(maxTime) {
+		if ev.RevenueMicros < 0 || ev.RevenueMicros > MaxRevenueMicros || ev.Time.Before(minTime) || !ev.Time.Before(EndTime) ||
+			len(ev.EventID) > MaxIDBytes || len(ev.UserID) > MaxIDBytes || len(ev.CampaignID) > MaxIDBytes || len(ev.Device) > MaxDeviceBytes {
 			t.Fatalf("accepted out-of-range values %+v", ev)
 		}
 		if ev.Window()%60 != 0 || ev.Window() > ev.Time.Unix() || ev.Time.Unix()-ev.Window() >= 60 {

@@ -100,6 +100,15 @@ func refParse(b []byte) (Event, string) {
 	if ev.EventID == "" {
 		return Event{}, "event_id: empty"
 	}
+	for _, f := range []struct {
+		name string
+		v    string
+		max  int
+	}{{"event_id", ev.EventID, MaxIDBytes}, {"user_id", ev.UserID, MaxIDBytes}, {"campaign_id", ev.CampaignID, MaxIDBytes}, {"device", ev.Device, MaxDeviceBytes}} {
+		if len(f.v) > f.max {
+			return Event{}, fmt.Sprintf("%s: longer than %d bytes", f.name, f.max)
+		}
+	}
 	var err error
 	if ev.Time, err = parseTimeLayouts([]byte(ts)); err != nil {
 		return Event{}, err.(*Invalid).Reason

@@ -113,11 +113,17 @@ func (r *RawBuffer) Reset() {
 		bidMicros: r.bidMicros[:0], offset: r.offset[:0], partition: r.partition[:0], version: r.version[:0]}
 }
 
-// ClampTime maps the zero time (unknown) to the Unix epoch, the zero of
-// ClickHouse's DateTime.
+// ClampTime maps a time ClickHouse's DateTime cannot hold to the nearest
+// end of its range: the zero time (unknown) and any before 1970 to the Unix
+// epoch, DateTime's zero; any past event.EndTime (a record stamped in
+// microseconds taken for milliseconds) to the second before it, where
+// DateTime would wrap it to some date in the past.
 func ClampTime(t time.Time) time.Time {
-	if t.Before(time.Unix(0, 0)) {
+	switch {
+	case t.Before(time.Unix(0, 0)):
 		return time.Unix(0, 0).UTC()
+	case !t.Before(event.EndTime):
+		return event.EndTime.Add(-time.Second)
 	}
 	return t.UTC()
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"testing"
 	"time"
+
+	"github.com/rtbpipe/rtbpipe/internal/event"
 )
 
 // A dead letter stores at most MaxDeadLetterPayload bytes of its payload
@@ -49,5 +51,23 @@ func TestDeadLetterEmptyPayloadHash(t *testing.T) {
 	d.SetPayload(nil)
 	if d.PayloadSHA256 != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" || d.PayloadBytes != 0 || len(d.Payload) != 0 {
 		t.Fatalf("%+v", d)
+	}
+}
+
+// A record's Kafka timestamp is stored as a DateTime: one before 1970 or
+// past what DateTime holds (microseconds sent as milliseconds: the year
+// 58,000) is stored at the nearest end of its range, never wrapped.
+func TestClampTime(t *testing.T) {
+	for _, c := range []struct{ in, want time.Time }{
+		{time.Time{}, time.Unix(0, 0).UTC()},
+		{time.UnixMilli(-5), time.Unix(0, 0).UTC()},
+		{time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC), time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)},
+		{time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{time.UnixMilli(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC).UnixMicro()), event.EndTime.Add(-time.Second)},
+		{event.EndTime, event.EndTime.Add(-time.Second)},
+	} {
+		if got := ClampTime(c.in); !got.Equal(c.want) {
+			t.Errorf("ClampTime(%s) = %s, want %s", c.in, got, c.want)
+		}
 	}
 }
