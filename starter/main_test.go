@@ -138,14 +138,15 @@ func TestBackfillCutAtTheCurrentMinute(t *testing.T) {
 // A misspelt RTB_* variable is a warning on stderr, with the name it likely
 // meant, whatever the command.
 func TestMisspeltVariableWarned(t *testing.T) {
-	t.Setenv("RTB_CLICKHOUSE_ADRR", "ch.example:9000")
+	const misspelt = "RTB_CLICKHOUSE_ADRR" // misspelt on purpose
+	t.Setenv(misspelt, "ch.example:9000")
 	root := newRoot()
 	var stderr strings.Builder
 	root.SetArgs([]string{"status", "--clickhouse-addr", "127.0.0.1:1"})
 	root.SetOut(io.Discard)
 	root.SetErr(&stderr)
 	_ = root.Execute()
-	if !strings.Contains(stderr.String(), "warning: RTB_CLICKHOUSE_ADRR is set") || !strings.Contains(stderr.String(), "did you mean RTB_CLICKHOUSE_ADDR?") {
-		t.Errorf("stderr %q does not warn of RTB_CLICKHOUSE_ADRR", stderr.String())
+	if !strings.Contains(stderr.String(), "warning: "+misspelt+" is set") || !strings.Contains(stderr.String(), "did you mean RTB_CLICKHOUSE_ADDR?") {
+		t.Errorf("stderr %q does not warn of %s", stderr.String(), misspelt)
 	}
 }

@@ -60,10 +60,11 @@ func TestWorkerSettings(t *testing.T) {
 func TestMisspeltVariableWarned(t *testing.T) {
 	t.Setenv("RTB_CLICKHOUSE_ADDR", "127.0.0.1:1")
 	t.Setenv("RTB_WORKER_CONNECT_WAIT", "0")
-	t.Setenv("RTB_TEMPORAL_ADDR", "temporal.example:7233")
+	const misspelt = "RTB_TEMPORAL_ADDR" // misspelt on purpose
+	t.Setenv(misspelt, "temporal.example:7233")
 	var log strings.Builder
 	_ = run(context.Background(), slog.New(slog.NewTextHandler(&log, nil)), nil)
-	if !strings.Contains(log.String(), "RTB_TEMPORAL_ADDR is set") || !strings.Contains(log.String(), "did you mean RTB_TEMPORAL_ADDRESS?") {
-		t.Errorf("log %q does not warn of RTB_TEMPORAL_ADDR", log.String())
+	if !strings.Contains(log.String(), misspelt+" is set") || !strings.Contains(log.String(), "did you mean RTB_TEMPORAL_ADDRESS?") {
+		t.Errorf("log %q does not warn of %s", log.String(), misspelt)
 	}
 }
