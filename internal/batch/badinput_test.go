@@ -2,6 +2,7 @@ package batch
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -207,6 +208,27 @@ func TestDeadLettersKeepLengthAndHash(t *testing.T) {
 		if !bytes.Equal(d.Payload, orig[:keep]) || d.PayloadBytes != uint64(len(orig)) || d.PayloadSHA256 != hex.EncodeToString(sum[:]) {
 			t.Fatalf("dead letter at offset %d: %d bytes stored, length %d, SHA-256 %s; want the first %d of %d bytes, SHA-256 %x",
 				o, len(d.Payload), d.PayloadBytes, d.PayloadSHA256, keep, len(orig), sum)
+		}
+	}
+}
+
+// A record without a value (a tombstone: Kafka's null) and a record whose
+// value is empty are dead letters whose reasons tell them apart.
+func TestTombstoneAndEmptyValueToldApart(t *testing.T) {
+	f := newFixture(t)
+	cl := f.producer()
+	for _, v := range [][]byte{nil, {}} {
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: v, Timestamp: slot, Partition: 0}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Close()
+	if _, err := f.processor().Process(testCtx(t), Input{Plan: plan(0, 2)}, &memBeat{}); err != nil {
+		t.Fatal(err)
+	}
+	for o, want := range map[int64]string{0: "null value (a tombstone)", 1: "empty value"} {
+		if d, ok := f.sink.dead[o]; !ok || !strings.Contains(d.Reason, want) {
+			t.Errorf("offset %d: dead letter %v (reason %q), want the reason %q", o, ok, d.Reason, want)
 		}
 	}
 }

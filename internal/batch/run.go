@@ -81,6 +81,12 @@ func (r *run) add(ctx context.Context, m *kafka.Record) error {
 	ev, err := r.parser.Parse(m.Value)
 	if err != nil {
 		reason, _ := event.IsInvalid(err)
+		switch {
+		case m.Value == nil: // Kafka's null, which compaction reads as a deletion
+			reason = "null value (a tombstone): a record without a value"
+		case len(m.Value) == 0:
+			reason = "empty value"
+		}
 		d := sink.DeadLetter{Topic: r.id.Topic, Partition: r.id.Partition, Offset: m.Offset, Slot: r.slot,
 			LogTime: m.Timestamp, Reason: reason}
 		d.SetPayload(m.Value)
