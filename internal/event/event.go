@@ -569,6 +569,9 @@ func parseTimeLayouts(b []byte) (time.Time, error) {
 	s := string(b)
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, s); err == nil {
+			if n := len(s); n >= 6 && (s[n-6] == '+' || s[n-6] == '-') && s[n-3] == ':' && (s[n-5:n-3] > "23" || s[n-2:] > "59") {
+				return time.Time{}, invalid("timestamp %q: offset %s: want hours 00-23 and minutes 00-59", truncate(s), s[n-6:])
+			}
 			t = t.UTC()
 			if t.Before(minTime) || !t.Before(EndTime) {
 				return time.Time{}, invalid("timestamp %q: outside 1970-01-01..2105-12-30", truncate(s))
@@ -628,8 +631,9 @@ func parseTimeFast(b []byte) (time.Time, bool) {
 		}
 	case 6:
 		hh, mm := num2(b[i+1], b[i+2]), num2(b[i+4], b[i+5])
-		// time.Parse takes offsets up to 24:60.
-		if b[i+3] != ':' || hh < 0 || hh > 24 || mm < 0 || mm > 60 {
+		// RFC 3339's offsets: hours 00-23, minutes 00-59 (parseTimeLayouts
+		// says so when time.Parse takes more).
+		if b[i+3] != ':' || hh < 0 || hh > 23 || mm < 0 || mm > 59 {
 			return time.Time{}, false
 		}
 		switch offset = (hh*60 + mm) * 60; b[i] {

@@ -97,6 +97,10 @@ func TestParseInvalid(t *testing.T) {
 		// a window there would end past it, and its bounds read as 0.
 		strings.Replace(good, `"timestamp":"2026-11-24T21:15:03.123456Z"`, `"timestamp":"2105-12-31T23:30:00Z"`, 1): "outside",
 		strings.Replace(good, `"timestamp":"2026-11-24T21:15:03.123456Z"`, `"timestamp":"2105-12-31T00:00:00Z"`, 1): "outside",
+		// RFC 3339's offsets are hours 00-23 and minutes 00-59 (time.Parse
+		// takes 24:60, and +24:00 moved the event a day).
+		strings.Replace(good, `"timestamp":"2026-11-24T21:15:03.123456Z"`, `"timestamp":"2026-11-24T21:15:03+24:00"`, 1): "offset",
+		strings.Replace(good, `"timestamp":"2026-11-24T21:15:03.123456Z"`, `"timestamp":"2026-11-24T21:15:03-10:60"`, 1): "offset",
 	}
 	var p Parser
 	for in, want := range cases {
