@@ -89,8 +89,22 @@ func (a *Activities) FindBackfillSlots(ctx context.Context, in RangeInput) ([]ti
 		set[s.UTC()] = true
 	}
 	if in.Source != SourceRaw { // from Kafka, slots never run can be planned now
+		// but not those before the minute of the first record Kafka holds:
+		// their plans would be empty (a mistyped year, thousands of them).
+		parts, err := kafka.Partitions(a.Kafka, in.Topic)
+		if err != nil {
+			return nil, err
+		}
+		first, holds, err := kafka.EarliestStamp(a.Kafka, in.Topic, parts)
+		if err != nil {
+			return nil, err
+		}
 		last := time.Now().UTC().Truncate(time.Minute).Add(-time.Minute) // the last slot that has ended
-		for s := from.Truncate(time.Minute); s.Before(to) && !s.After(last); s = s.Add(time.Minute) {
+		s := from.Truncate(time.Minute)
+		if f := first.Truncate(time.Minute); f.After(s) {
+			s = f
+		}
+		for ; holds && s.Before(to) && !s.After(last); s = s.Add(time.Minute) {
 			set[s] = true
 		}
 	}

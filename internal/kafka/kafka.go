@@ -158,17 +158,42 @@ func OffsetForTime(cl sarama.Client, topic string, p int32, t time.Time) (int64,
 // Like sarama's own GetOffset, it asks once more after refreshing the
 // topic's metadata, so that a moved leader is found.
 func ListOffsets(cl sarama.Client, topic string, parts []int32, when int64) (map[int32]int64, error) {
-	out, err := listOffsets(cl, topic, parts, when)
+	out, _, err := listOffsetsStamped(cl, topic, parts, when)
+	return out, err
+}
+
+// EarliestStamp returns the earliest timestamp of the first records of
+// topic's partitions parts stamped at or after the Unix epoch (found is
+// false when they hold none): every offset Kafka holds is at or after the
+// first offset stamped past any earlier minute, so a plan of such a minute
+// made now would be empty.
+func EarliestStamp(cl sarama.Client, topic string, parts []int32) (earliest time.Time, found bool, err error) {
+	offs, stamps, err := listOffsetsStamped(cl, topic, parts, 0)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	for p, off := range offs {
+		if ts := time.UnixMilli(stamps[p]).UTC(); off >= 0 && (!found || ts.Before(earliest)) {
+			earliest, found = ts, true
+		}
+	}
+	return earliest, found, nil
+}
+
+// listOffsetsStamped is ListOffsets, with the timestamp of each offset's
+// record when when is a time (not sarama.OffsetOldest or OffsetNewest).
+func listOffsetsStamped(cl sarama.Client, topic string, parts []int32, when int64) (offsets, stamps map[int32]int64, err error) {
+	offsets, stamps, err = listOffsets(cl, topic, parts, when)
 	if err == nil {
-		return out, nil
+		return offsets, stamps, nil
 	}
 	if rerr := cl.RefreshMetadata(topic); rerr != nil {
-		return nil, errors.Join(err, fmt.Errorf("metadata of topic %s: %w", topic, rerr))
+		return nil, nil, errors.Join(err, fmt.Errorf("metadata of topic %s: %w", topic, rerr))
 	}
 	return listOffsets(cl, topic, parts, when)
 }
 
-func listOffsets(cl sarama.Client, topic string, parts []int32, when int64) (map[int32]int64, error) {
+func listOffsets(cl sarama.Client, topic string, parts []int32, when int64) (map[int32]int64, map[int32]int64, error) {
 	type ask struct {
 		req   *sarama.OffsetRequest
 		parts []int32
@@ -177,7 +202,7 @@ func listOffsets(cl sarama.Client, topic string, parts []int32, when int64) (map
 	for _, p := range parts {
 		b, err := cl.Leader(topic, p)
 		if err != nil {
-			return nil, fmt.Errorf("leader of %s/%d: %w", topic, p, err)
+			return nil, nil, fmt.Errorf("leader of %s/%d: %w", topic, p, err)
 		}
 		a := asks[b]
 		if a == nil {
@@ -188,27 +213,27 @@ func listOffsets(cl sarama.Client, topic string, parts []int32, when int64) (map
 		a.req.AddBlock(topic, p, when, 1)
 		a.parts = append(a.parts, p)
 	}
-	out := make(map[int32]int64, len(parts))
+	out, stamps := make(map[int32]int64, len(parts)), make(map[int32]int64, len(parts))
 	for b, a := range asks {
 		resp, err := b.GetAvailableOffsets(a.req)
 		if err != nil {
 			_ = b.Close() // as sarama's own GetOffset: the next request reconnects
-			return nil, fmt.Errorf("offsets of %s %v at %d: %w", topic, a.parts, when, err)
+			return nil, nil, fmt.Errorf("offsets of %s %v at %d: %w", topic, a.parts, when, err)
 		}
 		for _, p := range a.parts {
 			blk := resp.GetBlock(topic, p)
 			switch {
 			case blk == nil:
-				return nil, fmt.Errorf("offset of %s/%d at %d: %w", topic, p, when, sarama.ErrIncompleteResponse)
+				return nil, nil, fmt.Errorf("offset of %s/%d at %d: %w", topic, p, when, sarama.ErrIncompleteResponse)
 			case !errors.Is(blk.Err, sarama.ErrNoError):
-				return nil, fmt.Errorf("offset of %s/%d at %d: %w", topic, p, when, blk.Err)
+				return nil, nil, fmt.Errorf("offset of %s/%d at %d: %w", topic, p, when, blk.Err)
 			case len(blk.Offsets) != 1:
-				return nil, fmt.Errorf("offset of %s/%d at %d: %d offsets in the answer", topic, p, when, len(blk.Offsets))
+				return nil, nil, fmt.Errorf("offset of %s/%d at %d: %d offsets in the answer", topic, p, when, len(blk.Offsets))
 			}
-			out[p] = blk.Offsets[0]
+			out[p], stamps[p] = blk.Offsets[0], blk.Timestamp
 		}
 	}
-	return out, nil
+	return out, stamps, nil
 }
 
 // TopicID returns the topic's ID, which Kafka (2.8 and later) gives a topic
