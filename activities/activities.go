@@ -19,8 +19,9 @@ import (
 type Activities struct {
 	Kafka sarama.Client
 	// Conn reaches the brokers for reads of records (the planner's, past
-	// a record stamped ahead).
-	Conn kafka.Conn
+	// a record stamped ahead), within EndScan's bounds (zero: the defaults).
+	Conn    kafka.Conn
+	EndScan EndScan
 	// Plans is the ledger as the planner reads and writes it.
 	Plans PlanLedger
 	// Batches processes batches (internal/batch).

@@ -550,3 +550,105 @@ func TestPlansStayOnTimeAfterARecordStampedAhead(t *testing.T) {
 		want(at(time.Duration(i)*time.Minute), start, first+5)
 	}
 }
+
+// stampedAhead produces, on the fixture's partition, five records of slot
+// base, one stamped in 2099 (offset 5), then plans slot base a second after
+// it ends: the start of the tests below.
+func (f *planFixture) stampedAhead(base time.Time) {
+	f.t.Helper()
+	f.produce(stamps(5, base.Add(10*time.Second))...)
+	f.produce(time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC))
+	f.clock = base.Add(time.Minute + time.Second)
+	if b := f.plan(base); b.Start != 0 || b.End != 5 {
+		f.t.Fatalf("slot %s planned [%d,%d), want [0,5)", base.Format("15:04"), b.Start, b.End)
+	}
+}
+
+// Looking past a record stamped ahead is bounded: a slot whose previous
+// plan is older than the minute before it (a paused schedule: the floor is
+// hours back, and the read would be the whole backlog), or whose offsets
+// past the floor are more than EndScan.Offsets, or whose read takes longer
+// than EndScan.Budget (an open transaction that Kafka cannot yet prove the
+// offsets before it complete for), ends at the floor, as before the
+// planner looked: late, never wrong.
+func TestLookingPastARecordStampedAheadIsBounded(t *testing.T) {
+	t.Run("paused", func(t *testing.T) {
+		f := newPlanFixture(t)
+		base := time.Now().UTC().Truncate(time.Minute).Add(-3 * time.Hour)
+		f.stampedAhead(base)
+		f.produce(stamps(5, base.Add(2*time.Hour))...) // 6-10, after two hours paused
+		f.produce(base.Add(2*time.Hour + 70*time.Second))
+		slot := base.Add(2 * time.Hour)
+		f.clock = slot.Add(time.Minute + time.Second)
+		if b := f.plan(slot); b.Start != 5 || b.End != 6 {
+			t.Errorf("slot %s, the first after two hours paused, planned [%d,%d), want [5,6): the floor, without a read of the backlog",
+				slot.Format("15:04"), b.Start, b.End)
+		}
+	})
+	t.Run("offsets", func(t *testing.T) {
+		f := newPlanFixture(t)
+		f.a.EndScan = EndScan{Budget: time.Minute, Offsets: 3}
+		base := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+		f.stampedAhead(base)
+		f.produce(stamps(5, base.Add(70*time.Second))...) // 6-10
+		f.produce(base.Add(2*time.Minute + time.Second))  // 11: the end, 5 offsets past the floor
+		f.clock = base.Add(2*time.Minute + time.Second)
+		if b := f.plan(base.Add(time.Minute)); b.Start != 5 || b.End != 6 {
+			t.Errorf("planned [%d,%d), want [5,6): the floor, past 3 offsets", b.Start, b.End)
+		}
+	})
+	t.Run("budget", func(t *testing.T) {
+		f := newPlanFixture(t)
+		f.a.EndScan = EndScan{Budget: 300 * time.Millisecond, Offsets: 1000}
+		base := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+		f.stampedAhead(base)
+		// Offsets 6-7 of a transaction that aborts after another one,
+		// still open, has begun (8): Kafka delivers neither, so a read
+		// cannot prove 6-7 done until the open one ends.
+		aborts, open := f.txnProducer("aborts"), f.txnProducer("open")
+		defer aborts.Close()
+		defer open.Close()
+		f.produceIn(aborts, stamps(2, base.Add(70*time.Second))...)
+		f.produceIn(open, base.Add(80*time.Second))
+		if err := aborts.EndTransaction(context.Background(), kgo.TryAbort); err != nil {
+			t.Fatal(err)
+		}
+		f.clock = base.Add(2*time.Minute + time.Second)
+		began := time.Now()
+		res, err := f.planSlot(base.Add(time.Minute), time.Time{})
+		if err != nil || len(res.Batches) != 1 {
+			t.Fatalf("plan: %v, %v", res, err)
+		}
+		if b := res.Batches[0]; b.Start != 5 || b.End != 6 {
+			t.Errorf("planned [%d,%d), want [5,6): the floor, once the budget is spent", b.Start, b.End)
+		}
+		if took := time.Since(began); took > 30*time.Second {
+			t.Errorf("planning took %s", took)
+		}
+	})
+}
+
+// txnProducer is a transactional producer to the fixture's partition, its
+// transaction begun.
+func (f *planFixture) txnProducer(id string) *kgo.Client {
+	f.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers...), kgo.DefaultProduceTopic(planTopic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionalID(id))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := cl.BeginTransaction(); err != nil {
+		f.t.Fatal(err)
+	}
+	return cl
+}
+
+// produceIn appends one record per timestamp through cl.
+func (f *planFixture) produceIn(cl *kgo.Client, stamps ...time.Time) {
+	f.t.Helper()
+	for _, ts := range stamps {
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte("{}"), Timestamp: ts}).FirstErr(); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}

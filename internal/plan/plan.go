@@ -43,8 +43,9 @@ type Input struct {
 //     With it, a record appended at t is planned by about t + 2 minutes
 //     when slots are planned less than a minute after they end (see
 //     Floor). Membership stays by offset: which slot counts a record never
-//     changes the window its event goes to. (EndOffset is past the floor:
-//     the planner looks for it there, activities.endPastPlanned.)
+//     changes the window its event goes to. (For a live slot the planner
+//     looks for EndOffset past the start and floor, within bounds:
+//     activities.endPastPlanned; any EndOffset is clamped here.)
 //   - A slot planned after a later slot (a slot that never ran, planned by a
 //     backfill or reconciliation) only takes offsets between its neighbours,
 //     so it can never overlap them; usually that range is empty, because the
