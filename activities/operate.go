@@ -116,6 +116,31 @@ func (a *Activities) FindBackfillSlots(ctx context.Context, in RangeInput) ([]ti
 	return out, nil
 }
 
+// checkBeat is how often CheckRange heartbeats while it reads: a check of
+// a long range reads for minutes, and only a heartbeat lets a terminated or
+// cancelled reconciliation stop it (its context ends then).
+const checkBeat = 10 * time.Second
+
+// beatWhile calls beat every `every` until the returned stop is called.
+func beatWhile(ctx context.Context, every time.Duration, beat func()) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				beat()
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
 // Finding is one thing a reconciliation found wrong.
 type Finding = reconcile.Finding
 
@@ -133,6 +158,7 @@ type CheckReport = reconcile.Report
 // loads what the ledger, the partials and Kafka hold, and reconcile.Check
 // decides the findings.
 func (a *Activities) CheckRange(ctx context.Context, in CheckInput) (CheckReport, error) {
+	defer beatWhile(ctx, checkBeat, func() { activity.RecordHeartbeat(ctx, "checking") })()
 	now := time.Now().UTC()
 	from, to := reconcile.Clip(in.From, in.To, now, in.Grace)
 	cutoff := reconcile.Cutoff(now, in.Grace)

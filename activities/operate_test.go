@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -46,5 +47,18 @@ func TestBackfillSkipsMinutesBeforeTheTopicsFirstRecord(t *testing.T) {
 			got = append(got[:3], got[len(got)-2:]...)
 		}
 		t.Errorf("%d slots (%v ...), want %v: the one the ledger knows, and the minutes from the first record's", n, got, want)
+	}
+}
+
+// beatWhile beats at its interval until stopped, and not after.
+func TestBeatWhile(t *testing.T) {
+	var n atomic.Int32
+	stop := beatWhile(context.Background(), 10*time.Millisecond, func() { n.Add(1) })
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	got := n.Load()
+	time.Sleep(50 * time.Millisecond)
+	if got < 3 || n.Load() != got {
+		t.Errorf("%d beats in 200 ms at every 10 ms, then %d after the stop", got, n.Load()-got)
 	}
 }

@@ -83,9 +83,8 @@ const (
 func (a *Activities) PlanSlot(ctx context.Context, in PlanInput) (PlanResult, error) {
 	slot := in.Slot.UTC()
 	slotEnd := slot.Add(time.Minute)
-	if !slot.Equal(slot.Truncate(time.Minute)) {
-		return PlanResult{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("slot %s is not the start of a minute", slot.Format(time.RFC3339Nano)), ErrTypeBadInput, nil)
+	if err := plan.CheckSlot(slot); err != nil {
+		return PlanResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, nil)
 	}
 	at := slotEnd
 	if in.NotBefore.After(at) {

@@ -94,6 +94,16 @@ func TestBackfillRangeBounded(t *testing.T) {
 	refusedBeforeConnecting(t, "backfill", []struct{ args, want string }{
 		{"--from 2006-01-01T00:00:00Z --to 2026-01-01T00:00:00Z", "at most 31 days"},
 		{"--from 2099-01-01T00:00:00Z --to 2099-01-01T01:00:00Z", "has ended yet"},
+		{"--from 1969-12-31T23:00:00Z --to 1970-01-01T00:10:00Z", "1970"},
+	})
+	refusedBeforeConnecting(t, "reconcile", []struct{ args, want string }{
+		{"--from 1969-12-31T23:00:00Z --to 1970-01-01T00:10:00Z", "1970"},
+		{"--from 2099-01-01T00:00:00Z --to 2099-01-01T01:00:00Z", "has ended yet"},
+		{"--from 2026-01-01T00:00:00Z --to 2026-11-01T00:00:00Z", "at most 31 days"},
+	})
+	refusedBeforeConnecting(t, "run-slot", []struct{ args, want string }{
+		{"--slot 1969-12-31T23:00:00Z", "1970"},
+		{"--slot 0001-01-01T00:00:00Z", "1970"},
 	})
 }
 
@@ -122,7 +132,7 @@ func TestBackfillCutAtTheCurrentMinute(t *testing.T) {
 		{"10:30", "10:45", "", false, "has ended yet"},
 		{"11:00", "12:00", "", false, "has ended yet"},
 	} {
-		got, cut, err := endedRange(at(c.from), at(c.to), now)
+		got, cut, err := endedAt(at(c.from), at(c.to), now)
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Errorf("[%s, %s): %v, want an error about %q", c.from, c.to, err, c.err)

@@ -84,17 +84,8 @@ func (a *app) backfillCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := workflows.CheckBackfillRange(f, t); err != nil {
+			if t, err = a.endedRange(cmd, "backfill", f, t); err != nil {
 				return err
-			}
-			end, cut, err := endedRange(f, t, time.Now())
-			if err != nil {
-				return err
-			}
-			if cut {
-				fmt.Fprintf(cmd.OutOrStdout(), "--to %s is in the future: the backfill covers [%s, %s), the minutes that have ended; the schedule runs the others as they end\n",
-					t.Format(time.RFC3339), f.Format(time.RFC3339), end.Format(time.RFC3339))
-				t = end
 			}
 			src, err := activities.ParseSource(source)
 			if err != nil {
@@ -184,6 +175,9 @@ func (a *app) reconcileCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if t, err = a.endedRange(cmd, "reconciliation", f, t); err != nil {
+				return err
+			}
 			if grace < 0 {
 				return fmt.Errorf("--grace must not be negative")
 			}
@@ -231,10 +225,28 @@ func (a *app) reconcileCmd() *cobra.Command {
 	return cmd
 }
 
-// endedRange cuts the end of a range [from, to) of minutes at the current
+// endedRange checks a range [from, to) a command was given
+// (workflows.CheckRange) and cuts it at the current minute (endedAt), saying
+// so: what covers it returns.
+func (a *app) endedRange(cmd *cobra.Command, what string, from, to time.Time) (time.Time, error) {
+	if err := workflows.CheckRange(from, to); err != nil {
+		return time.Time{}, err
+	}
+	end, cut, err := endedAt(from, to, time.Now())
+	if err != nil {
+		return time.Time{}, err
+	}
+	if cut {
+		fmt.Fprintf(cmd.OutOrStdout(), "--to %s is in the future: the %s covers [%s, %s), the minutes that have ended; the schedule runs the others as they end\n",
+			to.Format(time.RFC3339), what, from.Format(time.RFC3339), end.Format(time.RFC3339))
+	}
+	return end, nil
+}
+
+// endedAt cuts the end of a range [from, to) of minutes at the current
 // one, which has not ended (cut says whether it did): a slot is run once its
 // minute has ended, and the schedule runs those after now as they end.
-func endedRange(from, to, now time.Time) (end time.Time, cut bool, err error) {
+func endedAt(from, to, now time.Time) (end time.Time, cut bool, err error) {
 	current := now.UTC().Truncate(time.Minute)
 	if !from.Before(current) {
 		return time.Time{}, false, fmt.Errorf("--from %s: no minute of the range has ended yet (now %s); the schedule runs each minute as it ends",

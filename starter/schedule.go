@@ -215,8 +215,8 @@ func (s scheduleSettings) validate() error {
 	if s.recEvery < time.Minute {
 		return fmt.Errorf("--reconcile-every must be 0 (no reconciliation schedule) or at least 1m, got %s: each run starts 30s into its interval", s.recEvery)
 	}
-	if s.recLookback < time.Minute {
-		return fmt.Errorf("--reconcile-lookback must be at least 1m, got %s", s.recLookback)
+	if s.recLookback < time.Minute || s.recLookback > workflows.MaxRange {
+		return fmt.Errorf("--reconcile-lookback must be from 1m to 744h (31 days), got %s", s.recLookback)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtbpipe/rtbpipe/internal/connect"
+	"github.com/rtbpipe/rtbpipe/internal/plan"
 	"github.com/rtbpipe/rtbpipe/workflows"
 )
 
@@ -19,6 +20,9 @@ func parseSlot(s string) (time.Time, error) {
 	}
 	if !t.Equal(t.Truncate(time.Minute)) {
 		return time.Time{}, fmt.Errorf("--slot %q: a slot is a whole minute; seconds must be zero", s)
+	}
+	if err := plan.CheckSlot(t); err != nil {
+		return time.Time{}, fmt.Errorf("--slot: %w", err)
 	}
 	return t.UTC(), nil
 }

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/rtbpipe/rtbpipe/activities"
+	"github.com/rtbpipe/rtbpipe/internal/plan"
 )
 
 // BackfillQuery is the query that returns a backfill's progress.
@@ -17,16 +18,23 @@ const BackfillQuery = "progress"
 // as new, so that the history of a backfill of days stays small.
 const slotsPerRun = 240
 
-// MaxBackfillRange is the longest range one backfill takes: from Kafka
-// every minute of it is a slot, and the workflow carries the list of the
-// slots left (about 25 bytes each) under Temporal's 2 MiB payload limit.
-const MaxBackfillRange = 31 * 24 * time.Hour
+// MaxRange is the longest range one backfill or reconciliation takes:
+// from Kafka every minute of a backfill is a slot, and the workflow carries
+// the list of the slots left (about 25 bytes each) under Temporal's 2 MiB
+// payload limit; a reconciliation reads the whole range's ledger at once.
+const MaxRange = 31 * 24 * time.Hour
 
-// CheckBackfillRange refuses a range longer than MaxBackfillRange.
-func CheckBackfillRange(from, to time.Time) error {
-	if to.Sub(from) > MaxBackfillRange {
-		return fmt.Errorf("a backfill covers at most 31 days, and [%s, %s) is %.0f days: run one per month",
+// CheckRange refuses a range [from, to) of minutes longer than MaxRange,
+// or of minutes no slot can have (plan.CheckSlot).
+func CheckRange(from, to time.Time) error {
+	if to.Sub(from) > MaxRange {
+		return fmt.Errorf("a range covers at most 31 days, and [%s, %s) is %.0f days: run one per month",
 			from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), to.Sub(from).Hours()/24)
+	}
+	for _, m := range []time.Time{from.Truncate(time.Minute), to.Add(-time.Nanosecond).Truncate(time.Minute)} {
+		if err := plan.CheckSlot(m); err != nil {
+			return fmt.Errorf("range [%s, %s): %w", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), err)
+		}
 	}
 	return nil
 }
@@ -74,7 +82,7 @@ func BackfillWorkflow(ctx workflow.Context, in BackfillInput) (BackfillProgress,
 		return in.Progress, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("backfill needs a topic and from < to (got %s, %s)", in.From, in.To), activities.ErrTypeBadInput, nil)
 	}
-	if err := CheckBackfillRange(in.From, in.To); err != nil {
+	if err := CheckRange(in.From, in.To); err != nil {
 		return in.Progress, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, nil)
 	}
 	if in.Source == "" {

@@ -140,15 +140,15 @@ func TestBackfillPlanningErrorFailsTheRest(t *testing.T) {
 	}
 }
 
-// A range longer than MaxBackfillRange (a mistyped year) is bad input, said
+// A range longer than MaxRange (a mistyped year) is bad input, said
 // at once: from Kafka every minute of it is a slot, and the list of them
 // would pass Temporal's payload limit (2 MiB, some 60,000 slots) deep in
 // the run.
 func TestBackfillRefusesATooLongRange(t *testing.T) {
 	env := backfillEnv(t, &fakeLedger{}, minutes(1))
-	env.ExecuteWorkflow(BackfillWorkflow, BackfillInput{Topic: "t", From: slot, To: slot.Add(MaxBackfillRange + time.Minute)})
+	env.ExecuteWorkflow(BackfillWorkflow, BackfillInput{Topic: "t", From: slot, To: slot.Add(MaxRange + time.Minute)})
 	var appErr *temporal.ApplicationError
 	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeBadInput {
-		t.Fatalf("a backfill over %s: %v, want bad input", MaxBackfillRange+time.Minute, err)
+		t.Fatalf("a backfill over %s: %v, want bad input", MaxRange+time.Minute, err)
 	}
 }

@@ -48,6 +48,9 @@ func ReconcileWorkflow(ctx workflow.Context, in ReconcileInput) (ReconcileResult
 		return res, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("reconcile needs a topic and from < to (got %s, %s)", in.From, in.To), activities.ErrTypeBadInput, nil)
 	}
+	if err := CheckRange(in.From, in.To); err != nil {
+		return res, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, nil)
+	}
 	attrs := startAttributes(ctx, in.Topic, time.Time{})
 	err := reconcile(ctx, in, &res)
 	outcome := OutcomeDone

@@ -13,6 +13,7 @@ import (
 	"github.com/rtbpipe/rtbpipe/internal/dur"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 	"github.com/rtbpipe/rtbpipe/internal/metrics"
+	"github.com/rtbpipe/rtbpipe/internal/plan"
 )
 
 // Defaults of a slot run.
@@ -76,9 +77,8 @@ func (in *SlotInput) validate() error {
 	if in.Topic == "" {
 		return temporal.NewNonRetryableApplicationError("topic is empty", activities.ErrTypeBadInput, nil)
 	}
-	if in.Slot.IsZero() || !in.Slot.Equal(in.Slot.Truncate(time.Minute)) {
-		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("slot %s is not the start of a minute", in.Slot.Format(time.RFC3339Nano)), activities.ErrTypeBadInput, nil)
+	if err := plan.CheckSlot(in.Slot); err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, nil)
 	}
 	in.Slot = in.Slot.UTC()
 	if in.IdleWait <= 0 {

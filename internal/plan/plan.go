@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rtbpipe/rtbpipe/internal/event"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 )
 
@@ -117,6 +118,20 @@ func Floor(prev *ledger.Batch, slot time.Time) int64 {
 		return 0
 	}
 	return prev.HighWater
+}
+
+// CheckSlot refuses a slot that is not a whole minute from 1970-01-01 (Kafka
+// reads a negative time as one of its special values) to the day before
+// event.EndTime (where event times end).
+func CheckSlot(slot time.Time) error {
+	switch {
+	case !slot.Equal(slot.Truncate(time.Minute)):
+		return fmt.Errorf("slot %s is not the start of a minute", slot.UTC().Format(time.RFC3339Nano))
+	case slot.Before(time.Unix(0, 0)) || !slot.Before(event.EndTime):
+		return fmt.Errorf("slot %s: slots run from 1970-01-01T00:00:00Z to before %s", slot.UTC().Format(time.RFC3339),
+			event.EndTime.Format(time.RFC3339))
+	}
+	return nil
 }
 
 func clamp(v, lo, hi int64) int64 {

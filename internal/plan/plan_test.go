@@ -118,3 +118,26 @@ func TestSplit(t *testing.T) {
 		}
 	}
 }
+
+// A slot is a whole minute in the range Kafka's timestamps and ClickHouse's
+// DateTime share: one before 1970 would ask Kafka for the offset of a
+// negative time (its special values: "the version of API is not supported"),
+// retried while the topic's planner waited; year 1 is Go's zero time.
+func TestCheckSlot(t *testing.T) {
+	for _, c := range []struct {
+		slot time.Time
+		ok   bool
+	}{
+		{time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC), true},
+		{time.Unix(0, 0), true},
+		{time.Date(2105, 12, 30, 23, 59, 0, 0, time.UTC), true},
+		{time.Date(2026, 12, 3, 10, 0, 30, 0, time.UTC), false},
+		{time.Date(1969, 12, 31, 23, 59, 0, 0, time.UTC), false},
+		{time.Time{}, false},
+		{time.Date(2105, 12, 31, 0, 0, 0, 0, time.UTC), false},
+	} {
+		if err := CheckSlot(c.slot); (err == nil) != c.ok {
+			t.Errorf("CheckSlot(%s): %v, want ok %v", c.slot.Format(time.RFC3339Nano), err, c.ok)
+		}
+	}
+}
