@@ -12,11 +12,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/rtbpipe/rtbpipe/internal/anomaly"
 	"github.com/rtbpipe/rtbpipe/internal/cache"
 	"github.com/rtbpipe/rtbpipe/internal/chstore"
+	"github.com/rtbpipe/rtbpipe/internal/config"
 	"github.com/rtbpipe/rtbpipe/internal/ledger"
 	"github.com/rtbpipe/rtbpipe/workflows"
 )
@@ -40,8 +42,11 @@ type Reader interface {
 	TotalsGeneration(ctx context.Context, topic string, from, to time.Time) (string, error)
 }
 
-// MaxRange bounds the range one API request reads.
-const MaxRange = 7 * 24 * time.Hour
+// MaxRange bounds the range one API request reads (maxRangeText says it).
+const (
+	MaxRange     = 7 * 24 * time.Hour
+	maxRangeText = "7 days"
+)
 
 // Server is the dashboard's HTTP handler.
 type Server struct {
@@ -83,6 +88,10 @@ func (s *Server) Handler() http.Handler {
 		case "", "minute":
 		case "hour":
 			step = time.Hour
+			if !q.from.Equal(q.from.Truncate(time.Hour)) || !q.to.Equal(q.to.Truncate(time.Hour)) {
+				return nil, badRequest("step=hour reads whole hours: from %s and to %s must be on the hour",
+					q.from.Format(time.RFC3339), q.to.Format(time.RFC3339))
+			}
 		default:
 			return nil, badRequest("step %q: want minute or hour", v)
 		}
@@ -97,7 +106,14 @@ func (s *Server) Handler() http.Handler {
 		return s.Read.Rates(ctx, q.topic, q.from, q.to, step, dim)
 	}))
 	mux.HandleFunc("GET /api/anomalies", s.ranged(func(ctx context.Context, q query) (any, error) {
-		return s.Read.Anomalies(ctx, q.topic, q.from, q.to, q.values.Get("all") == "1")
+		all := false
+		if v := q.values.Get("all"); v != "" {
+			var err error
+			if all, err = strconv.ParseBool(v); err != nil {
+				return nil, badRequest("all %q: want true or false (1 or 0)", v)
+			}
+		}
+		return s.Read.Anomalies(ctx, q.topic, q.from, q.to, all)
 	}))
 	mux.HandleFunc("GET /api/health", s.api(s.health))
 	return mux
@@ -117,12 +133,26 @@ func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
 }
 
+// topicOf reads the topic a request names, refusing one Kafka would not
+// allow (config.CheckTopic).
+func topicOf(v url.Values) (string, error) {
+	topic := v.Get("topic")
+	if topic == "" {
+		return "", badRequest("topic is required (e.g. ?topic=ad-events)")
+	}
+	if err := config.CheckTopic(topic); err != nil {
+		return "", badRequest("%v", err)
+	}
+	return topic, nil
+}
+
 // parseQuery reads topic, from and to (RFC 3339; to defaults to now, from
 // to an hour before to).
 func (s *Server) parseQuery(v url.Values) (query, error) {
-	q := query{topic: v.Get("topic"), values: v}
-	if q.topic == "" {
-		return q, badRequest("topic is required (e.g. ?topic=ad-events)")
+	q := query{values: v}
+	var err error
+	if q.topic, err = topicOf(v); err != nil {
+		return q, err
 	}
 	q.to = s.now().UTC()
 	if t := v.Get("to"); t != "" {
@@ -142,7 +172,8 @@ func (s *Server) parseQuery(v url.Values) (query, error) {
 	case !q.from.Before(q.to):
 		return q, badRequest("from %s is not before to %s", q.from.Format(time.RFC3339), q.to.Format(time.RFC3339))
 	case q.to.Sub(q.from) > MaxRange:
-		return q, badRequest("the range %s is longer than %s: ask for less", q.to.Sub(q.from), MaxRange)
+		return q, badRequest("the range [%s, %s) is longer than %s: ask for less", q.from.UTC().Format(time.RFC3339),
+			q.to.UTC().Format(time.RFC3339), maxRangeText)
 	}
 	q.from, q.to = q.from.UTC(), q.to.UTC()
 	return q, nil
@@ -270,9 +301,9 @@ type SlotLine struct {
 }
 
 func (s *Server) health(ctx context.Context, v url.Values) (any, error) {
-	topic := v.Get("topic")
-	if topic == "" {
-		return nil, badRequest("topic is required (e.g. ?topic=ad-events)")
+	topic, err := topicOf(v)
+	if err != nil {
+		return nil, err
 	}
 	h := Health{Topic: topic, Slots: []SlotLine{}}
 	bs, err := s.Read.RecentSlots(ctx, topic, 10)

@@ -111,6 +111,14 @@ func TestWindowsAPI(t *testing.T) {
 		"/api/rates?topic=t&step=week":                                           "want minute or hour",
 		"/api/rates?topic=t&by=city":                                             "want ad_format, country or none",
 		"/api/health":                                                            "topic is required",
+		// Hourly rates are of whole hours: a range cut inside one gave the
+		// whole hour's counts, or none.
+		"/api/rates?topic=t&step=hour&from=2026-11-24T09:00:00Z&to=2026-11-24T09:25:00Z": "whole hours",
+		"/api/rates?topic=t&step=hour&from=2026-11-24T09:25:00Z&to=2026-11-24T10:00:00Z": "whole hours",
+		"/api/anomalies?topic=t&all=maybe":                                               "all",
+		"/api/windows?topic=a/b":                                                         "topic",
+		"/api/health?topic=x'%20OR%201=1--":                                              "topic",
+		"/api/windows?topic=t&from=2026-11-01T00:00:00.5Z&to=2026-11-24T10:00:00Z":       "longer than 7 days",
 	} {
 		code, body := get(t, h, url)
 		if code != http.StatusBadRequest || !strings.Contains(body, want) {
