@@ -101,6 +101,9 @@ func TestBackfillRangeBounded(t *testing.T) {
 		{"--from 2099-01-01T00:00:00Z --to 2099-01-01T01:00:00Z", "has ended yet"},
 		{"--from 2026-01-01T00:00:00Z --to 2026-11-01T00:00:00Z", "at most 31 days"},
 	})
+	refusedBeforeConnecting(t, "status", []struct{ args, want string }{
+		{"--limit 1000000000", "--limit"}, // read as a negative range of seconds: "no slot has run yet"
+	})
 	refusedBeforeConnecting(t, "run-slot", []struct{ args, want string }{
 		{"--slot 1969-12-31T23:00:00Z", "1970"},
 		{"--slot 0001-01-01T00:00:00Z", "1970"},

@@ -18,8 +18,8 @@ func (a *app) statusCmd() *cobra.Command {
 		Short: "Show the most recent slots of a topic from the ledger: offsets, events, late, dead letters, duration",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if limit < 1 {
-				return fmt.Errorf("--limit must be at least 1")
+			if limit < 1 || limit > chstore.MaxRecentMinutes {
+				return fmt.Errorf("--limit must be from 1 to %d (31 days of minutes), got %d", chstore.MaxRecentMinutes, limit)
 			}
 			return a.withStore(cmd, func(store *chstore.Store) error {
 				bs, err := store.RecentSlots(cmd.Context(), a.cfg.Topic, limit)

@@ -66,9 +66,13 @@ func (s *Store) LedgerTotals(ctx context.Context, topic string) (LedgerTotals, e
 // slots (counted back from its latest planned slot), newest slot first, by
 // partition.
 func (s *Store) RecentSlots(ctx context.Context, topic string, minutes int) ([]ledger.Batch, error) {
+	minutes = min(max(minutes, 1), MaxRecentMinutes)
 	return s.queryBatches(ctx, "topic = ? AND slot >= (SELECT max(slot) FROM "+s.Table("batches")+" WHERE topic = ?) - ?",
-		"ORDER BY slot DESC, kafka_partition, sub", topic, topic, uint32((max(minutes, 1)-1)*60))
+		"ORDER BY slot DESC, kafka_partition, sub", topic, topic, uint32((minutes-1)*60))
 }
+
+// MaxRecentMinutes bounds RecentSlots: 31 days of minutes.
+const MaxRecentMinutes = 31 * 24 * 60
 
 // TopicWindows returns the exact windows of topic: its partials summed per
 // window and key.
