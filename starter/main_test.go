@@ -88,9 +88,10 @@ func TestDashboardFlags(t *testing.T) {
 	}
 }
 
-// A backfill range a backfill cannot hold (a mistyped year) is refused
-// before anything connects or starts.
-func TestBackfillRangeBounded(t *testing.T) {
+// Ranges, slots and limits that no run can take (a mistyped year, a
+// minute before 1970, a range not yet begun) are refused before anything
+// connects or starts.
+func TestRangesAndLimitsRefusedBeforeConnecting(t *testing.T) {
 	refusedBeforeConnecting(t, "backfill", []struct{ args, want string }{
 		{"--from 2006-01-01T00:00:00Z --to 2026-01-01T00:00:00Z", "at most 31 days"},
 		{"--from 2099-01-01T00:00:00Z --to 2099-01-01T01:00:00Z", "has ended yet"},
