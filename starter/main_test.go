@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +88,19 @@ func TestDashboardFlags(t *testing.T) {
 			t.Errorf("cache %q (set %v), redis %q: %q, %v; want %q, %q", c.kind, c.kindSet, c.redis, got, err, c.want, c.err)
 		}
 	}
+}
+
+// verify compares the manifest's topic: a --topic that names another is
+// refused (it was ignored, and another topic verified).
+func TestVerifyTopicIsTheManifests(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "run.json")
+	if err := os.WriteFile(p, []byte(`{"topic":"ad-events","produced":1,"valid":1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	refusedBeforeConnecting(t, "verify", []struct{ args, want string }{
+		{"--manifest " + p + " --topic other-topic", "--topic other-topic"},
+		{"--manifest " + p + " --manifest " + p, "twice"},
+	})
 }
 
 // Ranges, slots and limits that no run can take (a mistyped year, a

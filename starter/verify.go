@@ -41,6 +41,9 @@ func (a *app) verifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if cmd.Flag("topic").Changed && a.cfg.Topic != m.Topic {
+				return fmt.Errorf("--topic %s: the manifest is of topic %s, which verify compares; leave --topic out", a.cfg.Topic, m.Topic)
+			}
 			return a.withStore(cmd, func(store *chstore.Store) error {
 				n, err := verify(cmd.Context(), cmd.OutOrStdout(), store, m, show)
 				if err != nil {
@@ -66,6 +69,10 @@ func verify(ctx context.Context, out io.Writer, store *chstore.Store, m *manifes
 		return 0, err
 	}
 	want := m.Table()
+	if len(got) == 0 && len(want) > 0 {
+		return 0, fmt.Errorf("ClickHouse database %s holds no windows of topic %s: have its slots run (starter status), "+
+			"and is RTB_CLICKHOUSE_DATABASE the worker's?", store.Database(), m.Topic)
+	}
 	diffs := agg.Diff(want, got)
 	fmt.Fprintf(out, "topic %s: manifest has %d keys in %d windows, ClickHouse has %d keys in %d windows\n",
 		m.Topic, len(want), len(want.Windows()), len(got), len(got.Windows()))

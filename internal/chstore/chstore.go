@@ -115,6 +115,9 @@ func (s *Store) Close() error {
 // Table qualifies a table name with the database.
 func (s *Store) Table(name string) string { return s.db + "." + name }
 
+// Database is the name of the store's database.
+func (s *Store) Database() string { return s.db }
+
 // Migrate applies the migrations not yet applied, in order, and returns the
 // names of those it applied. Every statement is idempotent, so a migration
 // interrupted half-way is simply applied again.

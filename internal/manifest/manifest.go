@@ -50,12 +50,32 @@ func Read(path string) (*Manifest, error) {
 	}
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", path, err)
+		return nil, fmt.Errorf("manifest %s: not a generator manifest (a JSON object with topic, counts and rows, as generator --manifest writes): %w", path, err)
 	}
 	if m.Topic == "" {
 		return nil, fmt.Errorf("manifest %s: no topic", path)
 	}
+	if err := m.check(); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", path, err)
+	}
 	return &m, nil
+}
+
+// check refuses negative counts, which no run produces.
+func (m *Manifest) check() error {
+	for name, n := range map[string]int64{"produced": m.Produced, "valid": m.Valid, "malformed": m.Malformed, "late": m.Late,
+		"failed": m.Failed, "aborted": m.Aborted} {
+		if n < 0 {
+			return fmt.Errorf("%s is negative (%d)", name, n)
+		}
+	}
+	for _, r := range m.Rows {
+		if r.Count < 0 || r.RevenueMicros < 0 {
+			return fmt.Errorf("the row of %s %s/%s/%s has a negative count or revenue (%d, %d)", r.WindowStart.UTC().Format(time.RFC3339),
+				r.EventType, r.Country, r.AdFormat, r.Count, r.RevenueMicros)
+		}
+	}
+	return nil
 }
 
 // Merge adds up the manifests of several generator runs to one topic (a
@@ -66,9 +86,15 @@ func Merge(ms ...*Manifest) (*Manifest, error) {
 	}
 	out := &Manifest{Topic: ms[0].Topic, Started: ms[0].Started, Finished: ms[0].Finished}
 	t := agg.Table{}
-	for _, m := range ms {
+	for i, m := range ms {
 		if m.Topic != out.Topic {
 			return nil, fmt.Errorf("merge: manifests of topics %s and %s", out.Topic, m.Topic)
+		}
+		for _, o := range ms[:i] {
+			if o.Started.Equal(m.Started) && o.Finished.Equal(m.Finished) && o.Produced == m.Produced {
+				return nil, fmt.Errorf("merge: the run of %s started %s is given twice: each run's manifest once",
+					m.Topic, m.Started.UTC().Format(time.RFC3339Nano))
+			}
 		}
 		if m.Started.Before(out.Started) {
 			out.Started = m.Started
