@@ -53,7 +53,8 @@ func refusedBeforeConnecting(t *testing.T, command string, cases []struct{ args,
 	t.Helper()
 	for _, c := range cases {
 		root := newRoot()
-		root.SetArgs(append([]string{command, "--clickhouse-addr", "127.0.0.1:1"}, strings.Fields(c.args)...))
+		root.SetArgs(append([]string{command, "--clickhouse-addr", "127.0.0.1:1", "--kafka-brokers", "127.0.0.1:1",
+			"--temporal-address", "127.0.0.1:1"}, strings.Fields(c.args)...)) // no server is reached, whatever a test's stack runs
 		root.SetOut(io.Discard)
 		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s %s: %v, want an error about %s", command, c.args, err, c.want)
@@ -103,6 +104,18 @@ func TestVerifyTopicIsTheManifests(t *testing.T) {
 	})
 }
 
+// A time that is not RFC 3339 is an error that shows one, not Go's layout
+// ("2006-01-02T15:04:05Z07:00" reads as a time to check against).
+func TestTimeFlagErrors(t *testing.T) {
+	_, _, errRange := parseRange("garbage", "2026-11-24T10:00:00Z")
+	_, errSlot := parseSlot("10:00")
+	for _, err := range []error{errRange, errSlot} {
+		if err == nil || strings.Contains(err.Error(), "2006-01-02T15:04:05Z07:00") || !strings.Contains(err.Error(), "like 2026-11-24T") {
+			t.Errorf("error %v: want one that shows an RFC 3339 time, without Go's layout", err)
+		}
+	}
+}
+
 // Ranges, slots and limits that no run can take (a mistyped year, a
 // minute before 1970, a range not yet begun) are refused before anything
 // connects or starts.
@@ -119,6 +132,9 @@ func TestRangesAndLimitsRefusedBeforeConnecting(t *testing.T) {
 	})
 	refusedBeforeConnecting(t, "status", []struct{ args, want string }{
 		{"--limit 1000000000", "--limit"}, // read as a negative range of seconds: "no slot has run yet"
+	})
+	refusedBeforeConnecting(t, "wait", []struct{ args, want string }{
+		{"--timeout -1s", "--timeout"}, // "not processed after -1s"
 	})
 	refusedBeforeConnecting(t, "run-slot", []struct{ args, want string }{
 		{"--slot 1969-12-31T23:00:00Z", "1970"},

@@ -16,19 +16,28 @@ import (
 	"github.com/rtbpipe/rtbpipe/workflows"
 )
 
+// parseTimeFlag reads flag's RFC 3339 time v.
+func parseTimeFlag(flag, v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s %q: want an RFC 3339 time like 2026-11-24T10:00:00Z (a zone, Z or +01:00, is required)", flag, v)
+	}
+	return t, nil
+}
+
 // parseRange reads --from and --to (RFC 3339) as whole minutes: from rounded
 // down, to rounded up.
 func parseRange(from, to string) (time.Time, time.Time, error) {
 	if from == "" || to == "" {
 		return time.Time{}, time.Time{}, fmt.Errorf("--from and --to are required (RFC 3339, e.g. 2026-11-23T10:00:00Z)")
 	}
-	f, err := time.Parse(time.RFC3339, from)
+	f, err := parseTimeFlag("--from", from)
 	if err != nil {
-		return time.Time{}, time.Time{}, fmt.Errorf("--from %q: %w", from, err)
+		return time.Time{}, time.Time{}, err
 	}
-	t, err := time.Parse(time.RFC3339, to)
+	t, err := parseTimeFlag("--to", to)
 	if err != nil {
-		return time.Time{}, time.Time{}, fmt.Errorf("--to %q: %w", to, err)
+		return time.Time{}, time.Time{}, err
 	}
 	f = f.UTC().Truncate(time.Minute)
 	if r := t.UTC().Truncate(time.Minute); r.Before(t) {

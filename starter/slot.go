@@ -14,9 +14,9 @@ import (
 
 // parseSlot reads an RFC 3339 time that must be the start of a minute.
 func parseSlot(s string) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339, s)
+	t, err := parseTimeFlag("--slot", s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("--slot %q: want an RFC 3339 minute like 2026-11-24T21:14:00Z: %w", s, err)
+		return time.Time{}, err
 	}
 	if !t.Equal(t.Truncate(time.Minute)) {
 		return time.Time{}, fmt.Errorf("--slot %q: a slot is a whole minute; seconds must be zero", s)

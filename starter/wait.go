@@ -17,6 +17,9 @@ func (a *app) waitCmd() *cobra.Command {
 		Short: "Wait until every record now in the topic has been processed by a finished slot",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if timeout <= 0 {
+				return fmt.Errorf("--timeout must be positive, got %s", timeout)
+			}
 			ctx := cmd.Context()
 			kc, err := connect.Kafka(ctx, a.cfg, "rtbpipe-starter")
 			if err != nil {
