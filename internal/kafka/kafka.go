@@ -99,13 +99,18 @@ func EnsureTopic(cl sarama.Client, topic string, partitions int32) (int32, error
 // ErrNoTopic says that a topic does not exist.
 var ErrNoTopic = errors.New("no such topic")
 
+// noTopic is ErrNoTopic for topic, saying what to do.
+func noTopic(topic string) error {
+	return fmt.Errorf("topic %s does not exist on the brokers: create it (starter setup --topic %s) or check the topic name (RTB_KAFKA_TOPIC, --topic): %w",
+		topic, topic, ErrNoTopic)
+}
+
 // Partitions lists topic's partitions, refreshing metadata first so that
 // added partitions are seen.
 func Partitions(cl sarama.Client, topic string) ([]int32, error) {
 	if err := cl.RefreshMetadata(topic); err != nil {
 		if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-			return nil, fmt.Errorf("topic %s does not exist on the brokers: create it (starter setup --topic %s) or check the topic name (RTB_KAFKA_TOPIC, --topic): %w",
-				topic, topic, ErrNoTopic)
+			return nil, noTopic(topic)
 		}
 		return nil, fmt.Errorf("metadata of topic %s: %w", topic, err)
 	}
@@ -258,6 +263,9 @@ func TopicID(cl sarama.Client, topic string) (string, error) {
 	for _, t := range res.Topics {
 		if t.Name != topic {
 			continue
+		}
+		if errors.Is(t.Err, sarama.ErrUnknownTopicOrPartition) {
+			return "", noTopic(topic)
 		}
 		if t.Err != sarama.ErrNoError {
 			return "", fmt.Errorf("topic ID of %s: %w", topic, t.Err)

@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,5 +87,27 @@ func TestListOffsetsNewestIsTheLastStableOffset(t *testing.T) {
 	}
 	if err := prod.EndTransaction(context.Background(), kgo.TryAbort); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A topic the brokers do not have is the same error whichever question
+// finds it: one that says what to do, not the broker's code.
+func TestMissingTopicSaysWhatToDo(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := NewClient(context.Background(), c.ListenAddrs(), NewConfig("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	_, errParts := Partitions(cl, "no-such-topic")
+	_, errID := TopicID(cl, "no-such-topic")
+	for name, err := range map[string]error{"Partitions": errParts, "TopicID": errID} {
+		if !errors.Is(err, ErrNoTopic) || !strings.Contains(err.Error(), "starter setup") {
+			t.Errorf("%s: %v, want ErrNoTopic saying what to do", name, err)
+		}
 	}
 }
