@@ -257,6 +257,7 @@ func (s *Server) respond(fn func(context.Context, *http.Request) ([]byte, string
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		if err != nil {
+			err = chstore.WithHint(err)
 			code := http.StatusBadGateway
 			if errors.Is(err, errBadRequest) {
 				code = http.StatusBadRequest
