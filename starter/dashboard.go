@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -42,11 +43,13 @@ func (a *app) dashboardCmd() *cobra.Command {
 				return fmt.Errorf("dashboard on %q (--addr, RTB_DASHBOARD_ADDR): %w", addr, err)
 			}
 			return a.withStore(cmd, func(store *chstore.Store) error {
-				kc, err := connect.Kafka(cmd.Context(), a.cfg, "rtbpipe-dashboard")
-				if err != nil {
-					return err
+				kc := &lazyKafka{connect: func(ctx context.Context) (sarama.Client, error) {
+					return connect.Kafka(ctx, a.cfg, "rtbpipe-dashboard")
+				}, now: time.Now}
+				defer kc.close()
+				if _, err := kc.client(cmd.Context()); err != nil {
+					a.logger.Warn("dashboard: Kafka cannot be reached; it serves without the consumer lag, and tries again", "err", err)
 				}
-				defer kc.Close()
 				srv := &dashboard.Server{Read: store, Lag: lagOf(store, kc), TemporalUI: a.uiURL, Namespace: a.cfg.TemporalNamespace, Log: a.logger}
 				switch cacheKind {
 				case "memory":
@@ -90,8 +93,12 @@ func dashboardCache(kind string, kindSet bool, redisAddr string) (string, error)
 
 // lagOf returns each partition's consumer lag: its high watermark minus the
 // end of its latest plan.
-func lagOf(store *chstore.Store, kc sarama.Client) func(context.Context, string) (map[int32]int64, error) {
+func lagOf(store *chstore.Store, lk *lazyKafka) func(context.Context, string) (map[int32]int64, error) {
 	return func(ctx context.Context, topic string) (map[int32]int64, error) {
+		kc, err := lk.client(ctx)
+		if err != nil {
+			return nil, err
+		}
 		parts, err := kafka.Partitions(kc, topic)
 		if err != nil {
 			return nil, err
@@ -109,6 +116,42 @@ func lagOf(store *chstore.Store, kc sarama.Client) func(context.Context, string)
 			lag[p] = max(highs[p]-plans[p].End, 0)
 		}
 		return lag, nil
+	}
+}
+
+// lazyKafka is the dashboard's Kafka client, connected on first use and,
+// after a failure, again at most every kafkaRetry: the dashboard serves
+// without Kafka, which only the consumer lag of /api/health needs.
+type lazyKafka struct {
+	connect func(context.Context) (sarama.Client, error)
+	now     func() time.Time
+	mu      sync.Mutex
+	kc      sarama.Client
+	err     error
+	tried   time.Time
+}
+
+const kafkaRetry = 30 * time.Second
+
+func (l *lazyKafka) client(ctx context.Context) (sarama.Client, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.kc != nil {
+		return l.kc, nil
+	}
+	if l.err != nil && l.now().Sub(l.tried) < kafkaRetry {
+		return nil, l.err
+	}
+	l.tried = l.now()
+	l.kc, l.err = l.connect(ctx)
+	return l.kc, l.err
+}
+
+func (l *lazyKafka) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.kc != nil {
+		l.kc.Close()
 	}
 }
 

@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/IBM/sarama"
 )
 
 // A mistyped subcommand of a command group is an error (exit 1), as a
@@ -193,5 +197,29 @@ func TestMisspeltVariableWarned(t *testing.T) {
 	_ = root.Execute()
 	if !strings.Contains(stderr.String(), "warning: "+misspelt+" is set") || !strings.Contains(stderr.String(), "did you mean RTB_CLICKHOUSE_ADDR?") {
 		t.Errorf("stderr %q does not warn of %s", stderr.String(), misspelt)
+	}
+}
+
+// The dashboard's Kafka client: a failed connection is not retried on
+// every request, but again after kafkaRetry, and kept once made.
+func TestLazyKafkaRetries(t *testing.T) {
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	calls := 0
+	l := &lazyKafka{now: func() time.Time { return now }, connect: func(context.Context) (sarama.Client, error) {
+		calls++
+		return nil, errors.New("connection refused")
+	}}
+	ctx := context.Background()
+	for range 3 {
+		if _, err := l.client(ctx); err == nil {
+			t.Fatal("connected to nothing")
+		}
+	}
+	if calls != 1 {
+		t.Errorf("%d connection attempts within %s, want 1", calls, kafkaRetry)
+	}
+	now = now.Add(kafkaRetry)
+	if _, err := l.client(ctx); err == nil || calls != 2 {
+		t.Errorf("after %s: %d attempts (%v), want a second", kafkaRetry, calls, err)
 	}
 }
