@@ -652,3 +652,30 @@ func (f *planFixture) produceIn(cl *kgo.Client, stamps ...time.Time) {
 		}
 	}
 }
+
+// The previous plan of an adopted topic (deleted and created again) is of
+// the old log: its end and floor say nothing of the new log's offsets, and
+// the planner does not read the new log from them past a record stamped
+// ahead; the new incarnation's first plan ends where ListOffsets says.
+func TestLookingPastARecordStampedAheadNotAcrossTopicIDs(t *testing.T) {
+	f := newPlanFixture(t)
+	base := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	f.produce(stamps(10, base.Add(time.Second))...)
+	f.produce(time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)) // 10: the old log's end, stamped ahead
+	f.clock = base.Add(time.Minute + time.Second)
+	if b := f.plan(base); b.End != 10 {
+		t.Fatalf("slot %s planned [%d,%d), want [0,10)", base.Format("15:04"), b.Start, b.End)
+	}
+	f.recreate()
+	f.produce(stamps(2, base.Add(70*time.Second))...)         // 0-1: slot base+1
+	f.produce(base.Add(2*time.Minute + 500*time.Millisecond)) // 2: the next minute
+	id, err := kafka.TopicID(f.a.Kafka, planTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.plans.adopted = map[string]bool{id: true}
+	f.clock = base.Add(2*time.Minute + 2*time.Second)
+	if b := f.plan(base.Add(time.Minute)); b.Start != 0 || b.End != 2 {
+		t.Errorf("the adopted topic's first slot planned [%d,%d), want [0,2)", b.Start, b.End)
+	}
+}
