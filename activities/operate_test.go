@@ -62,3 +62,19 @@ func TestBeatWhile(t *testing.T) {
 		t.Errorf("%d beats in 200 ms at every 10 ms, then %d after the stop", got, n.Load()-got)
 	}
 }
+
+// Records without a timestamp (-1) say nothing of their minutes: a
+// backfill runs every minute of its range then, as before.
+func TestBackfillRunsEveryMinuteOfRecordsWithoutTimestamps(t *testing.T) {
+	f := newPlanFixture(t)
+	base := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	f.a.Ops = ledgerSlots{}
+	f.produce(time.UnixMilli(-1), time.UnixMilli(-1))
+	got, err := f.a.FindBackfillSlots(context.Background(), RangeInput{Topic: planTopic, From: base, To: base.Add(3 * time.Minute), Source: SourceKafka})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []time.Time{base, base.Add(time.Minute), base.Add(2 * time.Minute)}; !slices.Equal(got, want) {
+		t.Errorf("slots %v, want %v", got, want)
+	}
+}

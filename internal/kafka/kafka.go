@@ -168,10 +168,11 @@ func ListOffsets(cl sarama.Client, topic string, parts []int32, when int64) (map
 }
 
 // EarliestStamp returns the earliest timestamp of the first records of
-// topic's partitions parts stamped at or after the Unix epoch (found is
-// false when they hold none): every offset Kafka holds is at or after the
-// first offset stamped past any earlier minute, so a plan of such a minute
-// made now would be empty.
+// topic's partitions parts stamped at or after the Unix epoch: every offset
+// Kafka holds is at or after the first offset stamped past any earlier
+// minute, so a plan of such a minute made now would be empty. When none is
+// so stamped it is the epoch if the partitions hold records (stamped before
+// it, or without a timestamp: -1), and found is false if they hold none.
 func EarliestStamp(cl sarama.Client, topic string, parts []int32) (earliest time.Time, found bool, err error) {
 	offs, stamps, err := listOffsetsStamped(cl, topic, parts, 0)
 	if err != nil {
@@ -182,7 +183,23 @@ func EarliestStamp(cl sarama.Client, topic string, parts []int32) (earliest time
 			earliest, found = ts, true
 		}
 	}
-	return earliest, found, nil
+	if found {
+		return earliest, true, nil
+	}
+	starts, err := ListOffsets(cl, topic, parts, sarama.OffsetOldest)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	ends, err := ListOffsets(cl, topic, parts, sarama.OffsetNewest)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	for _, p := range parts {
+		if ends[p] > starts[p] {
+			return time.Unix(0, 0).UTC(), true, nil
+		}
+	}
+	return time.Time{}, false, nil
 }
 
 // listOffsetsStamped is ListOffsets, with the timestamp of each offset's
