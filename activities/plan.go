@@ -399,8 +399,8 @@ func (a *Activities) endPastPlanned(ctx context.Context, topic, topicID string, 
 	if _, planned := next[p]; off < 0 || !ok || planned || b.OtherTopic(topicID) {
 		return off, nil
 	}
-	from := max(b.End, plan.Floor(&b, slot))
-	if off >= from || b.PlannedAt.Before(slot.Add(-time.Minute)) {
+	start := max(b.End, plan.Floor(&b, slot)) // the plan takes these offsets anyway
+	if off >= start || b.PlannedAt.Before(slot.Add(-time.Minute)) {
 		return off, nil
 	}
 	if e.ctx == nil {
@@ -414,8 +414,8 @@ func (a *Activities) endPastPlanned(ctx context.Context, topic, topicID string, 
 	if err != nil {
 		return 0, err
 	}
-	from = max(from, e.scanned[p])
-	to := min(highs[p], max(b.End, plan.Floor(&b, slot))+e.Offsets)
+	from := max(start, e.scanned[p])
+	to := min(highs[p], start+e.Offsets)
 	end, found, err := kafka.FirstStamped(e.ctx, a.Conn, topic, p, from, to, slot.Add(time.Minute))
 	switch {
 	case err != nil && ctx.Err() == nil && e.ctx.Err() != nil: // the budget is spent
