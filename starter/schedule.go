@@ -216,7 +216,7 @@ func (s scheduleSettings) validate() error {
 		return fmt.Errorf("--reconcile-every must be 0 (no reconciliation schedule) or at least 1m, got %s: each run starts 30s into its interval", s.recEvery)
 	}
 	if s.recLookback < time.Minute || s.recLookback > workflows.MaxRange {
-		return fmt.Errorf("--reconcile-lookback must be from 1m to 744h (31 days), got %s", s.recLookback)
+		return fmt.Errorf("--reconcile-lookback must be from 1m to %s (%d days), got %s", workflows.MaxRange, workflows.MaxRange/(24*time.Hour), s.recLookback)
 	}
 	return nil
 }

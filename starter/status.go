@@ -19,7 +19,7 @@ func (a *app) statusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 1 || limit > chstore.MaxRecentMinutes {
-				return fmt.Errorf("--limit must be from 1 to %d (31 days of minutes), got %d", chstore.MaxRecentMinutes, limit)
+				return fmt.Errorf("--limit must be from 1 to %d (%d days of minutes), got %d", chstore.MaxRecentMinutes, chstore.MaxRecentMinutes/(24*60), limit)
 			}
 			return a.withStore(cmd, func(store *chstore.Store) error {
 				bs, err := store.RecentSlots(cmd.Context(), a.cfg.Topic, limit)

@@ -28,7 +28,7 @@ const MaxRange = 31 * 24 * time.Hour
 // or of minutes no slot can have (plan.CheckSlot).
 func CheckRange(from, to time.Time) error {
 	if to.Sub(from) > MaxRange {
-		return fmt.Errorf("a range covers at most 31 days, and [%s, %s) is %.0f days: run one per month",
+		return fmt.Errorf("a range covers at most %d days, and [%s, %s) is %.0f days: run one per month", MaxRange/(24*time.Hour),
 			from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), to.Sub(from).Hours()/24)
 	}
 	for _, m := range []time.Time{from.Truncate(time.Minute), to.Add(-time.Nanosecond).Truncate(time.Minute)} {

@@ -66,12 +66,13 @@ const (
 	DefaultTaskQueue       = "rtbpipe"
 )
 
-// The settings that give each server's address, for errors that say what to
-// fix.
+// The settings that give each server's address, and the topic, for errors
+// that say what to fix.
 const (
 	KafkaBrokersSetting    = "RTB_KAFKA_BROKERS, --kafka-brokers"
 	ClickHouseAddrSetting  = "RTB_CLICKHOUSE_ADDR, --clickhouse-addr"
 	TemporalAddressSetting = "RTB_TEMPORAL_ADDRESS, --temporal-address"
+	TopicSetting           = "RTB_KAFKA_TOPIC, --topic"
 )
 
 // FromEnv reads the RTB_* environment variables, with the defaults above.
@@ -148,7 +149,7 @@ func (c *Config) Validate() error {
 	}
 	c.Topic = strings.TrimSpace(c.Topic)
 	if err := CheckTopic(c.Topic); err != nil {
-		return fmt.Errorf("%w (RTB_KAFKA_TOPIC, --topic)", err)
+		return fmt.Errorf("%w (%s)", err, TopicSetting)
 	}
 	if !validName(c.ClickHouseDatabase) {
 		return fmt.Errorf("ClickHouse database %q: only letters, digits and _ are allowed", c.ClickHouseDatabase)

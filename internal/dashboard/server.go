@@ -42,11 +42,8 @@ type Reader interface {
 	TotalsGeneration(ctx context.Context, topic string, from, to time.Time) (string, error)
 }
 
-// MaxRange bounds the range one API request reads (maxRangeText says it).
-const (
-	MaxRange     = 7 * 24 * time.Hour
-	maxRangeText = "7 days"
-)
+// MaxRange bounds the range one API request reads.
+const MaxRange = 7 * 24 * time.Hour
 
 // Server is the dashboard's HTTP handler.
 type Server struct {
@@ -172,8 +169,8 @@ func (s *Server) parseQuery(v url.Values) (query, error) {
 	case !q.from.Before(q.to):
 		return q, badRequest("from %s is not before to %s", q.from.Format(time.RFC3339), q.to.Format(time.RFC3339))
 	case q.to.Sub(q.from) > MaxRange:
-		return q, badRequest("the range [%s, %s) is longer than %s: ask for less", q.from.UTC().Format(time.RFC3339),
-			q.to.UTC().Format(time.RFC3339), maxRangeText)
+		return q, badRequest("the range [%s, %s) is longer than %d days: ask for less", q.from.UTC().Format(time.RFC3339),
+			q.to.UTC().Format(time.RFC3339), MaxRange/(24*time.Hour))
 	}
 	q.from, q.to = q.from.UTC(), q.to.UTC()
 	return q, nil

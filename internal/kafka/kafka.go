@@ -101,8 +101,8 @@ var ErrNoTopic = errors.New("no such topic")
 
 // noTopic is ErrNoTopic for topic, saying what to do.
 func noTopic(topic string) error {
-	return fmt.Errorf("topic %s does not exist on the brokers: create it (starter setup --topic %s) or check the topic name (RTB_KAFKA_TOPIC, --topic): %w",
-		topic, topic, ErrNoTopic)
+	return fmt.Errorf("topic %s does not exist on the brokers: create it (starter setup --topic %s) or check the topic name (%s): %w",
+		topic, topic, config.TopicSetting, ErrNoTopic)
 }
 
 // Partitions lists topic's partitions, refreshing metadata first so that
