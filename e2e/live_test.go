@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.temporal.io/sdk/client"
 
 	"github.com/rtbpipe/rtbpipe/internal/kafka"
 	"github.com/rtbpipe/rtbpipe/workflows"
@@ -87,6 +88,19 @@ func (s *stream) wait(t *testing.T) *dataset {
 	return s.d
 }
 
+// tailingSchedule creates topic's tailing slot schedule on the test's task
+// queue (idle partitions waited for 2 s), deleted when the test ends.
+func (e *env) tailingSchedule(t *testing.T, topic string) client.ScheduleHandle {
+	t.Helper()
+	sched, err := e.temporal.ScheduleClient().Create(context.Background(),
+		workflows.SlotSchedule(workflows.ScheduledInput{Topic: topic, Tail: true, IdleWait: 2 * time.Second}, e.cfg.TaskQueue))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sched.Delete(context.Background()) })
+	return sched
+}
+
 // waitWorkflow waits for a workflow started by someone else (the schedule).
 func (e *env) waitWorkflow(t *testing.T, id string, timeout time.Duration, res any) {
 	t.Helper()
@@ -115,12 +129,7 @@ func TestLiveScheduleTails(t *testing.T) {
 	e := getEnv(t).alongside(t)
 	w := e.startWorker(t)
 	topic := e.newTopic(t, 3)
-	sched, err := e.temporal.ScheduleClient().Create(context.Background(),
-		workflows.SlotSchedule(workflows.ScheduledInput{Topic: topic, Tail: true, IdleWait: 2 * time.Second}, e.cfg.TaskQueue))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sched.Delete(context.Background()) })
+	sched := e.tailingSchedule(t, topic)
 
 	// s1 is the warm-up (no slot ran the minute before it); s2 and s3 tail
 	// from their start. Records stop before s3 ends, so that its partitions
@@ -169,12 +178,7 @@ func TestLiveSlotsOnTimeAfterARecordStampedAhead(t *testing.T) {
 	e := getEnv(t).alongside(t)
 	e.startWorker(t)
 	topic := e.newTopic(t, 1)
-	sched, err := e.temporal.ScheduleClient().Create(context.Background(),
-		workflows.SlotSchedule(workflows.ScheduledInput{Topic: topic, Tail: true, IdleWait: 2 * time.Second}, e.cfg.TaskQueue))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sched.Delete(context.Background()) })
+	sched := e.tailingSchedule(t, topic)
 	cfg := kafka.NewConfig("rtbpipe-e2e-ahead")
 	cfg.Producer.Partitioner = sarama.NewManualPartitioner
 	cfg.Producer.Return.Successes = true
